@@ -1,0 +1,123 @@
+"""Speed and rate of icmkit's default learned codec next to CompressAI's MeanScaleHyperprior(128, 192).
+
+Both are measured in the same process on the same 768×512 photo with the same torch thread count, so
+the ratio is meaningful on any machine. CompressAI is optional (``pip install -e '.[compressai]'``,
+best in its own virtual environment since it pins numpy<2); without it only icmkit is measured.
+CompressAI's pretrained weights need a download, so by default its model runs on random weights:
+its timings are real (the transforms dominate), its bpp/PSNR are then not meaningful and not shown.
+
+    python benchmarks/speed.py [--image PHOTO] [--repeats 5] [--threads 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import icmkit
+from icmkit.data import sample_path
+
+
+def load_photo(path: str | None) -> tuple[np.ndarray, str]:
+    if path:
+        return icmkit.read_image(path), path
+    # The bundled CC0 coffee photo (600×400) resized to Kodak's 768×512.
+    image = Image.open(sample_path("coffee.png")).convert("RGB").resize((768, 512), Image.Resampling.BICUBIC)
+    return np.asarray(image), "coffee.png resized to 768×512"
+
+
+def timed(fn, repeats: int):
+    fn()  # warm-up: model loading, allocator, thread pool
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return result, statistics.median(times)
+
+
+def measure_icmkit(image: np.ndarray, codec_name: str, quality: int | None, repeats: int) -> dict:
+    codec = icmkit.get_codec(codec_name)
+    quality = codec.quality.validate(quality)
+    data, encode_s = timed(lambda: codec.encode(image, quality), repeats)
+    decoded, decode_s = timed(lambda: codec.decode(data), repeats)
+    return {
+        "codec": f"icmkit {codec_name} q{quality}", "bytes": len(data),
+        "bpp": icmkit.bits_per_pixel(len(data), image.shape), "psnr": icmkit.psnr(image, decoded),
+        "encode_s": encode_s, "decode_s": decode_s,
+    }
+
+
+def measure_compressai(image: np.ndarray, repeats: int, pretrained_quality: int | None) -> dict | None:
+    try:
+        from compressai.models import MeanScaleHyperprior
+    except ImportError:
+        return None
+    if pretrained_quality:
+        from compressai.zoo import mbt2018_mean
+
+        model, label = mbt2018_mean(quality=pretrained_quality, pretrained=True), f"q{pretrained_quality} pretrained"
+    else:
+        torch.manual_seed(0)
+        model, label = MeanScaleHyperprior(128, 192), "random weights"
+    model = model.eval()
+    model.update(force=True)
+    height, width = image.shape[:2]
+    x = torch.from_numpy(image.copy()).permute(2, 0, 1).unsqueeze(0).float() / 255
+    x = F.pad(x, (0, -width % 64, 0, -height % 64))
+    with torch.no_grad():
+        coded, encode_s = timed(lambda: model.compress(x), repeats)
+        out, decode_s = timed(lambda: model.decompress(coded["strings"], coded["shape"]), repeats)
+    size = sum(len(s[0]) for s in coded["strings"])
+    result = {"codec": f"CompressAI MeanScaleHyperprior(128,192) {label}", "bytes": size,
+              "encode_s": encode_s, "decode_s": decode_s}
+    if pretrained_quality:
+        decoded = (out["x_hat"][0, :, :height, :width].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        result.update(bpp=8 * size / (height * width), psnr=icmkit.psnr(image, decoded))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", help="photo to code (default: bundled coffee.png resized to 768×512)")
+    parser.add_argument("--codec", default=icmkit.DEFAULT_CODEC)
+    parser.add_argument("--quality", type=int)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compressai-pretrained", type=int, metavar="Q",
+                        help="use CompressAI's pretrained mbt2018-mean at quality Q (downloads weights)")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    image, source = load_photo(args.image)
+    rows = [measure_icmkit(image, args.codec, args.quality, args.repeats)]
+    reference = measure_compressai(image, args.repeats, args.compressai_pretrained)
+    if reference:
+        rows.append(reference)
+    print(f"image: {source} ({image.shape[1]}×{image.shape[0]}), torch threads: {args.threads}, "
+          f"median of {args.repeats} runs")
+    print(f"{'codec':58s} {'bytes':>8s} {'bpp':>7s} {'PSNR':>7s} {'enc s':>7s} {'dec s':>7s}")
+    for row in rows:
+        bpp = f"{row['bpp']:.4f}" if "bpp" in row else "n/a"
+        quality = f"{row['psnr']:.2f}" if "psnr" in row else "n/a"
+        print(f"{row['codec']:58s} {row['bytes']:8d} {bpp:>7s} {quality:>7s} {row['encode_s']:7.3f} {row['decode_s']:7.3f}")
+    if reference:
+        print(f"speed-up vs CompressAI: encode {reference['encode_s'] / rows[0]['encode_s']:.2f}×, "
+              f"decode {reference['decode_s'] / rows[0]['decode_s']:.2f}×")
+    else:
+        print("CompressAI not installed: pip install -e '.[compressai]' (in its own venv) to compare")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"image": source, "threads": args.threads, "repeats": args.repeats, "results": rows}, handle,
+                      indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from icmkit.cli.main import main
+
+main()

@@ -1,0 +1,181 @@
+"""The ``.icm`` container, format version 1: one file = one coded image (or feature set).
+
+Layout (integers little-endian; ``uv`` = unsigned LEB128 varint, at most 5 bytes)::
+
+    magic        4   b"\\x89ICM"  (high bit set: catches 7-bit channels, as PNG does)
+    version      1   format version (1)
+    kind         1   0 = pixel codec, 1 = feature codec
+    codec        1+n length-prefixed ASCII codec name, e.g. "icm-mse"
+    quality      1   quality id within the codec (1…255)
+    digest       8   first 8 bytes of SHA-256 of the weights that wrote it
+    width        uv  original width in pixels
+    height       uv  original height
+    channels     1   original channel count coded (3)
+    pad_bottom   uv  rows added before coding (the decoder crops them)
+    pad_right    uv  columns added before coding
+    extra        uv + bytes   codec-specific header (feature shape, backbone id…; empty for pixel codecs)
+    streams      1   number of entropy-coded streams
+    lengths      uv × streams
+    payload      the streams, concatenated
+    crc32        4   CRC-32 (zlib) of every byte before it
+
+Every byte is counted in the rate. Readers refuse a foreign magic, a newer version, a CRC mismatch,
+inconsistent lengths and dimensions beyond the pixel limit — before allocating anything image-sized.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from icmkit.errors import BitstreamError
+from icmkit.varint import VarintError, decode_uv, encode_uv
+
+MAGIC = b"\x89ICM"
+FORMAT_VERSION = 1
+DIGEST_BYTES = 8
+KINDS = ("pixel", "feature")
+MAX_STREAMS = 16
+_MAX_VARINT_BYTES = 5
+
+
+@dataclass(frozen=True)
+class IcmHeader:
+    codec: str
+    quality: int
+    digest: bytes
+    width: int
+    height: int
+    kind: str = "pixel"
+    channels: int = 3
+    pad_bottom: int = 0
+    pad_right: int = 0
+    extra: bytes = b""
+    stream_lengths: tuple[int, ...] = field(default=())
+    version: int = FORMAT_VERSION
+
+
+def _uv(value: int) -> bytes:
+    return encode_uv(value, _MAX_VARINT_BYTES)
+
+
+def pack(header: IcmHeader, streams: list[bytes]) -> bytes:
+    name = header.codec.encode("ascii")
+    if not 0 < len(name) < 256:
+        raise ValueError("codec name must be 1…255 ASCII bytes")
+    if not 1 <= header.quality <= 255:
+        raise ValueError("quality id must be 1…255")
+    if len(header.digest) != DIGEST_BYTES:
+        raise ValueError(f"digest must be {DIGEST_BYTES} bytes")
+    if not 0 < len(streams) <= MAX_STREAMS:
+        raise ValueError("1…16 streams")
+    out = bytearray(MAGIC)
+    out += bytes([FORMAT_VERSION, KINDS.index(header.kind), len(name)]) + name
+    out += bytes([header.quality]) + header.digest
+    out += _uv(header.width) + _uv(header.height) + bytes([header.channels])
+    out += _uv(header.pad_bottom) + _uv(header.pad_right)
+    out += _uv(len(header.extra)) + header.extra
+    out += bytes([len(streams)]) + b"".join(_uv(len(s)) for s in streams)
+    out += b"".join(streams)
+    out += struct.pack("<I", zlib.crc32(out))
+    return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, count: int, what: str) -> bytes:
+        if self.pos + count > len(self.data):
+            raise BitstreamError(f"truncated .icm stream (ends inside the {what})")
+        chunk = self.data[self.pos : self.pos + count]
+        self.pos += count
+        return chunk
+
+    def byte(self, what: str) -> int:
+        return self.take(1, what)[0]
+
+    def uv(self, what: str) -> int:
+        try:
+            value, self.pos = decode_uv(self.data, self.pos, _MAX_VARINT_BYTES)
+        except VarintError as exc:
+            if exc.truncated:
+                raise BitstreamError(f"truncated .icm stream (ends inside the {what})") from None
+            raise BitstreamError(f"malformed .icm header ({what} varint too long)") from None
+        return value
+
+
+def peek_is_icm(data: bytes) -> bool:
+    return data[:4] == MAGIC
+
+
+def read_codec_name(data: bytes) -> str | None:
+    """The codec name of an .icm stream's header, without verifying the rest (for dispatch only)."""
+    if len(data) < 8 or not peek_is_icm(data):
+        return None
+    end = 7 + data[6]
+    try:
+        return data[7:end].decode("ascii") if len(data) >= end else None
+    except UnicodeDecodeError:
+        return None
+
+
+def unpack(data: bytes, max_pixels: int | None = None) -> tuple[IcmHeader, list[bytes]]:
+    """Parse and verify a stream; ``max_pixels`` refuses oversized dimensions before any allocation."""
+    if len(data) < 4 or data[:4] != MAGIC:
+        raise BitstreamError("not an .icm stream (bad magic bytes)")
+    if len(data) < 6:
+        raise BitstreamError("truncated .icm stream")
+    if data[4] != FORMAT_VERSION:
+        if data[4] > FORMAT_VERSION:
+            raise BitstreamError(
+                f".icm format version {data[4]} is newer than this icmkit reads (version {FORMAT_VERSION}); upgrade icmkit"
+            )
+        raise BitstreamError(f"unknown .icm format version {data[4]}")
+    if len(data) < 10:
+        raise BitstreamError("truncated .icm stream")
+    (stored_crc,) = struct.unpack("<I", data[-4:])
+    if zlib.crc32(data[:-4]) != stored_crc:
+        raise BitstreamError(".icm stream is corrupt or truncated (CRC-32 mismatch)")
+    reader = _Reader(data[:-4])
+    reader.take(5, "magic")
+    kind_id = reader.byte("kind")
+    if kind_id >= len(KINDS):
+        raise BitstreamError(f"unknown codec kind {kind_id} in .icm header")
+    name_len = reader.byte("codec name")
+    try:
+        codec = reader.take(name_len, "codec name").decode("ascii")
+    except UnicodeDecodeError:
+        raise BitstreamError("malformed .icm header (codec name is not ASCII)") from None
+    quality = reader.byte("quality")
+    digest = reader.take(DIGEST_BYTES, "weights digest")
+    width, height = reader.uv("width"), reader.uv("height")
+    channels = reader.byte("channels")
+    if width < 1 or height < 1 or channels != 3:
+        raise BitstreamError(f"malformed .icm header ({width}×{height}×{channels})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise BitstreamError(
+            f".icm header declares {width}×{height} = {width * height:,} pixels, over the limit of {max_pixels:,} "
+            "(set ICM_MAX_PIXELS to raise it)"
+        )
+    pad_bottom, pad_right = reader.uv("padding"), reader.uv("padding")
+    if pad_bottom > 4096 or pad_right > 4096:
+        raise BitstreamError("malformed .icm header (padding too large)")
+    extra = reader.take(reader.uv("extra length"), "extra header")
+    count = reader.byte("stream count")
+    if not 0 < count <= MAX_STREAMS:
+        raise BitstreamError(f"malformed .icm header ({count} streams)")
+    lengths = tuple(reader.uv("stream length") for _ in range(count))
+    payload = reader.data[reader.pos :]
+    if sum(lengths) != len(payload):
+        raise BitstreamError(".icm stream lengths do not match its payload (corrupt or truncated)")
+    streams, pos = [], 0
+    for length in lengths:
+        streams.append(payload[pos : pos + length])
+        pos += length
+    header = IcmHeader(
+        codec=codec, quality=quality, digest=digest, width=width, height=height, kind=KINDS[kind_id],
+        channels=channels, pad_bottom=pad_bottom, pad_right=pad_right, extra=extra, stream_lengths=lengths,
+    )
+    return header, streams

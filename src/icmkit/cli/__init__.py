@@ -1,0 +1,1 @@
+"""The ``icm`` command line."""

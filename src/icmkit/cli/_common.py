@@ -1,0 +1,58 @@
+"""What every command shares: error reporting, warnings on stderr, output-path safety."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from icmkit.errors import IcmError, OutputExistsError
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
+def user_errors(command):
+    """Turn :class:`IcmError` into one line on stderr and exit status 2 (no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        previous = warnings.showwarning
+        warnings.showwarning = _show_warning
+        try:
+            return command(*args, **kwargs)
+        except IcmError as exc:
+            err_console.print(f"[red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[red]interrupted[/]")
+            raise typer.Exit(code=130) from None
+        finally:
+            warnings.showwarning = previous
+
+    return wrapper
+
+
+def check_output(path: Path, inputs: list[Path], force: bool) -> None:
+    """Refuse to overwrite an input ever, or an existing file without ``--force``."""
+    resolved = path.resolve()
+    if any(resolved == p.resolve() for p in inputs):
+        raise OutputExistsError(f"{path}: output would overwrite an input file")
+    if path.is_dir():
+        raise OutputExistsError(f"{path}: output is a directory")
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path}: already exists (use --force to overwrite)")
+    if not path.parent.exists():
+        raise OutputExistsError(f"{path.parent}: output folder does not exist")
+
+
+def is_interactive() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,262 @@
+"""``icm`` — the command line. A thin layer over :mod:`icmkit.api`; every command has ``--help``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from icmkit import api, bitstream
+from icmkit.cli._common import check_output, console, err_console, user_errors
+from icmkit.codecs.registry import get_codec, list_codecs
+from icmkit.errors import BitstreamError, IcmError, InputImageError, OutputExistsError
+from icmkit.fileio import atomic_write
+from icmkit.image import IMAGE_SUFFIXES, encode_png, max_pixels
+
+app = typer.Typer(
+    name="icm",
+    help="icmkit — image coding for machines: compress, decompress, inspect and compare codecs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+CodecOption = Annotated[str, typer.Option("--codec", "-c", help="Codec name (see `icm codecs`).")]
+QualityOption = Annotated[
+    Optional[int], typer.Option("--quality", "-q", help="Quality value in the codec's own knob (see `icm codecs`).")
+]
+ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
+
+
+def _expand_inputs(inputs: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InputImageError(f"{item}: folder holds no images")
+            files.extend(found)
+        elif item.exists():
+            files.append(item)
+        else:
+            raise InputImageError(f"{item}: no such file or folder")
+    return files
+
+
+def _plan_outputs(files: list[Path], output: Optional[Path], extension: str, many: bool) -> list[Path]:
+    if not many:
+        if output is None:
+            return [files[0].with_suffix(extension)]
+        return [output / (files[0].stem + extension) if output.is_dir() else output]
+    if output is None:
+        return [f.with_suffix(extension) for f in files]
+    if output.exists() and not output.is_dir():
+        raise OutputExistsError(f"{output}: several inputs need an output folder, not a file")
+    output.mkdir(parents=True, exist_ok=True)
+    targets = [output / (f.stem + extension) for f in files]
+    if len(set(targets)) != len(targets):
+        raise OutputExistsError("two inputs share a file name; they would write the same output")
+    return targets
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err_console, transient=True,
+    )
+
+
+@app.command()
+@user_errors
+def compress(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders of images.", show_default=False)],
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Output file (one input) or folder (several).")
+    ] = None,
+    codec: CodecOption = api.DEFAULT_CODEC,
+    quality: QualityOption = None,
+    force: ForceOption = False,
+) -> None:
+    """Compress images. Learned codecs write .icm files; conventional codecs their native format."""
+    chosen = get_codec(codec)
+    chosen.require_available()
+    quality = chosen.quality.validate(quality)
+    files = _expand_inputs(inputs)
+    many = len(files) > 1 or any(p.is_dir() for p in inputs)
+    targets = _plan_outputs(files, output, chosen.extension, many)
+    for target in targets:
+        check_output(target, files, force)
+
+    failures = 0
+    total_bytes = total_pixels = 0
+    with _progress() as progress:
+        task = progress.add_task(f"compressing with {chosen.name}", total=len(files), visible=many)
+        for source, target in zip(files, targets):
+            try:
+                image = api.read_image(source)
+                data = chosen.encode(image, quality)
+                atomic_write(target, data)
+            except IcmError as exc:
+                if not many:
+                    raise
+                failures += 1
+                err_console.print(f"[red]error:[/] {exc}", highlight=False)
+            else:
+                pixels = image.shape[0] * image.shape[1]
+                total_bytes += len(data)
+                total_pixels += pixels
+                console.print(
+                    f"{source} → {target}  {len(data):,} bytes  {8 * len(data) / pixels:.4f} bpp", highlight=False
+                )
+            progress.advance(task)
+    if many:
+        console.print(
+            f"{len(files) - failures} of {len(files)} images, {total_bytes:,} bytes, "
+            f"{8 * total_bytes / max(total_pixels, 1):.4f} bpp overall",
+            highlight=False,
+        )
+    if failures:
+        raise typer.Exit(code=2)
+
+
+@app.command()
+@user_errors
+def decompress(
+    input: Annotated[Path, typer.Argument(help="A compressed file (.icm or a conventional codec's file).")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output image (PNG by default).")] = None,
+    codec: Annotated[
+        Optional[str], typer.Option("--codec", "-c", help="Codec to decode with (default: read from the file).")
+    ] = None,
+    force: ForceOption = False,
+) -> None:
+    """Decompress a file to a lossless PNG."""
+    data = _read_stream(input)
+    target = output if output is not None else input.with_suffix(".png")
+    if target.suffix.lower() != ".png":
+        raise OutputExistsError(f"{target}: decoded images are written as PNG; name the output *.png")
+    check_output(target, [input], force)
+    decoded = api.decompress(data, codec)
+    atomic_write(target, encode_png(decoded))
+    height, width = decoded.shape[:2]
+    console.print(f"{input} → {target}  {width}×{height}  {8 * len(data) / (width * height):.4f} bpp", highlight=False)
+
+
+def _read_stream(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > 1 << 31:
+            raise BitstreamError(f"{path}: {size:,} bytes is too large for a compressed image")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputImageError(f"{path}: is a directory") from None
+    except PermissionError:
+        raise InputImageError(f"{path}: permission denied") from None
+
+
+@app.command()
+@user_errors
+def info(
+    input: Annotated[Path, typer.Argument(help="An .icm file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show an .icm file's header: codec, quality, size, streams, rate, and whether the weights match."""
+    data = _read_stream(input)
+    header, _ = bitstream.unpack(data, max_pixels=max_pixels())
+    fields = {
+        "file": str(input),
+        "format_version": header.version,
+        "kind": header.kind,
+        "codec": header.codec,
+        "quality": header.quality,
+        "weights_digest": header.digest.hex(),
+        "width": header.width,
+        "height": header.height,
+        "channels": header.channels,
+        "padding": [header.pad_bottom, header.pad_right],
+        "streams": list(header.stream_lengths),
+        "bytes": len(data),
+        "bpp": 8 * len(data) / (header.width * header.height),
+        "weights": _weights_status(header),
+    }
+    if as_json:
+        print(json.dumps(fields))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in fields.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+def _weights_status(header: bitstream.IcmHeader) -> str:
+    try:
+        codec = get_codec(header.codec)
+        model = getattr(codec, "model", None)
+        if model is None or not codec.availability().ok:
+            return "unknown here"
+        _, digest = model(codec.quality.validate(header.quality))
+    except IcmError as exc:
+        return f"not installed ({exc})"
+    return "match installed" if digest == header.digest else "DIFFERENT from installed (decoding will fail)"
+
+
+@app.command()
+@user_errors
+def codecs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """List every registered codec, its quality knob and grid, and whether it works on this machine."""
+    rows = []
+    for codec in list_codecs():
+        state = codec.availability()
+        rows.append({
+            "name": codec.name, "kind": codec.kind.value, "available": state.ok, "reason": state.reason,
+            "knob": codec.quality.describe(), "grid": list(codec.quality.grid), "default": codec.quality.default,
+            "extension": codec.extension, "description": codec.description.strip().splitlines()[0] if codec.description else "",
+        })
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="icmkit codecs")
+    for column in ("name", "kind", "available", "quality", "default grid", "ext"):
+        table.add_column(column)
+    for row in rows:
+        available = "[green]yes[/]" if row["available"] else f"[red]no[/] — {row['reason']}"
+        table.add_row(row["name"], row["kind"], available, row["knob"], " ".join(map(str, row["grid"])), row["extension"])
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def demo(
+    codec: CodecOption = api.DEFAULT_CODEC,
+    quality: QualityOption = None,
+) -> None:
+    """Compress and decompress a bundled sample photo; print size, bpp, PSNR and timings."""
+    from icmkit.data import sample_path
+
+    path = sample_path()
+    image = api.read_image(path)
+    chosen = get_codec(codec)
+    chosen.require_available()
+    quality = chosen.quality.validate(quality)
+    start = time.perf_counter()
+    data = chosen.encode(image, quality)
+    encoded = time.perf_counter()
+    decoded = chosen.decode(data)
+    decoded_at = time.perf_counter()
+    height, width = image.shape[:2]
+    console.print(
+        f"{path.name} ({width}×{height}) with {chosen.name} q{quality}: {len(data):,} bytes, "
+        f"{api.bits_per_pixel(len(data), image.shape):.4f} bpp, PSNR {api.psnr(image, decoded):.2f} dB, "
+        f"encode {encoded - start:.3f} s, decode {decoded_at - encoded:.3f} s",
+        highlight=False,
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,17 @@
+"""Codecs: the protocol, the registry, conventional anchors and learned codecs."""
+
+from icmkit.codecs.base import Availability, Codec, CodecKind, FeatureMaps, QualitySpec, check_rgb
+from icmkit.codecs.registry import get_codec, list_codecs, register_codec, unregister_codec
+
+__all__ = [
+    "Availability",
+    "Codec",
+    "CodecKind",
+    "FeatureMaps",
+    "QualitySpec",
+    "check_rgb",
+    "get_codec",
+    "list_codecs",
+    "register_codec",
+    "unregister_codec",
+]

@@ -1,0 +1,122 @@
+"""The one contract every codec obeys: conventional anchors, learned pixel codecs, feature codecs.
+
+A codec turns an RGB image (``H×W×3`` ``uint8`` numpy array) into bytes and back. Pixel codecs decode
+to an image of the same shape; feature codecs (kind ``"feature"``) decode to backbone features
+(:class:`FeatureMaps`) that a task model's tail consumes. Rate is always measured on the bytes that
+``encode`` returns, over the pixels of the input image.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from icmkit.errors import CodecUnavailableError, InputImageError, QualityError
+
+
+class CodecKind(str, enum.Enum):
+    PIXEL = "pixel"
+    FEATURE = "feature"
+
+
+@dataclass(frozen=True)
+class QualitySpec:
+    """A codec's quality knob.
+
+    ``grid`` is the field's default evaluation grid, ordered from the lowest to the highest rate;
+    ``lo``/``hi`` bound the accepted values (inclusive). ``rate_increases`` is False for knobs where a
+    larger value means fewer bits (a quantiser parameter, a compression ratio).
+    """
+
+    knob: str
+    grid: tuple[int, ...]
+    lo: int
+    hi: int
+    default: int
+    rate_increases: bool = True
+    doc: str = ""
+    allowed: tuple[int, ...] | None = None  # a sparse set (learned codecs' shipped weights)
+
+    def validate(self, quality: int | str | None) -> int:
+        if quality is None:
+            return self.default
+        try:
+            value = int(quality)
+        except (TypeError, ValueError):
+            raise QualityError(f"quality must be an integer, got {quality!r}") from None
+        if self.allowed is not None and value not in self.allowed:
+            shown = ", ".join(map(str, self.allowed))
+            raise QualityError(f"quality {value} is not available; choose one of {shown}")
+        if not self.lo <= value <= self.hi:
+            raise QualityError(f"quality {value} is outside {self.lo}…{self.hi}")
+        return value
+
+    def describe(self) -> str:
+        if self.allowed is not None:
+            return f"{self.knob} ∈ {{{', '.join(map(str, self.allowed))}}}"
+        return f"{self.knob} {self.lo}…{self.hi}"
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    reason: str = ""
+
+
+@dataclass
+class FeatureMaps:
+    """Decoded output of a feature codec: named tensors with their stride relative to the input."""
+
+    tensors: Mapping[str, Any]
+    strides: Mapping[str, int]
+    image_size: tuple[int, int]  # (height, width) of the coded image, for rate and task heads
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Codec(ABC):
+    """Base class of every codec. Subclasses set the class attributes and implement the two methods.
+
+    Construction must be cheap (no weight loading, no subprocess): the registry builds every codec to
+    list them. Heavy state is loaded on first use.
+    """
+
+    name: str
+    kind: CodecKind = CodecKind.PIXEL
+    description: str = ""
+    extension: str = ".bin"
+    quality: QualitySpec
+
+    def availability(self) -> Availability:
+        return Availability(True)
+
+    def require_available(self) -> None:
+        state = self.availability()
+        if not state.ok:
+            raise CodecUnavailableError(f"codec {self.name!r} is not available: {state.reason}")
+
+    @abstractmethod
+    def encode(self, image: np.ndarray, quality: int | None = None) -> bytes:
+        """Compress an ``H×W×3`` uint8 RGB image at ``quality`` (validated by :attr:`quality`)."""
+
+    @abstractmethod
+    def decode(self, data: bytes) -> np.ndarray | FeatureMaps:
+        """Decompress bytes written by :meth:`encode`."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} ({self.kind.value})>"
+
+
+def check_rgb(image: np.ndarray) -> np.ndarray:
+    """Refuse anything that is not a non-empty ``H×W×3`` uint8 array (codecs' input contract)."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise InputImageError(f"codecs take an H×W×3 uint8 RGB array, got shape {shape} dtype {dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InputImageError(f"empty image of shape {image.shape}")
+    return np.ascontiguousarray(image)

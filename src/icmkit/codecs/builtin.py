@@ -1,0 +1,8 @@
+"""The codecs icmkit registers by default, in the order `icm codecs` lists them."""
+
+from __future__ import annotations
+
+from icmkit.codecs.anchors import ANCHOR_CODECS
+from icmkit.codecs.learned import LEARNED_CODECS
+
+BUILTIN_CODECS = [*ANCHOR_CODECS, *LEARNED_CODECS]

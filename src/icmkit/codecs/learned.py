@@ -1,0 +1,147 @@
+"""Learned pixel codecs: a :class:`CompressionModel` + shipped weights, writing ``.icm`` files.
+
+The codec pads the image to the model's stride by edge replication (cheaper to code than zeros),
+records the padding in the header and crops it away after decoding. The header names the codec, the
+quality and the digest of the weights, so a file decoded with other weights fails cleanly.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from icmkit import bitstream
+from icmkit.codecs.base import Availability, Codec, CodecKind, QualitySpec, check_rgb
+from icmkit.errors import BitstreamError, QualityError, WeightsMismatchError
+from icmkit.image import max_pixels
+from icmkit.models import CompressionModel
+from icmkit.weights import load_weights, weights_digest
+from icmkit.zoo import family
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+
+
+def tensor_to_image(x: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] → H×W×3 uint8 (round half to even, like torch.round)."""
+    return torch.round(x.clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+class LearnedPixelCodec(Codec):
+    kind = CodecKind.PIXEL
+    extension = ".icm"
+
+    def __init__(self, name: str, weights: dict[int, Path], description: str = ""):
+        self.name = name
+        self.description = description
+        self._weights = dict(sorted(weights.items()))
+        self._models: dict[int, tuple[CompressionModel, bytes]] = {}
+        self._lock = threading.Lock()
+        qualities = tuple(self._weights)
+        self.quality = QualitySpec(
+            knob="quality",
+            grid=qualities,
+            lo=1,
+            hi=255,
+            default=qualities[len(qualities) // 2] if qualities else 1,
+            doc="index into the shipped rate points, low → high rate",
+            allowed=qualities,
+        )
+
+    @classmethod
+    def from_zoo(cls, family_name: str, description: str) -> LearnedPixelCodec:
+        return cls(family_name, {e.quality: e.path for e in family(family_name)}, description)
+
+    @classmethod
+    def from_weights_file(cls, path: str | Path, name: str = "icm-custom", quality: int = 1) -> LearnedPixelCodec:
+        return cls(name, {quality: Path(path)}, f"weights from {path}")
+
+    def availability(self) -> Availability:
+        if not self._weights:
+            return Availability(False, "no weights shipped for this codec in this installation")
+        return Availability(True)
+
+    def model(self, quality: int) -> tuple[CompressionModel, bytes]:
+        """The finalised model for ``quality`` and its weights digest (loaded once, then cached)."""
+        with self._lock:
+            if quality not in self._models:
+                model, _ = load_weights(self._weights[quality])
+                model.require_finalized()
+                self._models[quality] = (model, weights_digest(model.state_dict()))
+            return self._models[quality]
+
+    def encode(self, image: np.ndarray, quality: int | None = None) -> bytes:
+        self.require_available()
+        image = check_rgb(image)
+        quality = self.quality.validate(quality)
+        model, digest = self.model(quality)
+        height, width, _ = image.shape
+        pad_bottom, pad_right = -height % model.stride, -width % model.stride
+        x = F.pad(image_to_tensor(image), (0, pad_right, 0, pad_bottom), mode="replicate")
+        with torch.no_grad():
+            coded = model.compress(x)
+        y_strings, z_strings = coded["strings"]
+        header = bitstream.IcmHeader(
+            codec=self.name, quality=quality, digest=digest, width=width, height=height,
+            pad_bottom=pad_bottom, pad_right=pad_right,
+        )
+        return bitstream.pack(header, [y_strings[0], z_strings[0]])
+
+    def _parse(self, data: bytes) -> tuple[bitstream.IcmHeader, list[bytes], CompressionModel]:
+        header, streams = bitstream.unpack(data, max_pixels=max_pixels())
+        if header.codec != self.name:
+            raise BitstreamError(f"stream was written by codec {header.codec!r}, not {self.name!r}")
+        if header.kind != "pixel" or len(streams) != 2:
+            raise BitstreamError("malformed stream for a learned pixel codec")
+        try:
+            quality = self.quality.validate(header.quality)
+        except QualityError:
+            raise BitstreamError(f"stream uses quality {header.quality}, which this installation does not have") from None
+        model, digest = self.model(quality)
+        if header.digest != digest:
+            raise WeightsMismatchError(
+                f"stream was written with other weights (digest {header.digest.hex()}, loaded {digest.hex()})"
+            )
+        if (header.height + header.pad_bottom) % model.stride or (header.width + header.pad_right) % model.stride:
+            raise BitstreamError("malformed stream (padding does not reach the model's stride)")
+        if header.pad_bottom >= model.stride or header.pad_right >= model.stride:
+            raise BitstreamError("malformed stream (padding larger than the model's stride)")
+        return header, streams, model
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return self.decode_batch([data])[0]
+
+    def decode_batch(self, streams: list[bytes]) -> list[np.ndarray]:
+        """Decode several streams; those of equal size and quality run through the synthesis together."""
+        self.require_available()
+        parsed = [self._parse(data) for data in streams]
+        results: list[np.ndarray | None] = [None] * len(parsed)
+        groups: dict[tuple, list[int]] = {}
+        for i, (header, _, _) in enumerate(parsed):
+            key = (header.quality, header.height + header.pad_bottom, header.width + header.pad_right)
+            groups.setdefault(key, []).append(i)
+        for (_, padded_h, padded_w), members in groups.items():
+            model = parsed[members[0]][2]
+            y_strings = [parsed[i][1][0] for i in members]
+            z_strings = [parsed[i][1][1] for i in members]
+            shape = (padded_h // model.stride, padded_w // model.stride)
+            with torch.no_grad():
+                x_hat = model.decompress([y_strings, z_strings], shape)["x_hat"]
+            for row, i in enumerate(members):
+                header = parsed[i][0]
+                results[i] = tensor_to_image(x_hat[row, :, : header.height, : header.width])
+        return results
+
+
+def _default_learned() -> LearnedPixelCodec:
+    return LearnedPixelCodec.from_zoo(
+        "icm-mse", "icmkit mean-scale hyperprior (N=64, M=160), trained for MSE + rate; exact-integer entropy parameters"
+    )
+
+
+LEARNED_CODECS = [_default_learned]

@@ -1,0 +1,21 @@
+"""Learned codec architectures, built by name so that weight files can say which one they hold."""
+
+from __future__ import annotations
+
+from icmkit.models.base import CompressionModel, NotFinalizedError
+from icmkit.models.hyperprior import MeanScaleHyperprior
+
+ARCHITECTURES: dict[str, type[CompressionModel]] = {
+    MeanScaleHyperprior.architecture: MeanScaleHyperprior,
+}
+
+
+def build_model(architecture: str, **config) -> CompressionModel:
+    try:
+        cls = ARCHITECTURES[architecture]
+    except KeyError:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}") from None
+    return cls(**config)
+
+
+__all__ = ["ARCHITECTURES", "CompressionModel", "MeanScaleHyperprior", "NotFinalizedError", "build_model"]

@@ -1,0 +1,101 @@
+"""Mean-scale hyperprior (Minnen, Ballé, Toderici, NeurIPS 2018, without the autoregressive context).
+
+::
+
+    x ─g_a─▶ y ─h_a─▶ z ─Q─▶ ẑ ──[factorised prior]──▶ bits
+                              │
+                              h_s (exact integer) ─▶ μ, σ
+    y ─Q(y − μ)─▶ ŷ − μ ──[Gaussian(σ)]──▶ bits
+    ŷ ─g_s─▶ x̂
+
+Widths are configurable; the defaults are chosen for CPU speed (see README's benchmark table).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from icmkit.entropy.coder import MAX_ESCAPE_VALUE
+from icmkit.entropy.factorized import FactorizedPrior
+from icmkit.entropy.gaussian import GaussianConditional
+from icmkit.layers.gdn import GDN
+from icmkit.layers.integer import ACT_FRAC_BITS, ExactIntegerNet
+from icmkit.models.base import CompressionModel
+
+_SYMBOL_LIMIT = MAX_ESCAPE_VALUE // 2
+
+
+def conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
+
+
+def deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
+
+
+class MeanScaleHyperprior(CompressionModel):
+    architecture = "mean-scale-hyperprior"
+
+    def __init__(self, N: int = 64, M: int = 160):
+        super().__init__()
+        self.config = {"N": N, "M": M}
+        self.M = M
+        self.g_a = nn.Sequential(
+            conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
+        )
+        self.g_s = nn.Sequential(
+            deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
+            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
+        )
+        self.h_a = nn.Sequential(
+            conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N)
+        )
+        self.h_s = nn.Sequential(
+            deconv(N, M), nn.ReLU(inplace=True), deconv(M, M * 3 // 2), nn.ReLU(inplace=True),
+            conv(M * 3 // 2, M * 2, 3, 1),
+        )
+        self.entropy_bottleneck = FactorizedPrior(N)
+        self.gaussian_conditional = GaussianConditional()
+        self.h_s_int = ExactIntegerNet(self.h_s)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        scales, means = self.h_s(z_hat).chunk(2, 1)
+        y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means)
+        x_hat = self.g_s(y_hat)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def _quantize_integer_nets(self) -> None:
+        self.h_s_int.quantize_from(self.h_s)
+
+    def _entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact on any machine: (scale-table index, mean) for every element of y."""
+        params = self.h_s_int(ExactIntegerNet.to_fixed(z_hat))
+        scales_fixed, means_fixed = params[:, : self.M], params[:, self.M :]
+        table_fixed = torch.round(self.gaussian_conditional.scale_table.double() * (1 << ACT_FRAC_BITS))
+        index = torch.searchsorted(table_fixed, scales_fixed.contiguous()).clamp_(max=len(table_fixed) - 1)
+        return index, ExactIntegerNet.from_fixed(means_fixed).float()
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor) -> dict:
+        self.require_finalized()
+        y = self.g_a(x)
+        z_hat = torch.round(self.h_a(y)).clamp_(-_SYMBOL_LIMIT, _SYMBOL_LIMIT)
+        index, means = self._entropy_parameters(z_hat)
+        symbols = torch.round(y - means).clamp_(-_SYMBOL_LIMIT, _SYMBOL_LIMIT)
+        y_strings = [self.gaussian_conditional.compress(symbols[i], index[i]) for i in range(len(x))]
+        z_strings = [self.entropy_bottleneck.compress(z_hat[i]) for i in range(len(x))]
+        return {"strings": [y_strings, z_strings], "shape": tuple(z_hat.shape[-2:])}
+
+    @torch.no_grad()
+    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int]) -> dict:
+        self.require_finalized()
+        y_strings, z_strings = strings
+        z_hat = torch.stack([self.entropy_bottleneck.decompress(s, shape) for s in z_strings])
+        index, means = self._entropy_parameters(z_hat)
+        symbols = torch.stack([self.gaussian_conditional.decompress(s, index[i]) for i, s in enumerate(y_strings)])
+        x_hat = self.g_s(symbols + means).clamp_(0, 1)
+        return {"x_hat": x_hat}

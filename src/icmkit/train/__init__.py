@@ -1,0 +1,1 @@
+"""Training of learned codecs (shared by pixel and, later, feature codecs)."""

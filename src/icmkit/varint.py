@@ -1,0 +1,36 @@
+"""Unsigned LEB128 varints, the integer encoding of icmkit's small stream headers."""
+
+from __future__ import annotations
+
+
+class VarintError(ValueError):
+    """``truncated`` is True when the data ended inside the varint, False when it ran too long."""
+
+    def __init__(self, truncated: bool):
+        super().__init__("truncated varint" if truncated else "varint too long")
+        self.truncated = truncated
+
+
+def encode_uv(value: int, max_bytes: int = 5) -> bytes:
+    if value < 0 or value >= 1 << (7 * max_bytes):
+        raise ValueError(f"varint out of range: {value}")
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def decode_uv(data: bytes, pos: int, max_bytes: int = 5) -> tuple[int, int]:
+    """Read one varint at ``pos``; return ``(value, position after it)``."""
+    value = 0
+    for i in range(max_bytes):
+        if pos + i >= len(data):
+            raise VarintError(truncated=True)
+        byte = data[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, pos + i + 1
+    raise VarintError(truncated=False)

@@ -1,0 +1,52 @@
+"""Shipped weights: one JSON table per model family, weights as safetensors beside it.
+
+Each entry records how its weights were made (λ, steps, data, the exact command) and what they
+measured, so that ``icm zoo`` and the README can say it without reading code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+ZOO_DIR = Path(str(resources.files(__package__)))
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    family: str
+    quality: int
+    file: str
+    architecture: str
+    lmbda: float
+    steps: int
+    data: str
+    command: str
+    beta: float = 0.0  # weight of the perception (MMD) term; 0 for MSE-only families
+    metrics: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def path(self) -> Path:
+        return ZOO_DIR / "weights" / self.file
+
+    @property
+    def available(self) -> bool:
+        return self.path.is_file()
+
+
+@cache
+def family(name: str) -> tuple[ZooEntry, ...]:
+    """Entries of one family whose weight file is present, ordered by quality (low → high rate)."""
+    table = ZOO_DIR / f"{name}.json"
+    if not table.is_file():
+        return ()
+    rows = json.loads(table.read_text())["entries"]
+    entries = [ZooEntry(family=name, **row) for row in rows]
+    return tuple(sorted((e for e in entries if e.available), key=lambda e: e.quality))
+
+
+def families() -> list[str]:
+    return sorted(p.stem for p in ZOO_DIR.glob("*.json"))

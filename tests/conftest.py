@@ -1,0 +1,43 @@
+"""Shared fixtures: small generated images and a tiny finalised learned codec (random weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from icmkit.codecs.learned import LearnedPixelCodec
+from icmkit.models import MeanScaleHyperprior
+from icmkit.weights import save_weights
+
+
+def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Smooth colour gradients, a few edges and mild noise: compressible like a photo, not like noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    channels = []
+    for c in range(3):
+        fx, fy, phase = rng.uniform(0.02, 0.12, 2).tolist() + [rng.uniform(0, 6.28)]
+        channels.append(128 + 70 * np.sin(fx * xx + phase) * np.cos(fy * yy) + 30 * (xx > width * (0.3 + 0.2 * c)))
+    image = np.stack(channels, axis=2) + rng.normal(0, 4, (height, width, 3))
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    return synthetic_photo(70, 97)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(N=16, M=24).eval()
+    model.update()
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_weights(model, path, {"lmbda": 0.01})
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_codec(tiny_weights) -> LearnedPixelCodec:
+    return LearnedPixelCodec.from_weights_file(tiny_weights, name="icm-tiny", quality=1)

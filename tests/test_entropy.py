@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from icmkit.entropy import FactorizedPrior, GaussianConditional, decode_with_tables, encode_with_tables
+from icmkit.entropy.coder import MAX_ESCAPE_VALUE
+from icmkit.errors import BitstreamError
+from icmkit.layers.integer import ExactIntegerNet
+from icmkit.models.hyperprior import conv, deconv
+
+
+@pytest.fixture(scope="module")
+def gaussian():
+    model = GaussianConditional()
+    model.update()
+    return model
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(-MAX_ESCAPE_VALUE // 2, MAX_ESCAPE_VALUE // 2), min_size=1, max_size=200),
+    st.integers(0, 2**31 - 1),
+)
+def test_coder_round_trips_any_values_including_escapes(gaussian, values, seed):
+    values = np.array(values, dtype=np.int64)
+    index = np.random.default_rng(seed).integers(0, gaussian.tables().count, len(values))
+    data = encode_with_tables(values, index, gaussian.tables())
+    np.testing.assert_array_equal(decode_with_tables(data, index, gaussian.tables()), values)
+
+
+def test_coder_rate_close_to_entropy(gaussian):
+    rng = np.random.default_rng(0)
+    index = np.full(20000, 20)
+    scale = float(gaussian.scale_table[20])
+    values = np.round(rng.normal(0, scale, index.size)).astype(np.int64)
+    data = encode_with_tables(values, index, gaussian.tables())
+    lik = GaussianConditional.likelihood(torch.tensor(values, dtype=torch.float64), torch.tensor(scale), torch.tensor(0.0))
+    ideal_bits = float(-torch.log2(lik).sum())
+    assert 8 * len(data) < ideal_bits * 1.01 + 64
+
+
+def test_decoding_garbage_raises_or_returns_values(gaussian):
+    index = np.zeros(50, dtype=np.int64)
+    out = decode_with_tables(b"\x13\x37" * 9, index, gaussian.tables())
+    assert out.shape == (50,)
+    with pytest.raises(BitstreamError):
+        decode_with_tables(b"", np.full(3, 999), gaussian.tables())
+
+
+def test_factorized_prior_tables_survive_state_dict():
+    prior = FactorizedPrior(4)
+    prior.update()
+    z = torch.randint(-12, 12, (4, 3, 5)).float()
+    data = prior.compress(z)
+    clone = FactorizedPrior(4)
+    clone.load_state_dict(prior.state_dict())
+    assert torch.equal(clone.decompress(data, (3, 5)), z)
+
+
+def test_unfinalised_model_refuses_to_code():
+    with pytest.raises(RuntimeError, match="update"):
+        FactorizedPrior(2).compress(torch.zeros(2, 1, 1))
+
+
+def test_aux_loss_moves_quantiles_towards_tails():
+    prior = FactorizedPrior(2)
+    optimizer = torch.optim.Adam([prior.quantiles], lr=0.1)
+    first = float(prior.aux_loss())
+    for _ in range(50):
+        optimizer.zero_grad()
+        prior.aux_loss().backward()
+        optimizer.step()
+    assert float(prior.aux_loss()) < first
+
+
+def _hyper_synthesis():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(deconv(8, 12), torch.nn.ReLU(), deconv(12, 16), torch.nn.ReLU(), conv(16, 20, 3, 1))
+
+
+def test_integer_net_tracks_float_net():
+    net = _hyper_synthesis()
+    exact = ExactIntegerNet(net)
+    exact.quantize_from(net)
+    z = torch.randint(-6, 7, (2, 8, 3, 4)).float()
+    reference = net(z)
+    approx = ExactIntegerNet.from_fixed(exact(ExactIntegerNet.to_fixed(z)))
+    assert (approx - reference).abs().max() < 0.05 * reference.abs().max()
+
+
+def test_integer_net_is_independent_of_threads_and_batch():
+    net = _hyper_synthesis()
+    exact = ExactIntegerNet(net)
+    exact.quantize_from(net)
+    z = ExactIntegerNet.to_fixed(torch.randint(-20, 21, (3, 8, 5, 6)).float())
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = exact(z)
+        torch.set_num_threads(2)
+        two = exact(z)
+    finally:
+        torch.set_num_threads(threads)
+    alone = exact(z[1:2])
+    assert torch.equal(one, two) and torch.equal(one[1:2], alone)
+    assert torch.equal(one, torch.round(one))  # integers, as the decoder's table lookup requires

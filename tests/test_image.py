@@ -1,0 +1,82 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from icmkit.errors import InputImageError
+from icmkit.image import IcmWarning, load_rgb
+
+from conftest import synthetic_photo
+
+
+def _png(img: Image.Image, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", **kwargs)
+    return buffer.getvalue()
+
+
+def test_rgb_png_round_trips(photo):
+    assert np.array_equal(load_rgb(_png(Image.fromarray(photo))), photo)
+
+
+def test_grayscale_becomes_rgb():
+    gray = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8))
+    out = load_rgb(_png(gray))
+    assert out.shape == (8, 8, 3) and np.array_equal(out[..., 0], out[..., 2])
+
+
+def test_palette_becomes_rgb(photo):
+    out = load_rgb(_png(Image.fromarray(photo).convert("P")))
+    assert out.shape == photo.shape
+
+
+def test_alpha_is_dropped_with_a_warning(photo):
+    rgba = Image.fromarray(photo).convert("RGBA")
+    with pytest.warns(IcmWarning, match="alpha"):
+        out = load_rgb(_png(rgba))
+    assert np.array_equal(out, photo)
+
+
+def test_sixteen_bit_is_rounded_with_a_warning():
+    array = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000)
+    with pytest.warns(IcmWarning, match="8 bits"):
+        out = load_rgb(_png(Image.fromarray(array)))
+    assert out.dtype == np.uint8 and out.shape == (4, 4, 3)
+    assert out[3, 3, 0] == round(60000 * 255 / 65535)
+
+
+def test_exif_orientation_is_applied():
+    array = synthetic_photo(10, 20)
+    img = Image.fromarray(array)
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", exif=exif, quality=95)
+    assert load_rgb(buffer.getvalue()).shape == (20, 10, 3)
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"])
+def test_garbage_is_refused(data):
+    with pytest.raises(InputImageError):
+        load_rgb(data)
+
+
+def test_truncated_image_is_refused(photo):
+    data = _png(Image.fromarray(photo))
+    with pytest.raises(InputImageError):
+        load_rgb(data[: len(data) // 2])
+
+
+def test_missing_file_and_directory_are_refused(tmp_path):
+    with pytest.raises(InputImageError, match="no such file"):
+        load_rgb(tmp_path / "missing.png")
+    with pytest.raises(InputImageError, match="directory"):
+        load_rgb(tmp_path)
+
+
+def test_pixel_limit_is_checked_before_decoding(photo, monkeypatch):
+    data = _png(Image.fromarray(photo))
+    monkeypatch.setenv("ICM_MAX_PIXELS", str(photo.shape[0] * photo.shape[1] - 1))
+    with pytest.raises(InputImageError, match="exceeds the limit"):
+        load_rgb(data)
