@@ -88,3 +88,17 @@ def test_shipped_default_codec_works_offline():
     bpp = 8 * len(data) / (96 * 128)
     assert 0.02 < bpp < 3.0
     assert psnr(image, decoded) > 24.0
+
+
+def test_shipped_codec_decodes_identically_across_threads_and_batching():
+    codec = get_codec("icm-mse")
+    streams = [codec.encode(synthetic_photo(200, 300, seed=s)) for s in (1, 2)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = codec.decode(streams[0])
+        torch.set_num_threads(2)
+        batched = codec.decode_batch(streams)[0]
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(single, batched)
