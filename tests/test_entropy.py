@@ -106,3 +106,13 @@ def test_integer_net_is_independent_of_threads_and_batch():
     alone = exact(z[1:2])
     assert torch.equal(one, two) and torch.equal(one[1:2], alone)
     assert torch.equal(one, torch.round(one))  # integers, as the decoder's table lookup requires
+
+
+def test_lower_bound_lets_gradients_lift_values_from_below():
+    from icmkit.entropy.quantize import lower_bound
+
+    x = torch.tensor([0.05, 0.05, 0.5], requires_grad=True)
+    out = lower_bound(x, 0.11)
+    assert torch.allclose(out, torch.tensor([0.11, 0.11, 0.5]))
+    (out * torch.tensor([-1.0, 1.0, 1.0])).sum().backward()  # minimising: lift, push down, push down
+    assert x.grad.tolist() == [-1.0, 0.0, 1.0]

@@ -15,7 +15,7 @@ from torch import nn
 
 from icmkit.entropy._tables import HasTables, pad_rows
 from icmkit.entropy.coder import decode_with_tables, encode_with_tables
-from icmkit.entropy.quantize import LIKELIHOOD_BOUND, ste_round
+from icmkit.entropy.quantize import LIKELIHOOD_BOUND, lower_bound, ste_round
 from icmkit.errors import BitstreamError
 
 
@@ -65,7 +65,7 @@ class FactorizedPrior(HasTables):
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5) if training else torch.round(z)
         flat = z_noisy.transpose(0, 1).reshape(self.channels, 1, -1)
         lik = self._likelihood_cn(flat).reshape(self.channels, z.shape[0], *z.shape[2:]).transpose(0, 1)
-        return ste_round(z), lik.clamp_min(LIKELIHOOD_BOUND)
+        return ste_round(z), lower_bound(lik, LIKELIHOOD_BOUND)
 
     def aux_loss(self) -> torch.Tensor:
         logits = self._logits_cdf(self.quantiles, detach=True)

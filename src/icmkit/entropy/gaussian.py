@@ -15,7 +15,7 @@ from torch import nn
 
 from icmkit.entropy._tables import HasTables, pad_rows
 from icmkit.entropy.coder import decode_with_tables, encode_with_tables
-from icmkit.entropy.quantize import LIKELIHOOD_BOUND, ste_round
+from icmkit.entropy.quantize import LIKELIHOOD_BOUND, lower_bound, ste_round
 
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
 
@@ -39,10 +39,10 @@ class GaussianConditional(HasTables):
     @staticmethod
     def likelihood(y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
         values = torch.abs(y - means)
-        scales = scales.clamp_min(SCALE_MIN)
+        scales = lower_bound(scales, SCALE_MIN)
         upper = _std_normal_cdf((0.5 - values) / scales)
         lower = _std_normal_cdf((-0.5 - values) / scales)
-        return (upper - lower).clamp_min(LIKELIHOOD_BOUND)
+        return lower_bound(upper - lower, LIKELIHOOD_BOUND)
 
     def forward(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor, training: bool | None = None):
         """Return ``(y_hat, likelihoods)``. Training: rate on noisy latents, decoder input rounded with
