@@ -67,7 +67,7 @@ def test_unfinalised_model_refuses_to_code():
 def test_aux_loss_moves_quantiles_towards_tails():
     prior = FactorizedPrior(2)
     optimizer = torch.optim.Adam([prior.quantiles], lr=0.1)
-    first = float(prior.aux_loss())
+    first = float(prior.aux_loss().detach())
     for _ in range(50):
         optimizer.zero_grad()
         prior.aux_loss().backward()

@@ -18,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from icmkit.errors import InputImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif"}
-DEFAULT_MAX_PIXELS = 1 << 28  # 268 MP: far above 8K, far below what would exhaust memory
+DEFAULT_MAX_PIXELS = 1 << 26  # 67 MP: above 8K UHD (33 MP); learned decoders need ~150 bytes per pixel
 
 
 class IcmWarning(UserWarning):

@@ -64,10 +64,10 @@ def _plan_outputs(files: list[Path], output: Optional[Path], extension: str, man
     return targets
 
 
-def _progress() -> Progress:
+def _progress(enabled: bool) -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True,
+        console=err_console, transient=True, disable=not enabled,
     )
 
 
@@ -94,8 +94,8 @@ def compress(
 
     failures = 0
     total_bytes = total_pixels = 0
-    with _progress() as progress:
-        task = progress.add_task(f"compressing with {chosen.name}", total=len(files), visible=many)
+    with _progress(many) as progress:
+        task = progress.add_task(f"compressing with {chosen.name}", total=len(files))
         for source, target in zip(files, targets):
             try:
                 image = api.read_image(source)
@@ -228,6 +228,30 @@ def codecs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
         available = "[green]yes[/]" if row["available"] else f"[red]no[/] — {row['reason']}"
         table.add_row(row["name"], row["kind"], available, row["knob"], " ".join(map(str, row["grid"])), row["extension"])
     console.print(table)
+
+
+@app.command()
+@user_errors
+def zoo(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """List the shipped learned-codec weights: family, quality, λ, β, steps, data, command and measurements."""
+    from dataclasses import asdict
+
+    from icmkit.zoo import families, family
+
+    rows = [asdict(entry) for name in families() for entry in family(name)]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="icmkit model zoo")
+    for column in ("family", "quality", "λ", "β", "steps", "measured", "data"):
+        table.add_column(column)
+    for row in rows:
+        measured = ", ".join(f"{k} {v}" for k, v in row["metrics"].items())
+        table.add_row(row["family"], str(row["quality"]), str(row["lmbda"]), str(row["beta"]), str(row["steps"]),
+                      measured, row["data"])
+    console.print(table)
+    for row in rows:
+        console.print(f"{row['family']} q{row['quality']}: {row['command']}", highlight=False)
 
 
 @app.command()
