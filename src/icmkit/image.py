@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from icmkit.errors import InputImageError
+from icmkit.errors import BitstreamError, InputImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif"}
 DEFAULT_MAX_PIXELS = 1 << 26  # 67 MP: above 8K UHD (33 MP); learned decoders need ~150 bytes per pixel
@@ -44,6 +44,16 @@ def check_pixel_count(width: int, height: int, limit: int | None = None) -> None
     if width * height > limit:
         raise InputImageError(
             f"image of {width}×{height} = {width * height:,} pixels exceeds the limit of {limit:,} "
+            "(set ICM_MAX_PIXELS to raise it)"
+        )
+
+
+def check_declared_size(width: int, height: int, what: str) -> None:
+    """Refuse a stream whose header declares more pixels than the limit, before decoding it."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise BitstreamError(
+            f"{what}: stream declares {width}×{height} = {width * height:,} pixels, over the limit of {limit:,} "
             "(set ICM_MAX_PIXELS to raise it)"
         )
 

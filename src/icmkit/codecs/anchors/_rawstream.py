@@ -21,6 +21,7 @@ import enum
 from dataclasses import dataclass
 
 from icmkit.errors import BitstreamError
+from icmkit.image import check_declared_size
 from icmkit.varint import VarintError, decode_uv, encode_uv
 
 MAGIC = b"icR"
@@ -91,6 +92,7 @@ def unpack(data: bytes, kind: StreamKind, bit_depth: int, codec: str) -> tuple[R
     length, pos = _read_leb128(data, pos, "stream length", codec)
     if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
         raise BitstreamError(f"{codec}: raw stream declares a {width}×{height} image (sides must be 1…{MAX_SIDE})")
+    check_declared_size(width, height, codec)
     stream = data[pos:]
     if not length:
         raise BitstreamError(f"{codec}: raw {kind.label} stream is empty")

@@ -11,6 +11,7 @@ import numpy as np
 from icmkit.codecs.anchors._guard import decoding, stream_bytes
 from icmkit.codecs.base import Availability, Codec, QualitySpec, check_rgb
 from icmkit.errors import BitstreamError
+from icmkit.image import check_declared_size
 
 _PERCENT_GRID = (5, 10, 20, 30, 50, 75, 90, 95)  # CompressAI's JPEG/WebP anchor grid
 
@@ -67,6 +68,7 @@ class PillowCodec(Codec):
             except UnidentifiedImageError:
                 raise BitstreamError(f"{self.name}: not a {self.pil_format} stream") from None
             with picture:
+                check_declared_size(*picture.size, self.name)
                 picture.load()  # decode now, so that truncation surfaces inside the guard
                 rgb = np.asarray(picture.convert("RGB"))
         if rgb.ndim != 3 or min(rgb.shape[:2]) < 1:
