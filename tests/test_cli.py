@@ -51,7 +51,7 @@ def coded(tmp_path_factory) -> Path:
 
 
 def test_every_command_has_help():
-    for command in ("compress", "decompress", "info", "codecs", "zoo", "demo"):
+    for command in ("compress", "decompress", "info", "codecs", "zoo", "bd", "demo"):
         result = icm(command, "--help")
         assert result.returncode == 0 and "Usage" in result.stdout
 

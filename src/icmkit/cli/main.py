@@ -282,5 +282,39 @@ def demo(
     )
 
 
+@app.command()
+@user_errors
+def bd(
+    anchor_file: Annotated[Path, typer.Argument(help="Anchor results: icmkit summary.csv or CompressAI JSON.")],
+    test_file: Annotated[Path, typer.Argument(help="Test results, same formats.")],
+    metric: Annotated[str, typer.Option(help="Metric column: psnr, ms_ssim, top1, map, …")] = "psnr",
+    method: Annotated[str, typer.Option(help="Interpolation: pchip (CTC), poly (VCEG-M33 cubic) or akima.")] = "pchip",
+    monotonic: Annotated[bool, typer.Option(help="Isotonic fit first (for non-monotonic accuracy curves).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (or a list, for several codecs).")] = False,
+) -> None:
+    """Bjøntegaard-delta rate and metric of every curve in TEST_FILE against ANCHOR_FILE."""
+    from icmkit.bench.bd import bd as compute_bd
+    from icmkit.bench.results import load_curves
+
+    anchors = load_curves(anchor_file, metric)
+    if len(anchors) != 1:
+        raise IcmError(f"{anchor_file}: holds {len(anchors)} codecs; the anchor file must hold one")
+    anchor = anchors[0]
+    results = []
+    for test in load_curves(test_file, metric):
+        result = compute_bd(anchor.rates, anchor.metric, test.rates, test.metric, method=method, monotonic=monotonic)
+        results.append({"codec": test.name, "anchor": anchor.name, "metric": metric, **result.as_dict()})
+    if as_json:
+        print(json.dumps(results[0] if len(results) == 1 else results))
+        return
+    for row in results:
+        console.print(
+            f"{row['codec']} vs {row['anchor']} on {metric} ({row['method']}): BD-rate {row['bd_rate_pct']:+.2f} %, "
+            f"BD-{metric} {row['bd_metric']:+.4f}, overlap {row['overlap_lo']:.4g}…{row['overlap_hi']:.4g}, "
+            f"{row['points']} points",
+            highlight=False,
+        )
+
+
 def main() -> None:
     app()

@@ -1,0 +1,1 @@
+"""Benchmarking: metrics, Bjøntegaard deltas, result files."""
