@@ -10,21 +10,18 @@ zoo weights are downloaded by CompressAI itself (torch hub cache) on first use.
 from __future__ import annotations
 
 import importlib.util
-import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from icmkit import bitstream
-from icmkit.codecs.base import Availability, Codec, CodecKind, QualitySpec, check_rgb
-from icmkit.codecs.learned import image_to_tensor, tensor_to_image
-from icmkit.errors import BitstreamError, CodecUnavailableError, QualityError, WeightsMismatchError
-from icmkit.image import max_pixels
+from icmkit.codecs.base import Availability, Codec
+from icmkit.codecs.learned import IcmContainerCodec, tensor_to_image
+from icmkit.errors import BitstreamError, CodecUnavailableError
 from icmkit.varint import VarintError, decode_uv, encode_uv
-from icmkit.weights import weights_digest
 
 PAD_MULTIPLE = 64
 
@@ -41,25 +38,14 @@ def compressai_installed() -> bool:
     return importlib.util.find_spec("compressai") is not None
 
 
-class CompressAICodec(Codec):
+class CompressAICodec(IcmContainerCodec):
     """Wraps CompressAI-contract models; ``loader(quality)`` returns the model for a quality."""
-
-    kind = CodecKind.PIXEL
-    extension = ".icm"
 
     def __init__(self, name: str, loader: Callable[[int], torch.nn.Module], qualities: tuple[int, ...],
                  description: str = "", needs_compressai: bool = True):
-        self.name = name
-        self.description = description
+        super().__init__(name, qualities, description, "CompressAI zoo quality index, low → high rate")
         self._loader = loader
         self._needs_compressai = needs_compressai
-        self._models: dict[int, tuple[torch.nn.Module, bytes]] = {}
-        self._lock = threading.Lock()
-        self.quality = QualitySpec(
-            knob="quality", grid=qualities, lo=min(qualities), hi=max(qualities),
-            default=qualities[len(qualities) // 2], doc="CompressAI zoo quality index, low → high rate",
-            allowed=qualities,
-        )
 
     @classmethod
     def from_zoo(cls, architecture: str) -> CompressAICodec:
@@ -91,46 +77,25 @@ class CompressAICodec(Codec):
             return Availability(False, "install the 'compressai' extra (pip install 'icmkit[compressai]', numpy<2)")
         return Availability(True)
 
-    def model(self, quality: int) -> tuple[torch.nn.Module, bytes]:
-        with self._lock:
-            if quality not in self._models:
-                try:
-                    model = self._loader(quality).eval()
-                except (OSError, RuntimeError, KeyError) as exc:
-                    raise CodecUnavailableError(f"{self.name}: cannot load weights ({exc})") from None
-                model.update(force=True) if _accepts_force(model) else model.update()
-                self._models[quality] = (model, weights_digest(model.state_dict()))
-            return self._models[quality]
+    @staticmethod
+    def stride(model: torch.nn.Module) -> int:
+        return PAD_MULTIPLE
+
+    def _load(self, quality: int) -> torch.nn.Module:
+        try:
+            model = self._loader(quality).eval()
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise CodecUnavailableError(f"{self.name}: cannot load weights ({exc})") from None
+        model.update(force=True) if _accepts_force(model) else model.update()
+        return model
 
     def encode(self, image: np.ndarray, quality: int | None = None) -> bytes:
-        self.require_available()
-        image = check_rgb(image)
-        quality = self.quality.validate(quality)
-        model, digest = self.model(quality)
-        height, width, _ = image.shape
-        pad_bottom, pad_right = -height % PAD_MULTIPLE, -width % PAD_MULTIPLE
-        x = F.pad(image_to_tensor(image), (0, pad_right, 0, pad_bottom), mode="replicate")
-        with torch.no_grad():
-            coded = model.compress(x)
-        shape = tuple(coded["shape"])
-        header = bitstream.IcmHeader(
-            codec=self.name, quality=quality, digest=digest, width=width, height=height,
-            pad_bottom=pad_bottom, pad_right=pad_right, extra=b"".join(encode_uv(s) for s in shape),
-        )
-        return bitstream.pack(header, [strings[0] for strings in coded["strings"]])
+        coded, header = self._code(image, quality)
+        extra = b"".join(encode_uv(s) for s in tuple(coded["shape"]))
+        return bitstream.pack(replace(header, extra=extra), [strings[0] for strings in coded["strings"]])
 
     def decode(self, data: bytes) -> np.ndarray:
-        self.require_available()
-        header, streams = bitstream.unpack(data, max_pixels=max_pixels())
-        if header.codec != self.name:
-            raise BitstreamError(f"stream was written by codec {header.codec!r}, not {self.name!r}")
-        try:
-            quality = self.quality.validate(header.quality)
-        except QualityError:
-            raise BitstreamError(f"stream uses quality {header.quality}, unknown to {self.name}") from None
-        model, digest = self.model(quality)
-        if header.digest != digest:
-            raise WeightsMismatchError(f"stream was written with other weights (digest {header.digest.hex()})")
+        header, streams, model = self._parse(data)
         try:
             h, pos = decode_uv(header.extra, 0)
             w, pos = decode_uv(header.extra, pos)

@@ -32,26 +32,89 @@ def tensor_to_image(x: torch.Tensor) -> np.ndarray:
     return torch.round(x.clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 
-class LearnedPixelCodec(Codec):
+class IcmContainerCodec(Codec):
+    """Base of learned codecs that write ``.icm`` files: model cache, padding, header checks.
+
+    Subclasses implement :meth:`_load` (the finalised model of a quality) and say the model's
+    ``stride`` (H and W multiples it needs).
+    """
+
     kind = CodecKind.PIXEL
     extension = ".icm"
 
-    def __init__(self, name: str, weights: dict[int, Path], description: str = ""):
+    def __init__(self, name: str, qualities: tuple[int, ...], description: str, doc: str):
         self.name = name
         self.description = description
-        self._weights = dict(sorted(weights.items()))
-        self._models: dict[int, tuple[CompressionModel, bytes]] = {}
+        self._models: dict[int, tuple[torch.nn.Module, bytes]] = {}
         self._lock = threading.Lock()
-        qualities = tuple(self._weights)
         self.quality = QualitySpec(
-            knob="quality",
-            grid=qualities,
-            lo=1,
-            hi=255,
-            default=qualities[len(qualities) // 2] if qualities else 1,
-            doc="index into the shipped rate points, low → high rate",
-            allowed=qualities,
+            knob="quality", grid=qualities, lo=min(qualities, default=1), hi=max(qualities, default=255),
+            default=qualities[len(qualities) // 2] if qualities else 1, doc=doc, allowed=qualities,
         )
+
+    def _load(self, quality: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+    @staticmethod
+    def stride(model: torch.nn.Module) -> int:
+        return getattr(model, "stride", 64)
+
+    def model(self, quality: int) -> tuple[torch.nn.Module, bytes]:
+        """The finalised model for ``quality`` and its weights digest (loaded once, then cached)."""
+        with self._lock:
+            if quality not in self._models:
+                model = self._load(quality).eval()
+                self._models[quality] = (model, weights_digest(model.state_dict()))
+            return self._models[quality]
+
+    def _code(self, image: np.ndarray, quality: int | None) -> tuple[dict, bitstream.IcmHeader]:
+        """Pad by edge replication to the stride, run ``model.compress``, and describe it in a header."""
+        self.require_available()
+        image = check_rgb(image)
+        quality = self.quality.validate(quality)
+        model, digest = self.model(quality)
+        height, width, _ = image.shape
+        stride = self.stride(model)
+        pad_bottom, pad_right = -height % stride, -width % stride
+        x = F.pad(image_to_tensor(image), (0, pad_right, 0, pad_bottom), mode="replicate")
+        with torch.no_grad():
+            coded = model.compress(x)
+        header = bitstream.IcmHeader(
+            codec=self.name, quality=quality, digest=digest, width=width, height=height,
+            pad_bottom=pad_bottom, pad_right=pad_right,
+        )
+        return coded, header
+
+    def _parse(self, data: bytes) -> tuple[bitstream.IcmHeader, list[bytes], torch.nn.Module]:
+        """Verify a stream belongs to this codec, quality and weights; return it with its model."""
+        self.require_available()
+        header, streams = bitstream.unpack(data, max_pixels=max_pixels())
+        if header.codec != self.name:
+            raise BitstreamError(f"stream was written by codec {header.codec!r}, not {self.name!r}")
+        if header.kind != self.kind.value:
+            raise BitstreamError(f"stream is of kind {header.kind!r}, not {self.kind.value!r}")
+        try:
+            quality = self.quality.validate(header.quality)
+        except QualityError:
+            raise BitstreamError(f"stream uses quality {header.quality}, which this installation does not have") from None
+        model, digest = self.model(quality)
+        if header.digest != digest:
+            raise WeightsMismatchError(
+                f"stream was written with other weights (digest {header.digest.hex()}, loaded {digest.hex()})"
+            )
+        stride = self.stride(model)
+        padded_h, padded_w = header.height + header.pad_bottom, header.width + header.pad_right
+        if padded_h % stride or padded_w % stride or max(header.pad_bottom, header.pad_right) >= stride:
+            raise BitstreamError("malformed stream (padding does not match the model's stride)")
+        return header, streams, model
+
+
+class LearnedPixelCodec(IcmContainerCodec):
+    """icmkit's own learned pixel codecs: weights from the zoo or a file, two streams (y, z)."""
+
+    def __init__(self, name: str, weights: dict[int, Path], description: str = ""):
+        self._weights = dict(sorted(weights.items()))
+        super().__init__(name, tuple(self._weights), description, "index into the shipped rate points, low → high rate")
 
     @classmethod
     def from_zoo(cls, family_name: str, description: str) -> LearnedPixelCodec:
@@ -66,60 +129,24 @@ class LearnedPixelCodec(Codec):
             return Availability(False, "no weights shipped for this codec in this installation")
         return Availability(True)
 
-    def model(self, quality: int) -> tuple[CompressionModel, bytes]:
-        """The finalised model for ``quality`` and its weights digest (loaded once, then cached)."""
-        with self._lock:
-            if quality not in self._models:
-                model, _ = load_weights(self._weights[quality])
-                model.require_finalized()
-                self._models[quality] = (model, weights_digest(model.state_dict()))
-            return self._models[quality]
+    def _load(self, quality: int) -> CompressionModel:
+        model, _ = load_weights(self._weights[quality])
+        model.require_finalized()
+        return model
 
     def encode(self, image: np.ndarray, quality: int | None = None) -> bytes:
-        self.require_available()
-        image = check_rgb(image)
-        quality = self.quality.validate(quality)
-        model, digest = self.model(quality)
-        height, width, _ = image.shape
-        pad_bottom, pad_right = -height % model.stride, -width % model.stride
-        x = F.pad(image_to_tensor(image), (0, pad_right, 0, pad_bottom), mode="replicate")
-        with torch.no_grad():
-            coded = model.compress(x)
+        coded, header = self._code(image, quality)
         y_strings, z_strings = coded["strings"]
-        header = bitstream.IcmHeader(
-            codec=self.name, quality=quality, digest=digest, width=width, height=height,
-            pad_bottom=pad_bottom, pad_right=pad_right,
-        )
         return bitstream.pack(header, [y_strings[0], z_strings[0]])
-
-    def _parse(self, data: bytes) -> tuple[bitstream.IcmHeader, list[bytes], CompressionModel]:
-        header, streams = bitstream.unpack(data, max_pixels=max_pixels())
-        if header.codec != self.name:
-            raise BitstreamError(f"stream was written by codec {header.codec!r}, not {self.name!r}")
-        if header.kind != "pixel" or len(streams) != 2:
-            raise BitstreamError("malformed stream for a learned pixel codec")
-        try:
-            quality = self.quality.validate(header.quality)
-        except QualityError:
-            raise BitstreamError(f"stream uses quality {header.quality}, which this installation does not have") from None
-        model, digest = self.model(quality)
-        if header.digest != digest:
-            raise WeightsMismatchError(
-                f"stream was written with other weights (digest {header.digest.hex()}, loaded {digest.hex()})"
-            )
-        if (header.height + header.pad_bottom) % model.stride or (header.width + header.pad_right) % model.stride:
-            raise BitstreamError("malformed stream (padding does not reach the model's stride)")
-        if header.pad_bottom >= model.stride or header.pad_right >= model.stride:
-            raise BitstreamError("malformed stream (padding larger than the model's stride)")
-        return header, streams, model
 
     def decode(self, data: bytes) -> np.ndarray:
         return self.decode_batch([data])[0]
 
     def decode_batch(self, streams: list[bytes]) -> list[np.ndarray]:
         """Decode several streams; those of equal size and quality run through the synthesis together."""
-        self.require_available()
         parsed = [self._parse(data) for data in streams]
+        if any(len(p[1]) != 2 for p in parsed):
+            raise BitstreamError("malformed stream for a learned pixel codec (expected 2 streams)")
         results: list[np.ndarray | None] = [None] * len(parsed)
         groups: dict[tuple, list[int]] = {}
         for i, (header, _, _) in enumerate(parsed):
@@ -129,7 +156,7 @@ class LearnedPixelCodec(Codec):
             model = parsed[members[0]][2]
             y_strings = [parsed[i][1][0] for i in members]
             z_strings = [parsed[i][1][1] for i in members]
-            shape = (padded_h // model.stride, padded_w // model.stride)
+            shape = (padded_h // self.stride(model), padded_w // self.stride(model))
             with torch.no_grad():
                 x_hat = model.decompress([y_strings, z_strings], shape)["x_hat"]
             for row, i in enumerate(members):
