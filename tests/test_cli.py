@@ -84,10 +84,13 @@ def test_folder_batch_with_summary(tmp_path):
     src.mkdir()
     for i in range(3):
         Image.fromarray(synthetic_photo(40, 50, seed=i)).save(src / f"im{i}.png")
+    (src / "sub").mkdir()
+    Image.fromarray(synthetic_photo(40, 50, seed=9)).save(src / "sub" / "im0.png")  # same name, other folder
     result = icm("compress", src, "-o", tmp_path / "out", "--codec", "jpeg", "-q", "50")
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["im0.jpg", "im1.jpg", "im2.jpg"]
-    assert "3 of 3 images" in result.stdout
+    written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.jpg"))
+    assert written == ["im0.jpg", "im1.jpg", "im2.jpg", "sub/im0.jpg"]
+    assert "4 of 4 images" in result.stdout
 
 
 def test_existing_output_needs_force(coded, photo_png, tmp_path):

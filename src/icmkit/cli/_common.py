@@ -41,8 +41,9 @@ def user_errors(command):
     return wrapper
 
 
-def check_output(path: Path, inputs: list[Path], force: bool) -> None:
-    """Refuse to overwrite an input ever, or an existing file without ``--force``."""
+def check_output(path: Path, inputs: list[Path], force: bool, create_parent: bool = False) -> None:
+    """Refuse to overwrite an input ever, or an existing file without ``--force``; the parent folder
+    must exist unless the command creates it (``create_parent``)."""
     resolved = path.resolve()
     if any(resolved == p.resolve() for p in inputs):
         raise OutputExistsError(f"{path}: output would overwrite an input file")
@@ -50,7 +51,7 @@ def check_output(path: Path, inputs: list[Path], force: bool) -> None:
         raise OutputExistsError(f"{path}: output is a directory")
     if path.exists() and not force:
         raise OutputExistsError(f"{path}: already exists (use --force to overwrite)")
-    if not path.parent.exists():
+    if not create_parent and not path.parent.exists():
         raise OutputExistsError(f"{path.parent}: output folder does not exist")
 
 

@@ -33,34 +33,36 @@ QualityOption = Annotated[
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
 
 
-def _expand_inputs(inputs: list[Path]) -> list[Path]:
-    files: list[Path] = []
+def _expand_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
+    """Every image to code, with the path its output takes relative to the output folder
+    (a folder's images keep their sub-folders; a file given by name keeps its name)."""
+    files: list[tuple[Path, Path]] = []
     for item in inputs:
         if item.is_dir():
             found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise InputImageError(f"{item}: folder holds no images")
-            files.extend(found)
+            files.extend((p, p.relative_to(item)) for p in found)
         elif item.exists():
-            files.append(item)
+            files.append((item, Path(item.name)))
         else:
             raise InputImageError(f"{item}: no such file or folder")
     return files
 
 
-def _plan_outputs(files: list[Path], output: Optional[Path], extension: str, many: bool) -> list[Path]:
+def _plan_outputs(files: list[tuple[Path, Path]], output: Optional[Path], extension: str, many: bool) -> list[Path]:
     if not many:
+        source = files[0][0]
         if output is None:
-            return [files[0].with_suffix(extension)]
-        return [output / (files[0].stem + extension) if output.is_dir() else output]
+            return [source.with_suffix(extension)]
+        return [output / (source.stem + extension) if output.is_dir() else output]
     if output is None:
-        return [f.with_suffix(extension) for f in files]
+        return [source.with_suffix(extension) for source, _ in files]
     if output.exists() and not output.is_dir():
         raise OutputExistsError(f"{output}: several inputs need an output folder, not a file")
-    output.mkdir(parents=True, exist_ok=True)
-    targets = [output / (f.stem + extension) for f in files]
+    targets = [output / relative.with_suffix(extension) for _, relative in files]
     if len(set(targets)) != len(targets):
-        raise OutputExistsError("two inputs share a file name; they would write the same output")
+        raise OutputExistsError("two inputs would write the same output file (same name in different places)")
     return targets
 
 
@@ -86,11 +88,12 @@ def compress(
     chosen = get_codec(codec)
     chosen.require_available()
     quality = chosen.quality.validate(quality)
-    files = _expand_inputs(inputs)
+    planned = _expand_inputs(inputs)
+    files = [source for source, _ in planned]
     many = len(files) > 1 or any(p.is_dir() for p in inputs)
-    targets = _plan_outputs(files, output, chosen.extension, many)
+    targets = _plan_outputs(planned, output, chosen.extension, many)
     for target in targets:
-        check_output(target, files, force)
+        check_output(target, files, force, create_parent=many and output is not None)
 
     failures = 0
     total_bytes = total_pixels = 0
@@ -100,6 +103,7 @@ def compress(
             try:
                 image = api.read_image(source)
                 data = chosen.encode(image, quality)
+                target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(target, data)
             except IcmError as exc:
                 if not many:
