@@ -1,0 +1,28 @@
+"""Per-image fidelity metrics on 8-bit RGB: PSNR and MS-SSIM (pytorch-msssim, CompressAI's choice)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from icmkit.api import psnr
+
+MS_SSIM_MIN_SIDE = 161  # five scales of an 11-tap window need at least this many pixels
+
+
+def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
+    """MS-SSIM over RGB with data range 255; NaN for images too small for five scales."""
+    if min(reference.shape[:2]) < MS_SSIM_MIN_SIDE:
+        return math.nan
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    def to_tensor(image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0).double()
+
+    with torch.no_grad():
+        return float(_ms_ssim(to_tensor(reference), to_tensor(decoded), data_range=255))
+
+
+__all__ = ["ms_ssim", "psnr"]

@@ -1,0 +1,159 @@
+"""The benchmark run: code every image with every codec × quality, score fidelity and the task model,
+write one row per image × codec × quality, then aggregate.
+
+Coding runs in worker processes (``workers``), each image loaded and prepared by the worker itself
+(so only paths and decoded 256² crops cross process boundaries); the task model runs batched in the
+main process on what comes back. Rows are appended to ``results.csv`` as chunks finish, so an
+interrupted run resumes where it stopped: finished (codec, quality, image) rows are not coded again.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from icmkit import api
+from icmkit.bench.datasets import Dataset, Sample
+from icmkit.bench.metrics import ms_ssim
+from icmkit.bench.plan import CodecPlan
+from icmkit.bench.protocols import resize_center_crop
+
+RESULT_COLUMNS = ["key", "codec", "quality", "width", "height", "bytes", "bpp", "psnr", "ms_ssim",
+                  "top1", "top5", "agree", "enc_s", "dec_s"]
+
+
+@dataclass
+class BenchRun:
+    dataset: Dataset
+    task: str  # "classify" | "fidelity"
+    plans: list[CodecPlan]
+    out: Path
+    classifier: object | None = None  # icmkit.tasks.Classifier for task "classify"
+    workers: int = 1
+    crop: int = 256
+    chunk: int = 16
+    progress: Callable[[int], None] = field(default=lambda n: None)
+
+
+def prepare(sample: Sample, task: str, crop: int) -> np.ndarray:
+    """The codec input for one sample under the task's protocol."""
+    image = api.read_image(sample.path)
+    return resize_center_crop(image, crop) if task == "classify" else image
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core; more threads per worker only oversubscribe
+
+
+def code_chunk(codec_name: str, quality: int, samples: list[Sample], task: str, crop: int):
+    """Worker: code and decode each sample; rows (without task metrics) and decoded images."""
+    codec = api.get_codec(codec_name)
+    rows, decoded_images = [], []
+    for sample in samples:
+        image = prepare(sample, task, crop)
+        start = time.perf_counter()
+        data = codec.encode(image, quality)
+        encoded = time.perf_counter()
+        decoded = codec.decode(data)
+        decode_s = time.perf_counter() - encoded
+        height, width = image.shape[:2]
+        rows.append({
+            "key": sample.key, "codec": codec_name, "quality": quality, "width": width, "height": height,
+            "bytes": len(data), "bpp": 8 * len(data) / (width * height), "psnr": api.psnr(image, decoded),
+            "ms_ssim": ms_ssim(image, decoded), "enc_s": encoded - start, "dec_s": decode_s,
+        })
+        decoded_images.append(decoded)
+    return rows, decoded_images
+
+
+def read_results(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+class _ResultWriter:
+    def __init__(self, path: Path):
+        new = not path.is_file() or path.stat().st_size == 0
+        self.handle = path.open("a", newline="")
+        self.writer = csv.DictWriter(self.handle, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        if new:
+            self.writer.writeheader()
+
+    def write(self, rows: list[dict]) -> None:
+        self.writer.writerows(rows)
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _pending_jobs(run: BenchRun, done: set[tuple[str, str, str]]) -> Iterator[tuple[str, int, list[Sample]]]:
+    for plan in run.plans:
+        for quality in plan.qualities:
+            todo = [s for s in run.dataset.samples if (plan.codec, str(quality), s.key) not in done]
+            for start in range(0, len(todo), run.chunk):
+                yield plan.codec, quality, todo[start : start + run.chunk]
+
+
+def _reference_predictions(run: BenchRun) -> dict[str, np.ndarray]:
+    """Top-5 of the task model on the uncompressed codec inputs, for agreement."""
+    images = [prepare(s, run.task, run.crop) for s in run.dataset.samples]
+    top = run.classifier.topk(images, k=5)
+    return {s.key: top[i] for i, s in enumerate(run.dataset.samples)}
+
+
+def _score(run: BenchRun, rows: list[dict], decoded: list[np.ndarray], reference: dict, labels: dict) -> None:
+    if run.task != "classify":
+        return
+    top = run.classifier.topk(decoded, k=5)
+    for row, predicted in zip(rows, top):
+        label = labels[row["key"]]
+        row["top1"] = int(predicted[0] == label)
+        row["top5"] = int(label in predicted)
+        row["agree"] = int(predicted[0] == reference[row["key"]][0])
+
+
+def execute(run: BenchRun) -> Path:
+    """Run (or resume) the benchmark; returns the path of ``results.csv``."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    path = run.out / "results.csv"
+    done = {(r["codec"], r["quality"], r["key"]) for r in read_results(path)}
+    jobs = list(_pending_jobs(run, done))
+    reference = _reference_predictions(run) if run.task == "classify" and jobs else {}
+    labels = {s.key: s.label for s in run.dataset.samples}
+    writer = _ResultWriter(path)
+    try:
+        if run.workers <= 1:
+            for codec, quality, samples in jobs:
+                rows, decoded = code_chunk(codec, quality, samples, run.task, run.crop)
+                _score(run, rows, decoded, reference, labels)
+                writer.write(rows)
+                run.progress(len(rows))
+        else:
+            with ProcessPoolExecutor(max_workers=run.workers, initializer=_init_worker) as pool:
+                futures = [pool.submit(code_chunk, c, q, s, run.task, run.crop) for c, q, s in jobs]
+                for future in as_completed(futures):
+                    rows, decoded = future.result()
+                    _score(run, rows, decoded, reference, labels)
+                    writer.write(rows)
+                    run.progress(len(rows))
+    finally:
+        writer.close()
+    return path
+
+
+def count_pending(run: BenchRun) -> int:
+    done = {(r["codec"], r["quality"], r["key"]) for r in read_results(run.out / "results.csv")}
+    return sum(len(samples) for _, _, samples in _pending_jobs(run, done))

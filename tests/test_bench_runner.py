@@ -1,0 +1,77 @@
+import csv
+
+import pytest
+from PIL import Image
+
+from icmkit.bench import runner
+from icmkit.bench.datasets import open_dataset
+from icmkit.bench.plan import parse_codec_spec
+from icmkit.bench.summary import BD_COLUMNS, SUMMARY_COLUMNS, bd_table, summarize, write_csv
+from icmkit.tasks import load_classifier
+
+from conftest import synthetic_photo
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    root = tmp_path_factory.mktemp("labelled")
+    rows = ["file,class_index"]
+    for i in range(3):
+        Image.fromarray(synthetic_photo(180 + 10 * i, 240, seed=i)).save(root / f"{i}.png")
+        rows.append(f"{i}.png,{i * 7}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return load_classifier("resnet18", weights=None)
+
+
+def _run(labelled, classifier, out, workers=1, spec="jpeg:10,50,webp:30,70"):
+    return runner.BenchRun(
+        dataset=open_dataset(labelled, "classify"), task="classify", plans=parse_codec_spec(spec), out=out,
+        classifier=classifier, workers=workers, chunk=2,
+    )
+
+
+def test_rows_summary_and_bd(labelled, classifier, tmp_path):
+    path = runner.execute(_run(labelled, classifier, tmp_path))
+    rows = runner.read_results(path)
+    assert len(rows) == 3 * 4
+    first = rows[0]
+    assert (first["width"], first["height"]) == ("256", "256")  # Resize 256 + CenterCrop 256
+    assert float(first["bpp"]) == pytest.approx(8 * int(first["bytes"]) / 256**2)
+    assert first["top1"] in ("0", "1") and first["agree"] in ("0", "1")
+    summary = summarize(rows)
+    assert [(r["codec"], r["quality"], r["n"]) for r in summary][:2] == [("jpeg", 10, 3), ("jpeg", 50, 3)]
+    assert 0 <= summary[0]["top1"] <= 100 and summary[0]["map"] == ""
+    table = bd_table(summary, anchor="jpeg")
+    assert {r["metric"] for r in table} >= {"psnr", "ms_ssim"} and all(r["codec"] == "webp" for r in table)
+    write_csv(tmp_path / "summary.csv", SUMMARY_COLUMNS, summary)
+    write_csv(tmp_path / "bd.csv", BD_COLUMNS, table)
+    with (tmp_path / "summary.csv").open() as handle:
+        assert next(csv.reader(handle)) == SUMMARY_COLUMNS
+
+
+def test_resume_codes_only_what_is_missing(labelled, classifier, tmp_path, monkeypatch):
+    run = _run(labelled, classifier, tmp_path, spec="jpeg:10,50")
+    runner.execute(run)
+    path = tmp_path / "results.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-2]) + "\n")  # as if interrupted before the last two rows
+    assert runner.count_pending(run) == 2
+    calls = []
+    original = runner.code_chunk
+    monkeypatch.setattr(runner, "code_chunk", lambda *a: calls.append(len(a[2])) or original(*a))
+    runner.execute(run)
+    assert sum(calls) == 2 and len(runner.read_results(path)) == 6
+
+
+def test_parallel_workers_give_the_same_rows(labelled, classifier, tmp_path):
+    single = runner.read_results(runner.execute(_run(labelled, classifier, tmp_path / "one", spec="jpeg:30")))
+    double = runner.read_results(runner.execute(_run(labelled, classifier, tmp_path / "two", workers=2, spec="jpeg:30")))
+    drop = ("enc_s", "dec_s")
+    key = lambda r: r["key"]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in sorted(rows, key=key)]  # noqa: E731
+    assert strip(single) == strip(double)
