@@ -19,7 +19,7 @@ def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
     from pytorch_msssim import ms_ssim as _ms_ssim
 
     def to_tensor(image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0).double()
+        return torch.from_numpy(np.array(image, dtype=np.float64)).permute(2, 0, 1).unsqueeze(0)
 
     with torch.no_grad():
         return float(_ms_ssim(to_tensor(reference), to_tensor(decoded), data_range=255))
