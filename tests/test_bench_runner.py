@@ -75,3 +75,17 @@ def test_parallel_workers_give_the_same_rows(labelled, classifier, tmp_path):
     key = lambda r: r["key"]  # noqa: E731
     strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in sorted(rows, key=key)]  # noqa: E731
     assert strip(single) == strip(double)
+
+
+def test_plots_are_written_for_metrics_with_values(tmp_path):
+    from icmkit.bench.plots import plot_curves
+
+    summary = [
+        {"codec": "a", "quality": 1, "bpp": 0.1, "psnr": 28.0, "top1": 50.0, "map": ""},
+        {"codec": "a", "quality": 2, "bpp": 0.3, "psnr": 32.0, "top1": 60.0, "map": ""},
+        {"codec": "b", "quality": 1, "bpp": 0.2, "psnr": 30.0, "top1": 58.0, "map": ""},
+    ]
+    written = plot_curves(summary, tmp_path / "plots", title="test")
+    assert sorted(p.name for p in written) == ["psnr.png", "top1.png"]
+    assert (tmp_path / "plots" / "psnr.svg").read_text().startswith("<?xml")
+    assert (tmp_path / "plots" / "psnr.png").read_bytes()[:4] == b"\x89PNG"
