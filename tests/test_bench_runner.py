@@ -89,3 +89,19 @@ def test_plots_are_written_for_metrics_with_values(tmp_path):
     assert sorted(p.name for p in written) == ["psnr.png", "top1.png"]
     assert (tmp_path / "plots" / "psnr.svg").read_text().startswith("<?xml")
     assert (tmp_path / "plots" / "psnr.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_is_self_contained(labelled, classifier, tmp_path):
+    from icmkit.bench.plots import plot_curves
+    from icmkit.bench.report import write_report
+
+    runner.execute(_run(labelled, classifier, tmp_path, spec="jpeg:10,50,webp:30,70"))
+    rows = runner.read_results(tmp_path / "results.csv")
+    summary = summarize(rows)
+    table = bd_table(summary, anchor="jpeg")
+    plots = plot_curves(summary, tmp_path / "plots")
+    path = write_report(tmp_path, {"task": "classify", "anchor": "jpeg"}, rows, summary, table, plots,
+                        SUMMARY_COLUMNS, BD_COLUMNS)
+    text = path.read_text()
+    assert text.count("data:image/png;base64,") == len(plots) + 1 + 2  # plots, original, one per codec
+    assert "<table>" in text and "webp" in text and "src=\"http" not in text

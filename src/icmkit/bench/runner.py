@@ -24,9 +24,12 @@ from icmkit.bench.datasets import Dataset, Sample
 from icmkit.bench.metrics import ms_ssim
 from icmkit.bench.plan import CodecPlan
 from icmkit.bench.protocols import resize_center_crop
+from icmkit.fileio import atomic_write
+from icmkit.image import encode_png
 
 RESULT_COLUMNS = ["key", "codec", "quality", "width", "height", "bytes", "bpp", "psnr", "ms_ssim",
-                  "top1", "top5", "agree", "enc_s", "dec_s"]
+                  "pred", "top1", "top5", "agree", "enc_s", "dec_s"]
+SHOWCASE_DIR = "showcase"  # decoded versions of one image, for the report's side-by-side crops
 
 
 @dataclass
@@ -120,9 +123,23 @@ def _score(run: BenchRun, rows: list[dict], decoded: list[np.ndarray], reference
     top = run.classifier.topk(decoded, k=5)
     for row, predicted in zip(rows, top):
         label = labels[row["key"]]
+        row["pred"] = int(predicted[0])
         row["top1"] = int(predicted[0] == label)
         row["top5"] = int(label in predicted)
         row["agree"] = int(predicted[0] == reference[row["key"]][0])
+
+
+def _save_showcase(run: BenchRun, name: str, image: np.ndarray) -> None:
+    folder = run.out / SHOWCASE_DIR
+    folder.mkdir(exist_ok=True)
+    atomic_write(folder / f"{name}.png", encode_png(image))
+
+
+def _keep_showcase(run: BenchRun, rows: list[dict], decoded: list[np.ndarray]) -> None:
+    showcase = run.dataset.samples[0].key
+    for row, image in zip(rows, decoded):
+        if row["key"] == showcase:
+            _save_showcase(run, f"{row['codec']}-{row['quality']}", image)
 
 
 def execute(run: BenchRun) -> Path:
@@ -132,6 +149,8 @@ def execute(run: BenchRun) -> Path:
     done = {(r["codec"], r["quality"], r["key"]) for r in read_results(path)}
     jobs = list(_pending_jobs(run, done))
     reference = _reference_predictions(run) if run.task == "classify" and jobs else {}
+    if jobs:
+        _save_showcase(run, "original", prepare(run.dataset.samples[0], run.task, run.crop))
     labels = {s.key: s.label for s in run.dataset.samples}
     writer = _ResultWriter(path)
     try:
@@ -139,6 +158,7 @@ def execute(run: BenchRun) -> Path:
             for codec, quality, samples in jobs:
                 rows, decoded = code_chunk(codec, quality, samples, run.task, run.crop)
                 _score(run, rows, decoded, reference, labels)
+                _keep_showcase(run, rows, decoded)
                 writer.write(rows)
                 run.progress(len(rows))
         else:
@@ -147,6 +167,7 @@ def execute(run: BenchRun) -> Path:
                 for future in as_completed(futures):
                     rows, decoded = future.result()
                     _score(run, rows, decoded, reference, labels)
+                    _keep_showcase(run, rows, decoded)
                     writer.write(rows)
                     run.progress(len(rows))
     finally:
