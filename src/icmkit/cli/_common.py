@@ -12,7 +12,8 @@ from rich.console import Console
 
 from icmkit.errors import IcmError, OutputExistsError
 
-console = Console(soft_wrap=True)
+# Piped output is not wrapped at 80 columns: tables stay readable in logs and CI.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, soft_wrap=True)
 
 

@@ -1,0 +1,76 @@
+"""`icm bench` through the real entry point, on tiny generated data."""
+
+import csv
+
+import pytest
+from PIL import Image
+
+from conftest import synthetic_photo
+from test_cli import assert_user_error, icm
+
+FAST = ["--codecs", "jpeg:10,50,webp:30,70", "--anchor", "jpeg", "--model", "resnet18", "--model-weights", "none",
+        "--workers", "1"]
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    root = tmp_path_factory.mktemp("labelled")
+    (root / "labels.csv").write_text("file,class_index\n0.png,1\n1.png,2\n")
+    for i in range(2):
+        Image.fromarray(synthetic_photo(200, 260, seed=i)).save(root / f"{i}.png")
+    return root
+
+
+def test_bench_writes_every_output(labelled, tmp_path):
+    out = tmp_path / "bench"
+    result = icm("bench", "--data", labelled, "--out", out, *FAST)
+    assert result.returncode == 0, result.stderr
+    for name in ("results.csv", "summary.csv", "bd.csv", "report.html", "plots/psnr.png", "plots/top1.svg"):
+        assert (out / name).is_file(), name
+    with (out / "summary.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["codec"], r["quality"], r["n"]) for r in rows] == [
+        ("jpeg", "10", "2"), ("jpeg", "50", "2"), ("webp", "30", "2"), ("webp", "70", "2")]
+    assert "report:" in result.stdout
+
+
+def test_bench_fidelity_task(labelled, tmp_path):
+    result = icm("bench", "--data", labelled, "--task", "fidelity", "--out", tmp_path / "f", "--codecs",
+                 "jpeg:10,50,webp:30,70", "--anchor", "jpeg", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    header = (tmp_path / "f" / "summary.csv").read_text().splitlines()[1].split(",")
+    assert header[6] == ""  # top1 column stays empty without a task model
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--codecs", "nope"], "unknown codec"),
+        (["--model", "no_such_model_x"], "no_such_model_x"),
+        (["--anchor", "avif"], "anchor"),
+        (["--task", "dance"], "unknown task"),
+    ],
+)
+def test_bench_bad_options(args, fragment, labelled, tmp_path):
+    base = {"--codecs": "jpeg:10,50", "--anchor": "jpeg", "--model": "resnet18", "--model-weights": "none"}
+    for key, value in zip(args[::2], args[1::2]):
+        base[key] = value
+    flat = [item for pair in base.items() for item in pair]
+    assert_user_error(icm("bench", "--data", labelled, "--out", tmp_path / "o", *flat), fragment)
+
+
+def test_bench_bad_data(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_user_error(icm("bench", "--data", empty, "--out", tmp_path / "o", *FAST), "needs labels")
+    assert_user_error(icm("bench", "--data", empty, "--task", "fidelity", "--out", tmp_path / "o", *FAST),
+                      "no images")
+
+
+def test_bench_corrupt_image_is_named(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    Image.fromarray(synthetic_photo(200, 260)).save(root / "good.png")
+    (root / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (root / "labels.csv").write_text("file,class_index\ngood.png,1\nbad.png,2\n")
+    assert_user_error(icm("bench", "--data", root, "--out", tmp_path / "o", *FAST), "bad.png")
