@@ -1,6 +1,9 @@
 """`icm bench` through the real entry point, on tiny generated data."""
 
 import csv
+import os
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -74,3 +77,21 @@ def test_bench_corrupt_image_is_named(tmp_path):
     (root / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     (root / "labels.csv").write_text("file,class_index\ngood.png,1\nbad.png,2\n")
     assert_user_error(icm("bench", "--data", root, "--out", tmp_path / "o", *FAST), "bad.png")
+
+
+def test_torchrun_two_ranks_match_one_process(labelled, tmp_path):
+    def summary_without_times(folder):
+        with (folder / "summary.csv").open() as handle:
+            return [{k: v for k, v in row.items() if k not in ("enc_s", "dec_s")} for row in csv.DictReader(handle)]
+
+    single = icm("bench", "--data", labelled, "--out", tmp_path / "one", *FAST)
+    assert single.returncode == 0, single.stderr
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "icmkit", "bench", "--data", str(labelled), "--out", str(tmp_path / "two"), *FAST]
+    double = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert double.returncode == 0, double.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "two").glob("results.rank*")) == [
+        "results.rank0-of-2.csv", "results.rank1-of-2.csv"]
+    assert summary_without_times(tmp_path / "one") == summary_without_times(tmp_path / "two")
+    assert (tmp_path / "two" / "report.html").is_file()

@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from icmkit.bench import runner
+from icmkit.bench import distributed, runner
 from icmkit.bench.datasets import open_dataset
 from icmkit.bench.plan import parse_codec_spec
 from icmkit.bench.plots import plot_curves
@@ -41,7 +41,9 @@ class BenchOutcome:
     seconds: float
 
 
-def run_bench(options: BenchOptions, progress=None) -> BenchOutcome:
+def run_bench(options: BenchOptions, progress=None) -> BenchOutcome | None:
+    """Run the benchmark; under torchrun every rank codes its shard and rank 0 alone reports
+    (other ranks return None)."""
     if options.task not in TASKS:
         raise IcmError(f"unknown task {options.task!r}; choose one of {', '.join(TASKS)}")
     if options.workers < 1:
@@ -58,11 +60,25 @@ def run_bench(options: BenchOptions, progress=None) -> BenchOutcome:
         from icmkit.tasks import load_classifier
 
         classifier = load_classifier(options.model, weights=options.model_weights)
-    run = runner.BenchRun(dataset=dataset, task=options.task, plans=plans, out=options.out,
-                          classifier=classifier, workers=options.workers)
+    rank, world = distributed.rank_and_world()
+    sharded = world > 1
+    if sharded:
+        distributed.init()
+    run = runner.BenchRun(
+        dataset=dataset.shard(rank, world) if sharded else dataset, task=options.task, plans=plans,
+        out=options.out, classifier=classifier, workers=options.workers,
+        results_name=distributed.rank_results_name(rank, world) if sharded else "results.csv",
+    )
     if progress is not None:
         run.progress = progress(runner.count_pending(run))
     results = runner.execute(run)
+    if sharded:
+        distributed.barrier()
+        if rank != 0:
+            distributed.finish()
+            return None
+        results = distributed.merge(options.out, world, [s.key for s in dataset.samples])
+        distributed.finish()
     # The folder may hold rows of earlier runs (other codecs, a larger --limit): report this run's only.
     planned = {(p.codec, str(q)) for p in plans for q in p.qualities}
     keys = {s.key for s in dataset.samples}

@@ -42,6 +42,10 @@ class Dataset:
     annotations: Path | None = None  # COCO instances JSON
     meta: dict = field(default_factory=dict)
 
+    def shard(self, rank: int, world: int) -> Dataset:
+        """Every ``world``-th sample from ``rank`` (rank 0 keeps the first, the report's showcase)."""
+        return Dataset(self.root, self.kind, self.samples[rank::world], self.annotations, self.meta)
+
     def limit(self, count: int | None) -> Dataset:
         if count is None or count >= len(self.samples):
             return self

@@ -42,6 +42,7 @@ class BenchRun:
     workers: int = 1
     crop: int = 256
     chunk: int = 16
+    results_name: str = "results.csv"  # one file per rank when sharded with torchrun
     progress: Callable[[int], None] = field(default=lambda n: None)
 
 
@@ -136,7 +137,7 @@ def _save_showcase(run: BenchRun, name: str, image: np.ndarray) -> None:
 
 
 def _keep_showcase(run: BenchRun, rows: list[dict], decoded: list[np.ndarray]) -> None:
-    showcase = run.dataset.samples[0].key
+    showcase = run.dataset.samples[0].key if run.dataset.samples else None
     for row, image in zip(rows, decoded):
         if row["key"] == showcase:
             _save_showcase(run, f"{row['codec']}-{row['quality']}", image)
@@ -145,11 +146,11 @@ def _keep_showcase(run: BenchRun, rows: list[dict], decoded: list[np.ndarray]) -
 def execute(run: BenchRun) -> Path:
     """Run (or resume) the benchmark; returns the path of ``results.csv``."""
     run.out.mkdir(parents=True, exist_ok=True)
-    path = run.out / "results.csv"
+    path = run.out / run.results_name
     done = {(r["codec"], r["quality"], r["key"]) for r in read_results(path)}
     jobs = list(_pending_jobs(run, done))
     reference = _reference_predictions(run) if run.task == "classify" and jobs else {}
-    if jobs:
+    if jobs and run.dataset.samples:
         _save_showcase(run, "original", prepare(run.dataset.samples[0], run.task, run.crop))
     labels = {s.key: s.label for s in run.dataset.samples}
     writer = _ResultWriter(path)
@@ -176,5 +177,5 @@ def execute(run: BenchRun) -> Path:
 
 
 def count_pending(run: BenchRun) -> int:
-    done = {(r["codec"], r["quality"], r["key"]) for r in read_results(run.out / "results.csv")}
+    done = {(r["codec"], r["quality"], r["key"]) for r in read_results(run.out / run.results_name)}
     return sum(len(samples) for _, _, samples in _pending_jobs(run, done))

@@ -320,6 +320,8 @@ def bench(
             return lambda n: progress.advance(task_id, n)
 
         outcome = run_bench(options, progress=start)
+    if outcome is None:  # a torchrun rank other than 0: rank 0 reports
+        return
     table = Table(title=f"summary ({outcome.seconds:.0f} s)")
     columns = [c for c in ("codec", "quality", "n", "bpp", "psnr", "ms_ssim", "top1", "top5", "agree", "enc_s", "dec_s")
                if any(r.get(c, "") != "" for r in outcome.summary)]

@@ -1,0 +1,54 @@
+"""Sharding a benchmark over processes or nodes started by ``torchrun``.
+
+Each rank codes and scores its slice of the images into its own ``results.rank<r>-of-<n>.csv``; after
+a barrier (gloo, so it works on CPUs), rank 0 merges the files into ``results.csv`` and reports. ::
+
+    torchrun --nproc_per_node 8 -m icmkit bench --data imagenet/val --out bench-val
+    torchrun --nnodes 4 --node_rank $R --master_addr $HOST --nproc_per_node 8 -m icmkit bench ...
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from icmkit.bench.runner import RESULT_COLUMNS, read_results
+
+
+def rank_and_world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init() -> None:
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    dist.barrier()
+
+
+def finish() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank_results_name(rank: int, world: int) -> str:
+    return f"results.rank{rank}-of-{world}.csv"
+
+
+def merge(out: Path, world: int, sample_order: list[str]) -> Path:
+    """Concatenate the ranks' rows into ``results.csv`` in dataset order (as a 1-process run writes)."""
+    from icmkit.bench.summary import write_csv
+
+    position = {key: i for i, key in enumerate(sample_order)}
+    rows = [r for rank in range(world) for r in read_results(out / rank_results_name(rank, world))]
+    rows.sort(key=lambda r: (position.get(r["key"], len(position)), r["codec"], int(r["quality"])))
+    write_csv(out / "results.csv", RESULT_COLUMNS, rows)
+    return out / "results.csv"
