@@ -16,7 +16,9 @@ from icmkit.bench.summary import BD_COLUMNS, SUMMARY_COLUMNS, bd_table, summariz
 from icmkit.errors import IcmError
 
 DEFAULT_CODECS = "jpeg,webp,hevc444,avif,icm-mse"
-TASKS = ("classify", "fidelity")
+TASKS = ("classify", "detect", "segment", "fidelity")
+DEFAULT_MODELS = {"classify": "tf_efficientnet_lite0", "detect": "fasterrcnn_resnet50_fpn",
+                  "segment": "maskrcnn_resnet50_fpn"}
 
 
 @dataclass
@@ -25,11 +27,12 @@ class BenchOptions:
     data: Path | None = None  # None: the photos shipped with icmkit
     task: str = "classify"
     codecs: str = DEFAULT_CODECS
-    model: str = "tf_efficientnet_lite0"
+    model: str | None = None  # None: the task's default (DEFAULT_MODELS)
     model_weights: str | None = "default"
     anchor: str = "hevc444"
     limit: int | None = None
     workers: int = 1
+    detector_min_size: int = 800  # torchvision's default input scale for its COCO detectors
 
 
 @dataclass
@@ -51,22 +54,32 @@ def run_bench(options: BenchOptions, progress=None) -> BenchOutcome | None:
     from icmkit.data import SAMPLES_DIR
 
     started = time.monotonic()
+    if options.data is None and options.task in ("detect", "segment"):
+        raise IcmError("detection and segmentation need --data: a COCO folder (images + instances JSON)")
     dataset = open_dataset(options.data or SAMPLES_DIR, options.task).limit(options.limit)
     plans = parse_codec_spec(options.codecs)
     if options.anchor not in {p.codec for p in plans}:
         raise IcmError(f"anchor {options.anchor!r} is not among the benchmarked codecs ({options.codecs})")
-    classifier = None
+    model_name = options.model or DEFAULT_MODELS.get(options.task)
+    classifier = detector = None
     if options.task == "classify":
         from icmkit.tasks import load_classifier
 
-        classifier = load_classifier(options.model, weights=options.model_weights)
+        classifier = load_classifier(model_name, weights=options.model_weights)
+    elif options.task in ("detect", "segment"):
+        from icmkit.tasks.detection import load_detector
+
+        detector = load_detector(model_name, weights=options.model_weights, min_size=options.detector_min_size,
+                                 max_size=max(1333, options.detector_min_size))
+        if options.task == "segment" and not detector.has_masks:
+            raise IcmError(f"{model_name} predicts no masks; segmentation needs a Mask R-CNN")
     rank, world = distributed.rank_and_world()
     sharded = world > 1
     if sharded:
         distributed.init()
     run = runner.BenchRun(
         dataset=dataset.shard(rank, world) if sharded else dataset, task=options.task, plans=plans,
-        out=options.out, classifier=classifier, workers=options.workers,
+        out=options.out, classifier=classifier, detector=detector, workers=options.workers,
         results_name=distributed.rank_results_name(rank, world) if sharded else "results.csv",
     )
     if progress is not None:
@@ -83,14 +96,32 @@ def run_bench(options: BenchOptions, progress=None) -> BenchOutcome | None:
     planned = {(p.codec, str(q)) for p in plans for q in p.qualities}
     keys = {s.key for s in dataset.samples}
     rows = [r for r in runner.read_results(results) if (r["codec"], r["quality"]) in planned and r["key"] in keys]
-    summary = summarize(rows)
+    summary = summarize(rows, _coco_metrics(options, dataset) if detector is not None else None)
     table = bd_table(summary, options.anchor)
     write_csv(options.out / "summary.csv", SUMMARY_COLUMNS, summary)
     write_csv(options.out / "bd.csv", BD_COLUMNS, table)
     meta = {"data": str(options.data or "icmkit sample photos"), "task": options.task, "images": len(dataset.samples),
-            "model": options.model if classifier else "—", "anchor": options.anchor, "codecs": options.codecs}
+            "model": model_name if options.task != "fidelity" else "—", "anchor": options.anchor, "codecs": options.codecs}
     plots = plot_curves(summary, options.out / "plots", title=f"{meta['data']} — {options.task}")
     report = write_report(options.out, meta, rows, summary, table, plots, SUMMARY_COLUMNS, BD_COLUMNS)
     (options.out / "run.json").write_text(json.dumps({**asdict(options), "out": str(options.out),
-                                                      "data": meta["data"]}, indent=2))
+                                                      "data": meta["data"], "model": model_name}, indent=2))
     return BenchOutcome(results, summary, table, report, time.monotonic() - started)
+
+
+def _coco_metrics(options: BenchOptions, dataset):
+    """mAP of each codec × quality from its saved detections (bbox for detect, masks for segment), in %."""
+    from icmkit.tasks.detection import CocoEvaluator
+
+    prefix = "segm_" if options.task == "segment" else ""
+
+    def metrics(codec: str, quality: int, rows: list[dict]) -> dict:
+        saved = runner.read_detections(options.out, codec, quality)
+        evaluator = CocoEvaluator(dataset.annotations, segm=options.task == "segment")
+        keys = [r["key"] for r in rows if r["key"] in saved]
+        records = [record for key in keys for record in saved[key]["records"]]
+        evaluator.update_from_json(records, image_ids=[saved[key]["image_id"] for key in keys])
+        result = evaluator.compute()
+        return {"map": result[f"{prefix}map"], "map50": result[f"{prefix}map50"]}
+
+    return metrics

@@ -10,6 +10,7 @@ interrupted run resumes where it stopped: finished (codec, quality, image) rows 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ class BenchRun:
     plans: list[CodecPlan]
     out: Path
     classifier: object | None = None  # icmkit.tasks.Classifier for task "classify"
+    detector: object | None = None  # icmkit.tasks.detection.Detector for tasks "detect" / "segment"
     workers: int = 1
     crop: int = 256
     chunk: int = 16
@@ -118,7 +120,44 @@ def _reference_predictions(run: BenchRun) -> dict[str, np.ndarray]:
     return {s.key: top[i] for i, s in enumerate(run.dataset.samples)}
 
 
+DETECTIONS_DIR = "detections"  # COCO results records per codec × quality, one JSON line per image
+
+
+def detections_file(run: BenchRun, codec: str, quality: int) -> Path:
+    suffix = run.results_name.removeprefix("results").removesuffix(".csv")  # "" or ".rank<r>-of-<n>"
+    return run.out / DETECTIONS_DIR / f"{codec}-{quality}{suffix}.jsonl"
+
+
+def read_detections(out: Path, codec: str, quality: int | str) -> dict[str, dict]:
+    """Saved detections of one codec × quality, all ranks: key → {"image_id", "records"} (last wins)."""
+    found: dict[str, dict] = {}
+    for path in sorted((out / DETECTIONS_DIR).glob(f"{codec}-{quality}*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                found[entry["key"]] = entry
+    return found
+
+
+def _detect(run: BenchRun, rows: list[dict], decoded: list[np.ndarray], image_ids: dict) -> None:
+    from icmkit.tasks.detection import detections_to_json
+
+    predictions = run.detector.predict(decoded, batch_size=1)  # 1: no padding shared between images
+    path = detections_file(run, rows[0]["codec"], rows[0]["quality"])
+    path.parent.mkdir(exist_ok=True)
+    lines = [json.dumps({"key": row["key"], "image_id": image_ids[row["key"]],
+                         "records": detections_to_json(image_ids[row["key"]], prediction)})
+             for row, prediction in zip(rows, predictions)]
+    with path.open("a") as handle:  # before the rows: a row on disk always has its detections
+        handle.write("\n".join(lines) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def _score(run: BenchRun, rows: list[dict], decoded: list[np.ndarray], reference: dict, labels: dict) -> None:
+    if run.task in ("detect", "segment"):
+        _detect(run, rows, decoded, {s.key: s.image_id for s in run.dataset.samples})
+        return
     if run.task != "classify":
         return
     top = run.classifier.topk(decoded, k=5)

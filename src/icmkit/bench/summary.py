@@ -28,7 +28,8 @@ def _mean(values: list[str], scale: float = 1.0) -> float | str:
     return float(np.mean(numbers)) * scale if numbers else ""
 
 
-def summarize(rows: list[dict]) -> list[dict]:
+def summarize(rows: list[dict], task_metrics=None) -> list[dict]:
+    """Means per codec × quality; ``task_metrics(codec, quality, rows)`` adds set-level metrics (mAP)."""
     groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["codec"], int(row["quality"]))].append(row)
@@ -40,6 +41,8 @@ def summarize(rows: list[dict]) -> list[dict]:
         for column in ("top1", "top5", "agree"):
             record[column] = _mean([m.get(column, "") for m in members], scale=100.0)
         record["map"] = record["map50"] = ""
+        if task_metrics is not None:
+            record.update(task_metrics(codec, quality, members))
         summary.append(record)
     order = {name: i for i, name in enumerate(dict.fromkeys(r["codec"] for r in rows))}
     return sorted(summary, key=lambda r: (order[r["codec"]], r["bpp"] if r["bpp"] != "" else 0))

@@ -295,17 +295,24 @@ def bench(
     data: Annotated[
         Optional[Path], typer.Option(help="Images: a folder (fidelity) or labelled folder (classify). Default: bundled photos.")
     ] = None,
-    task: Annotated[str, typer.Option(help="classify or fidelity.")] = "classify",
+    task: Annotated[str, typer.Option(help="classify, detect, segment or fidelity.")] = "classify",
     codecs: Annotated[str, typer.Option(help="Codecs and qualities, e.g. jpeg,hevc444:42,37,icm-mse.")] = (
         "jpeg,webp,hevc444,avif,icm-mse"
     ),
-    model: Annotated[str, typer.Option(help="Classifier (timm or torchvision name).")] = "tf_efficientnet_lite0",
+    model: Annotated[
+        Optional[str],
+        typer.Option(help="Task model: a timm / torchvision classifier (default tf_efficientnet_lite0) or a torchvision "
+                     "COCO detector (default fasterrcnn_resnet50_fpn; maskrcnn_resnet50_fpn for segment)."),
+    ] = None,
     model_weights: Annotated[
         str, typer.Option(help="'default', 'none' (random init) or a local weights file.")
     ] = "default",
     anchor: Annotated[str, typer.Option(help="Codec every other one is compared against (BD).")] = "hevc444",
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N images.")] = None,
     workers: Annotated[int, typer.Option(help="Coding processes.")] = 2,
+    detector_min_size: Annotated[
+        int, typer.Option(help="Shorter side the detector resizes images to (torchvision's default 800).")
+    ] = 800,
 ) -> None:
     """Rate vs fidelity vs machine accuracy for codecs: results.csv, summary.csv, bd.csv, plots, report.html.
     An interrupted run resumes from what its --out folder already holds."""
@@ -313,7 +320,7 @@ def bench(
 
     options = BenchOptions(out=out, data=data, task=task, codecs=codecs, model=model,
                            model_weights=None if model_weights == "none" else model_weights, anchor=anchor,
-                           limit=limit, workers=workers)
+                           limit=limit, workers=workers, detector_min_size=detector_min_size)
     with _progress(True) as progress:
         def start(total: int):
             task_id = progress.add_task("coding and scoring", total=total)
@@ -323,17 +330,18 @@ def bench(
     if outcome is None:  # a torchrun rank other than 0: rank 0 reports
         return
     table = Table(title=f"summary ({outcome.seconds:.0f} s)")
-    columns = [c for c in ("codec", "quality", "n", "bpp", "psnr", "ms_ssim", "top1", "top5", "agree", "enc_s", "dec_s")
+    columns = [c for c in ("codec", "quality", "n", "bpp", "psnr", "ms_ssim", "top1", "top5", "agree", "map", "map50",
+                           "enc_s", "dec_s")
                if any(r.get(c, "") != "" for r in outcome.summary)]
     for column in columns:
         table.add_column(column)
     formats = {"bpp": ".4f", "psnr": ".2f", "ms_ssim": ".4f", "top1": ".1f", "top5": ".1f", "agree": ".1f",
-               "enc_s": ".3f", "dec_s": ".3f"}
+               "map": ".2f", "map50": ".2f", "enc_s": ".3f", "dec_s": ".3f"}
     for row in outcome.summary:
         table.add_row(*[format(row[c], formats[c]) if isinstance(row[c], float) else str(row[c]) for c in columns])
     console.print(table)
     for row in outcome.bd:
-        if row["metric"] in ("psnr", "top1"):
+        if row["metric"] in ("psnr", "top1", "map"):
             console.print(
                 f"{row['codec']} vs {row['anchor']} on {row['metric']}: BD-rate {row['bd_rate_pct']:+.1f} %, "
                 f"BD-{row['metric']} {row['bd_metric']:+.3f} ({row['points']} points, overlap "

@@ -1,0 +1,538 @@
+"""COCO object detectors and instance segmenters that score decoded images (``icm bench``'s detect / segment tasks).
+
+:func:`load_detector` returns a :class:`Detector`: one of torchvision's COCO-trained R50-FPN models, frozen
+and in eval mode, with :meth:`Detector.predict` turning H×W×3 uint8 RGB arrays into per-image numpy
+results. :class:`CocoEvaluator` scores those results with pycocotools (box mAP, and mask mAP for the
+Mask R-CNN models) against a COCO instances JSON.
+
+Supported names (:data:`DETECTORS`):
+
+===============================  =====  ============  ==============================
+name                             masks  frozen stem   ``weights="default"``
+===============================  =====  ============  ==============================
+``fasterrcnn_resnet50_fpn``      no     yes           ``FasterRCNN_ResNet50_FPN_Weights.COCO_V1``
+``maskrcnn_resnet50_fpn``        yes    yes           ``MaskRCNN_ResNet50_FPN_Weights.COCO_V1``
+``fasterrcnn_resnet50_fpn_v2``   no     no            ``FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1``
+``maskrcnn_resnet50_fpn_v2``     yes    no            ``MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1``
+``retinanet_resnet50_fpn``       no     yes           ``RetinaNet_ResNet50_FPN_Weights.COCO_V1``
+===============================  =====  ============  ==============================
+
+Weights: ``"default"`` is the torchvision enum's ``DEFAULT`` (downloaded by torchvision into
+``torch.hub.get_dir()/checkpoints`` on first use; offline, a missing file is a one-line
+:class:`DetectorWeightsError` naming the URL and how to pass a local copy); ``None`` is random
+initialisation built with ``weights_backbone=None`` (nothing is downloaded); a ``.pth`` / ``.pt`` /
+``.safetensors`` path is a state dict loaded strictly. The heads always have torchvision's 91 outputs,
+whose indices are the COCO category ids (1…90, with gaps), so ``labels`` are COCO ``category_id`` values.
+
+The "frozen stem" models (the v1 ones) are built exactly as torchvision builds them for its COCO weights —
+the ResNet-50 uses ``FrozenBatchNorm2d`` — whatever the weights, so that a state dict saved from any of
+them loads into any other. torchvision sets the frozen batch-norm ``eps`` to 0 after loading those COCO_V1
+weights; icmkit does the same for ``"default"`` and for a local file that is byte-identical to the
+torchvision download (its SHA-256 starts with the hash in the file name), so a copied file gives the
+same results as ``"default"``. Other files keep ``eps`` = 1e-5.
+
+Preprocessing is torchvision's own (``GeneralizedRCNNTransform``): each image is normalised with the
+ImageNet mean/std, resized so that its shorter side is ``min_size`` (longer side at most ``max_size``;
+torchvision's 800 / 1333 unless given) and padded to a multiple of 32 together with the other images of
+its batch; boxes and masks are mapped back to the image's own size. Because the padding depends on the
+batch, an image's results can differ very slightly with ``batch_size``; use ``batch_size=1`` where
+results must not depend on the other images.
+
+Design note — feature codecs: torchvision trains its v1 R50-FPN detectors (Faster / Mask R-CNN,
+RetinaNet) with ``conv1`` and ``layer1`` frozen at their ImageNet ``IMAGENET1K_V1`` values
+(``trainable_backbone_layers=3``), so the stem + ``layer1`` of these models computes the same 256-channel
+H/4 features as the ImageNet ResNet-50 classifier (up to the frozen batch-norm eps). A later feature codec
+will decode such ``layer1`` features and feed them to the rest of the detector (``layer2``–``layer4``, FPN,
+heads). :attr:`Detector.model` is therefore the bare torchvision module (not wrapped, traced or fused):
+``model.transform`` does the resize / normalisation, ``model.backbone.body`` holds
+``conv1 … layer4`` and ``model.backbone.fpn`` the pyramid, so such a split can be built on top of it.
+The ``_v2`` models train every layer and do not share the classifier's stem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import io
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from icmkit.errors import IcmError, InputImageError
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
+NUM_CLASSES = 91  # torchvision's COCO heads: index = COCO category id (0 = background)
+
+
+class UnknownDetectorError(IcmError):
+    """A detector name that icmkit does not support."""
+
+
+class DetectorWeightsError(IcmError):
+    """Detector weights that are unavailable, unreadable or do not fit the architecture."""
+
+
+class CocoEvaluationError(IcmError):
+    """A COCO instances file or detection results that cannot be scored."""
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    """One supported detector: whether it predicts instance masks, and whether it is a v1 model whose
+    ResNet-50 stem (conv1 + layer1) stays frozen at ImageNet weights (FrozenBatchNorm2d backbone)."""
+
+    has_masks: bool
+    frozen_stem: bool
+
+
+DETECTORS: dict[str, DetectorInfo] = {
+    "fasterrcnn_resnet50_fpn": DetectorInfo(has_masks=False, frozen_stem=True),
+    "maskrcnn_resnet50_fpn": DetectorInfo(has_masks=True, frozen_stem=True),
+    "fasterrcnn_resnet50_fpn_v2": DetectorInfo(has_masks=False, frozen_stem=False),
+    "maskrcnn_resnet50_fpn_v2": DetectorInfo(has_masks=True, frozen_stem=False),
+    "retinanet_resnet50_fpn": DetectorInfo(has_masks=False, frozen_stem=True),
+}
+
+
+class Detector:
+    """A frozen torchvision COCO detector.
+
+    ``model`` is the bare torchvision module (eval mode, ``requires_grad`` off); ``has_masks`` says
+    whether :meth:`predict` returns ``masks``; ``weights`` describes where the weights came from
+    (``"random"``, the torchvision enum, or the file path).
+    """
+
+    def __init__(self, name: str, model: torch.nn.Module, weights: str = ""):
+        self.name = name
+        self.has_masks = DETECTORS[name].has_masks
+        self.model = _freeze(model)
+        self.weights = weights
+
+    def __repr__(self) -> str:
+        return f"Detector({self.name!r}, has_masks={self.has_masks}, weights={self.weights!r})"
+
+    @property
+    def device(self) -> torch.device:
+        param = next(self.model.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> Detector:
+        self.model.to(device)
+        return self
+
+    @property
+    def categories(self) -> list[str]:
+        """The 91 class names by COCO category id (``"__background__"`` at 0, ``"N/A"`` in the gaps)."""
+        import torchvision.models
+
+        return list(torchvision.models.get_model_weights(self.name).DEFAULT.meta["categories"])
+
+    def predict(self, images: Sequence[np.ndarray], batch_size: int = 2) -> list[dict[str, Any]]:
+        """Detections per image, in the image's own pixel coordinates.
+
+        Each dict holds ``boxes`` (N, 4) float32 ``x1, y1, x2, y2``; ``scores`` (N,) float32, best first;
+        ``labels`` (N,) int64 COCO category ids; and for mask models ``masks``: N COCO RLE dicts
+        (``{"size": [h, w], "counts": str}``, the soft masks thresholded at 0.5).
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        images = [_check_image(image, i) for i, image in enumerate(images)]
+        results: list[dict[str, Any]] = []
+        device = self.device
+        for start in range(0, len(images), batch_size):
+            batch = [_to_tensor(image).to(device) for image in images[start : start + batch_size]]
+            with torch.inference_mode():
+                outputs = self.model(batch)
+            results += [self._to_numpy(output) for output in outputs]
+        return results
+
+    def _to_numpy(self, output: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "boxes": output["boxes"].detach().float().cpu().numpy().reshape(-1, 4),
+            "scores": output["scores"].detach().float().cpu().numpy().reshape(-1),
+            "labels": output["labels"].detach().cpu().numpy().astype(np.int64).reshape(-1),
+        }
+        if self.has_masks:
+            masks = output["masks"]  # (N, 1, H, W) probabilities, pasted at the image's size
+            result["masks"] = encode_masks((masks[:, 0] > 0.5).cpu().numpy())
+        return result
+
+
+def load_detector(
+    name: str,
+    weights: str | os.PathLike | None = "default",
+    *,
+    min_size: int = 800,
+    max_size: int = 1333,
+    **model_kwargs: Any,
+) -> Detector:
+    """Build detector ``name`` with ``weights`` = ``"default"``, ``None`` (random) or a local state dict.
+
+    ``min_size`` / ``max_size``: the resize of torchvision's transform (shorter side / longest side
+    bound; torchvision's defaults 800 / 1333 — small values make tests fast). ``model_kwargs`` go to the
+    torchvision builder as they are (e.g. ``box_score_thresh=0.0``, ``box_detections_per_img=300``;
+    RetinaNet: ``score_thresh``, ``detections_per_img``).
+    """
+    if not isinstance(name, str) or name not in DETECTORS:
+        raise UnknownDetectorError(f"unknown detector {name!r}; supported: {', '.join(DETECTORS)}")
+    for key in ("num_classes", "weights_backbone", "weights"):
+        if key in model_kwargs:
+            raise DetectorWeightsError(f"{name}: {key} cannot be changed (COCO heads with {NUM_CLASSES} classes)")
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise DetectorWeightsError(f"weights must be 'default', None or a file path, got {weights!r}")
+    if min_size < 1 or max_size < min_size:
+        raise ValueError(f"need 1 <= min_size <= max_size, got {min_size} and {max_size}")
+    kwargs = {"min_size": min_size, "max_size": max_size, **model_kwargs}
+    if isinstance(weights, str) and weights == "default":
+        return Detector(name, _load_default(name, kwargs), weights=str(_default_enum(name)))
+    model = _build_random(name, kwargs)
+    if weights is None:
+        return Detector(name, model, weights="random")
+    path = Path(weights)
+    _load_state_dict(model, _read_state_dict(path), name, path)
+    if DETECTORS[name].frozen_stem and _is_torchvision_file(path, name):
+        _set_frozen_bn_eps(model, 0.0)  # what torchvision does after loading its COCO_V1 weights
+    return Detector(name, model, weights=str(path))
+
+
+def _default_enum(name: str):
+    import torchvision.models
+
+    return torchvision.models.get_model_weights(name).DEFAULT
+
+
+def _load_default(name: str, kwargs: dict[str, Any]) -> torch.nn.Module:
+    import torchvision.models
+
+    default = _default_enum(name)
+    try:
+        return torchvision.models.get_model(name, weights=default, **kwargs)
+    except (OSError, RuntimeError, ValueError) as exc:
+        filename = default.url.rsplit("/", 1)[-1]
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        raise DetectorWeightsError(
+            f"{name}: torchvision's COCO weights {default} are not available offline ({_one_line(exc)}); "
+            f"download {default.url} where there is internet and pass the file "
+            f"(weights='/path/to/{filename}') or copy it into {cache}"
+        ) from None
+
+
+def _build_random(name: str, kwargs: dict[str, Any]) -> torch.nn.Module:
+    """torchvision's builder with ``weights=None, weights_backbone=None`` (no download); v1 backbones then
+    get the ``FrozenBatchNorm2d`` layers torchvision uses whenever it builds them for trained weights."""
+    import torchvision.models
+
+    model = torchvision.models.get_model(name, weights=None, weights_backbone=None, num_classes=NUM_CLASSES, **kwargs)
+    if DETECTORS[name].frozen_stem:
+        _freeze_batch_norm(model.backbone.body)
+    return model
+
+
+def _freeze_batch_norm(module: torch.nn.Module) -> None:
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    for child_name, child in module.named_children():
+        if isinstance(child, torch.nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            with torch.no_grad():
+                frozen.weight.copy_(child.weight)
+                frozen.bias.copy_(child.bias)
+                frozen.running_mean.copy_(child.running_mean)
+                frozen.running_var.copy_(child.running_var)
+            setattr(module, child_name, frozen)
+        else:
+            _freeze_batch_norm(child)
+
+
+def _set_frozen_bn_eps(model: torch.nn.Module, eps: float) -> None:
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    for module in model.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            module.eps = eps
+
+
+def _is_torchvision_file(path: Path, name: str) -> bool:
+    """Whether ``path`` is byte-identical to torchvision's download of ``name``'s DEFAULT weights."""
+    match = re.search(r"-([a-f0-9]+)\.", _default_enum(name).url.rsplit("/", 1)[-1])
+    if match is None or path.suffix.lower() not in (".pth", ".pt"):
+        return False
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest().startswith(match.group(1))
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise DetectorWeightsError(f"{path}: no such weights file")
+    suffix = path.suffix.lower()
+    if suffix not in WEIGHT_SUFFIXES:
+        raise DetectorWeightsError(f"{path}: weights must be {', '.join(WEIGHT_SUFFIXES)}, not {suffix or 'no suffix'}")
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 — any failure to parse a user's file is a user error
+        raise DetectorWeightsError(f"{path}: cannot read weights ({_one_line(exc)})") from None
+    for wrapper in ("state_dict", "model", "model_state_dict"):  # common checkpoint layouts
+        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DetectorWeightsError(f"{path}: not a state dict of tensors")
+    return dict(state)
+
+
+def _load_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str, path: Path) -> None:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        summary = _mismatch_summary(model, state)
+        raise DetectorWeightsError(f"{path}: weights do not fit {name} ({summary or _one_line(exc)})") from None
+
+
+def _mismatch_summary(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+    target = model.state_dict()
+    # FrozenBatchNorm2d drops num_batches_tracked when loading: not a mismatch
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target and not k.endswith("num_batches_tracked")]
+    shapes = [k for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys, e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[0]}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches, e.g. {shapes[0]}")
+    return "; ".join(parts)
+
+
+def _check_image(image: np.ndarray, index: int) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        what = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise InputImageError(f"image {index}: expected an H×W×3 uint8 RGB array, got {what}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputImageError(f"image {index}: empty image of shape {image.shape}")
+    return image
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    """H×W×3 uint8 → 3×H×W float32 in [0, 1] (torchvision detectors normalise internally)."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(torch.float32).div_(255.0)
+
+
+def _freeze(model: torch.nn.Module) -> torch.nn.Module:
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
+
+
+# --- COCO results and evaluation ----------------------------------------------------------------------
+
+
+def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
+    """Binary masks (N, H, W) → N COCO RLE dicts with JSON-serialisable ``counts`` (str)."""
+    from pycocotools import mask as mask_utils
+
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be (N, H, W), got shape {masks.shape}")
+    if masks.shape[0] == 0:
+        return []
+    encoded = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    return [_rle_to_json(rle) for rle in encoded]
+
+
+def _rle_to_json(rle: Mapping[str, Any]) -> dict[str, Any]:
+    counts = rle["counts"]
+    counts = counts.decode("ascii") if isinstance(counts, bytes) else counts
+    return {"size": [int(v) for v in rle["size"]], "counts": counts}
+
+
+def detections_to_json(image_id: int, prediction: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One image's prediction (as :meth:`Detector.predict` returns it) → COCO results records.
+
+    Each record: ``image_id``, ``category_id``, ``bbox`` ``[x, y, w, h]``, ``score`` and, when the
+    prediction has ``masks`` (RLE dicts or an (N, H, W) binary array), ``segmentation`` (RLE, str counts).
+    """
+    boxes = np.asarray(prediction["boxes"], dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(prediction["scores"], dtype=np.float64).reshape(-1)
+    labels = np.asarray(prediction["labels"]).reshape(-1)
+    masks = prediction.get("masks")
+    if masks is not None and not isinstance(masks, (list, tuple)):
+        masks = encode_masks(np.asarray(masks) > 0.5 if np.asarray(masks).dtype.kind == "f" else np.asarray(masks))
+    counts = {len(boxes), len(scores), len(labels)} | ({len(masks)} if masks is not None else set())
+    if len(counts) != 1:
+        raise CocoEvaluationError(f"image {image_id}: boxes, scores, labels (and masks) differ in length")
+    records = []
+    for i in range(len(boxes)):
+        x1, y1, x2, y2 = (float(v) for v in boxes[i])
+        record = {
+            "image_id": int(image_id),
+            "category_id": int(labels[i]),
+            "bbox": [x1, y1, x2 - x1, y2 - y1],
+            "score": float(scores[i]),
+        }
+        if masks is not None:
+            record["segmentation"] = _rle_to_json(masks[i])
+        records.append(record)
+    return records
+
+
+class CocoEvaluator:
+    """COCO mAP of detections against an instances JSON, over the images that were updated.
+
+    Protocol: :meth:`reset`, :meth:`update` per image (or :meth:`update_from_json` with saved records),
+    :meth:`compute`. ``compute()`` gives ``map`` (AP@[.50:.95]) and ``map50`` (AP@.50) for boxes in
+    percent and, when masks were given, ``segm_map`` / ``segm_map50``; ``images`` is the number of images
+    scored. Only the updated image ids are evaluated (``COCOeval.params.imgIds``), so an updated image
+    without detections counts its ground truth as missed. ``segm``: ``None`` evaluates masks when any
+    update had them, ``True`` always (NaN when none), ``False`` never.
+    """
+
+    def __init__(self, annotations: str | os.PathLike, segm: bool | None = None):
+        from pycocotools.coco import COCO
+
+        path = Path(annotations)
+        if not path.is_file():
+            raise CocoEvaluationError(f"{path}: no such COCO instances file")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.coco = COCO(str(path))
+        except (json.JSONDecodeError, KeyError, TypeError, AssertionError, UnicodeDecodeError) as exc:
+            raise CocoEvaluationError(f"{path}: not a COCO instances file ({_one_line(exc)})") from None
+        if not all(isinstance(self.coco.dataset.get(key), list) for key in ("images", "annotations", "categories")):
+            raise CocoEvaluationError(f"{path}: not a COCO instances file (needs images, annotations, categories)")
+        self.annotations = path
+        self.segm = segm
+        self.reset()
+
+    def reset(self) -> None:
+        self._records: list[dict[str, Any]] = []
+        self._image_ids: set[int] = set()
+        self._saw_masks = False
+
+    def update(self, image_id: int, prediction: Mapping[str, Any]) -> None:
+        """Add one image's prediction (``boxes`` xyxy, ``scores``, ``labels``, optional ``masks``)."""
+        image_id = self._check_image_id(image_id)
+        records = detections_to_json(image_id, prediction)
+        self._saw_masks |= prediction.get("masks") is not None
+        self._records += records
+        self._image_ids.add(image_id)
+
+    def update_from_json(self, records: Iterable[Mapping[str, Any]], image_ids: Iterable[int] | None = None) -> None:
+        """Add saved COCO results records (e.g. :func:`detections_to_json` output read back from JSON lines).
+
+        ``image_ids``: the images the records come from, including those with no detection (which have
+        no record); by default the image ids found in ``records``.
+        """
+        new = []
+        for index, record in enumerate(records):
+            try:
+                item = {
+                    "image_id": self._check_image_id(record["image_id"]),
+                    "category_id": int(record["category_id"]),
+                    "bbox": [float(v) for v in record["bbox"]],
+                    "score": float(record["score"]),
+                }
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CocoEvaluationError(f"record {index}: not a COCO detection result ({_one_line(exc)})") from None
+            if len(item["bbox"]) != 4:
+                raise CocoEvaluationError(f"record {index}: bbox must be [x, y, w, h]")
+            if record.get("segmentation") is not None:
+                item["segmentation"] = self._to_rle(record["segmentation"], item["image_id"], index)
+                self._saw_masks = True
+            new.append(item)
+        ids = {r["image_id"] for r in new} if image_ids is None else {self._check_image_id(i) for i in image_ids}
+        self._records += new
+        self._image_ids |= ids | {r["image_id"] for r in new}
+
+    def compute(self) -> dict[str, float]:
+        segm = self._saw_masks if self.segm is None else self.segm
+        keys = ["map", "map50"] + (["segm_map", "segm_map50"] if segm else [])
+        if not self._image_ids:
+            return {key: math.nan for key in keys} | {"images": 0}
+        result = dict(zip(["map", "map50"], self._evaluate("bbox", "segmentation")))
+        if segm:
+            missing = sum("segmentation" not in r for r in self._records)
+            if missing:
+                raise CocoEvaluationError(f"{missing} of {len(self._records)} detections have no mask to score")
+            result |= dict(zip(["segm_map", "segm_map50"], self._evaluate("segm", "bbox")))
+        return result | {"images": len(self._image_ids)}
+
+    def _evaluate(self, iou_type: str, drop: str) -> tuple[float, float]:
+        from pycocotools.cocoeval import COCOeval
+
+        # Each type is scored on its own records (Detectron2's way): masks without boxes get the mask area.
+        records = [{k: copy.copy(v) for k, v in r.items() if k != drop} for r in self._records]
+        with contextlib.redirect_stdout(io.StringIO()):
+            results = self.coco.loadRes(records) if records else self._empty_results()
+            evaluation = COCOeval(self.coco, results, iou_type)
+            evaluation.params.imgIds = sorted(self._image_ids)
+            evaluation.evaluate()
+            evaluation.accumulate()
+            evaluation.summarize()
+        return tuple(float(v) * 100.0 if v >= 0 else math.nan for v in evaluation.stats[:2])
+
+    def _empty_results(self):
+        from pycocotools.coco import COCO
+
+        results = COCO()
+        results.dataset = {
+            "images": list(self.coco.dataset["images"]),
+            "categories": copy.deepcopy(self.coco.dataset["categories"]),
+            "annotations": [],
+        }
+        results.createIndex()
+        return results
+
+    def _check_image_id(self, image_id: Any) -> int:
+        try:
+            value = int(image_id)
+        except (TypeError, ValueError):
+            raise CocoEvaluationError(f"image id {image_id!r} is not an integer") from None
+        if value not in self.coco.imgs:
+            raise CocoEvaluationError(f"image id {value} is not in {self.annotations.name}")
+        return value
+
+    def _to_rle(self, segmentation: Any, image_id: int, index: int) -> dict[str, Any]:
+        from pycocotools import mask as mask_utils
+
+        image = self.coco.imgs[image_id]
+        height, width = int(image["height"]), int(image["width"])
+        try:
+            if isinstance(segmentation, list):  # polygons
+                rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+            elif isinstance(segmentation, Mapping) and isinstance(segmentation.get("counts"), list):
+                rle = mask_utils.frPyObjects(dict(segmentation), height, width)  # uncompressed RLE
+            elif isinstance(segmentation, Mapping) and isinstance(segmentation.get("counts"), (str, bytes)):
+                rle = dict(segmentation)
+            else:
+                raise TypeError(f"unsupported segmentation {type(segmentation).__name__}")
+        except (TypeError, ValueError, KeyError, IndexError) as exc:
+            raise CocoEvaluationError(f"record {index}: bad segmentation ({_one_line(exc)})") from None
+        rle = _rle_to_json(rle)
+        if [int(v) for v in rle["size"]] != [height, width]:
+            size = [height, width]
+            raise CocoEvaluationError(f"record {index}: mask size {rle['size']} is not image {image_id}'s {size}")
+        return rle
