@@ -131,7 +131,9 @@ def detections_file(run: BenchRun, codec: str, quality: int) -> Path:
 def read_detections(out: Path, codec: str, quality: int | str) -> dict[str, dict]:
     """Saved detections of one codec × quality, all ranks: key → {"image_id", "records"} (last wins)."""
     found: dict[str, dict] = {}
-    for path in sorted((out / DETECTIONS_DIR).glob(f"{codec}-{quality}*.jsonl")):
+    folder = out / DETECTIONS_DIR
+    paths = [folder / f"{codec}-{quality}.jsonl", *sorted(folder.glob(f"{codec}-{quality}.rank*-of-*.jsonl"))]
+    for path in (p for p in paths if p.is_file()):
         for line in path.read_text().splitlines():
             if line.strip():
                 entry = json.loads(line)
@@ -193,23 +195,22 @@ def execute(run: BenchRun) -> Path:
         _save_showcase(run, "original", prepare(run.dataset.samples[0], run.task, run.crop))
     labels = {s.key: s.label for s in run.dataset.samples}
     writer = _ResultWriter(path)
+
+    def finish(rows: list[dict], decoded: list[np.ndarray]) -> None:
+        _score(run, rows, decoded, reference, labels)
+        _keep_showcase(run, rows, decoded)
+        writer.write(rows)
+        run.progress(len(rows))
+
     try:
         if run.workers <= 1:
             for codec, quality, samples in jobs:
-                rows, decoded = code_chunk(codec, quality, samples, run.task, run.crop)
-                _score(run, rows, decoded, reference, labels)
-                _keep_showcase(run, rows, decoded)
-                writer.write(rows)
-                run.progress(len(rows))
+                finish(*code_chunk(codec, quality, samples, run.task, run.crop))
         else:
             with ProcessPoolExecutor(max_workers=run.workers, initializer=_init_worker) as pool:
                 futures = [pool.submit(code_chunk, c, q, s, run.task, run.crop) for c, q, s in jobs]
                 for future in as_completed(futures):
-                    rows, decoded = future.result()
-                    _score(run, rows, decoded, reference, labels)
-                    _keep_showcase(run, rows, decoded)
-                    writer.write(rows)
-                    run.progress(len(rows))
+                    finish(*future.result())
     finally:
         writer.close()
     return path
