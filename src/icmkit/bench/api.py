@@ -56,7 +56,7 @@ def run_bench(options: BenchOptions, progress=None) -> BenchOutcome | None:
     started = time.monotonic()
     if options.data is None and options.task in ("detect", "segment"):
         raise IcmError("detection and segmentation need --data: a COCO folder (images + instances JSON)")
-    dataset = open_dataset(options.data or SAMPLES_DIR, options.task).limit(options.limit)
+    dataset = open_dataset(_resolve_data(options.data) or SAMPLES_DIR, options.task).limit(options.limit)
     plans = parse_codec_spec(options.codecs)
     if options.anchor not in {p.codec for p in plans}:
         raise IcmError(f"anchor {options.anchor!r} is not among the benchmarked codecs ({options.codecs})")
@@ -107,6 +107,15 @@ def run_bench(options: BenchOptions, progress=None) -> BenchOutcome | None:
     (options.out / "run.json").write_text(json.dumps({**asdict(options), "out": str(options.out),
                                                       "data": meta["data"], "model": model_name}, indent=2))
     return BenchOutcome(results, summary, table, report, time.monotonic() - started)
+
+
+def _resolve_data(data: Path | None) -> Path | None:
+    """A folder, or the name of a standard set (``kodak``) that is downloaded once into the cache."""
+    from icmkit.bench.download import STANDARD_SETS
+
+    if data is not None and not Path(data).exists() and str(data) in STANDARD_SETS:
+        return STANDARD_SETS[str(data)]()
+    return data
 
 
 def _coco_metrics(options: BenchOptions, dataset):

@@ -293,7 +293,9 @@ def bench(
         "icm-bench"
     ),
     data: Annotated[
-        Optional[Path], typer.Option(help="Images: a folder (fidelity) or labelled folder (classify). Default: bundled photos.")
+        Optional[Path],
+        typer.Option(help="A folder of images (fidelity), a labelled folder (classify), a COCO folder (detect, "
+                     "segment), or 'kodak' (downloaded once). Default: the photos shipped with icmkit."),
     ] = None,
     task: Annotated[str, typer.Option(help="classify, detect, segment or fidelity.")] = "classify",
     codecs: Annotated[str, typer.Option(help="Codecs and qualities, e.g. jpeg,hevc444:42,37,icm-mse.")] = (
