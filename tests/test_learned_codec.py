@@ -94,11 +94,12 @@ def test_shipped_codec_decodes_identically_across_threads_and_batching():
     codec = get_codec("icm-mse")
     streams = [codec.encode(synthetic_photo(200, 300, seed=s)) for s in (1, 2)]
     threads = torch.get_num_threads()
+    decoded = []
     try:
-        torch.set_num_threads(1)
-        single = codec.decode(streams[0])
-        torch.set_num_threads(2)
-        batched = codec.decode_batch(streams)[0]
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            decoded += [codec.decode(streams[0]), codec.decode_batch(streams)[0]]
     finally:
         torch.set_num_threads(threads)
-    assert np.array_equal(single, batched)
+    assert all(np.array_equal(decoded[0], other) for other in decoded[1:])
+    assert torch.get_num_threads() == threads  # the decoder restores the caller's setting

@@ -21,7 +21,7 @@ from icmkit.entropy.factorized import FactorizedPrior
 from icmkit.entropy.gaussian import GaussianConditional
 from icmkit.layers.gdn import GDN
 from icmkit.layers.integer import ACT_FRAC_BITS, ExactIntegerNet
-from icmkit.models.base import CompressionModel
+from icmkit.models.base import CompressionModel, single_threaded
 
 _SYMBOL_LIMIT = MAX_ESCAPE_VALUE // 2
 
@@ -97,5 +97,7 @@ class MeanScaleHyperprior(CompressionModel):
         z_hat = torch.stack([self.entropy_bottleneck.decompress(s, shape) for s in z_strings])
         index, means = self._entropy_parameters(z_hat)
         symbols = torch.stack([self.gaussian_conditional.decompress(s, index[i]) for i, s in enumerate(y_strings)])
-        x_hat = self.g_s(symbols + means).clamp_(0, 1)
+        y_hat = symbols + means
+        with single_threaded():
+            x_hat = torch.cat([self.g_s(y_hat[i : i + 1]) for i in range(len(y_hat))]).clamp_(0, 1)
         return {"x_hat": x_hat}
