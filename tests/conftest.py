@@ -41,3 +41,12 @@ def tiny_weights(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_codec(tiny_weights) -> LearnedPixelCodec:
     return LearnedPixelCodec.from_weights_file(tiny_weights, name="icm-tiny", quality=1)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Task-model tests run on one thread: quicker beside the other xdist worker, and reproducible."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -20,12 +20,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "src" / "icmkit" / "data" / "sam
 LITE_NAMES = ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _images(sizes=((70, 97), (120, 64), (33, 41)), seed=0) -> list[np.ndarray]:

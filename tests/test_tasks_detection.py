@@ -33,12 +33,7 @@ HEIGHT, WIDTH = 64, 80
 SMALL = {"min_size": 64, "max_size": 96, "box_score_thresh": 0.0, "box_detections_per_img": 12}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)

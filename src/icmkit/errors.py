@@ -44,3 +44,10 @@ class OutputExistsError(IcmError):
 
 class ConfigError(IcmError):
     """An invalid training or benchmark configuration."""
+
+
+def one_line(exc: BaseException) -> str:
+    """A third-party exception as one short line (class name + collapsed message), for user errors."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__

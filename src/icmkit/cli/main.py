@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from icmkit import api, bitstream
+from icmkit.bench.api import DEFAULT_CODECS
 from icmkit.cli._common import check_output, console, err_console, user_errors
 from icmkit.codecs.registry import get_codec, list_codecs
 from icmkit.errors import BitstreamError, IcmError, InputImageError, OutputExistsError
@@ -298,9 +299,7 @@ def bench(
                      "segment), or 'kodak' (downloaded once). Default: the photos shipped with icmkit."),
     ] = None,
     task: Annotated[str, typer.Option(help="classify, detect, segment or fidelity.")] = "classify",
-    codecs: Annotated[str, typer.Option(help="Codecs and qualities, e.g. jpeg,hevc444:42,37,icm-mse.")] = (
-        "jpeg,webp,hevc444,avif,icm-mse"
-    ),
+    codecs: Annotated[str, typer.Option(help="Codecs and qualities, e.g. jpeg,hevc444:42,37,icm-mse.")] = DEFAULT_CODECS,
     model: Annotated[
         Optional[str],
         typer.Option(help="Task model: a timm / torchvision classifier (default tf_efficientnet_lite0) or a torchvision "

@@ -41,14 +41,14 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from icmkit.errors import IcmError, InputImageError
+from icmkit.errors import IcmError, InputImageError, one_line
 from icmkit.tasks import _lite_weights
+from icmkit.tasks._state_dict import WEIGHT_SUFFIXES, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE_SIZES = {"tf_efficientnet_lite0": 224, "tf_efficientnet_lite1": 240, "tf_efficientnet_lite2": 260}
 LITE_CROP_PCT = 0.875
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 class UnknownModelError(IcmError):
@@ -237,7 +237,7 @@ def _load_torchvision(name: str, weights: Path | str | None) -> Classifier:
         try:
             model = torchvision.models.get_model(name, weights="DEFAULT")
         except (OSError, RuntimeError, ValueError) as exc:
-            message = f"{name}: cannot load torchvision's {default} weights ({_one_line(exc)})"
+            message = f"{name}: cannot load torchvision's {default} weights ({one_line(exc)})"
             raise ClassifierWeightsError(message) from None
     else:
         model = torchvision.models.get_model(name, weights=None)
@@ -267,7 +267,7 @@ def _load_timm(name: str, weights: Path | str | None) -> Classifier:
         try:
             model = timm.create_model(name, pretrained=True)
         except (OSError, RuntimeError, ValueError) as exc:
-            raise ClassifierWeightsError(f"{name}: cannot load timm's pretrained weights ({_one_line(exc)})") from None
+            raise ClassifierWeightsError(f"{name}: cannot load timm's pretrained weights ({one_line(exc)})") from None
     else:
         model = timm.create_model(name, pretrained=False)
         if weights is not None:
@@ -297,27 +297,7 @@ def _config_from_timm(model: torch.nn.Module) -> PreprocessConfig:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise ClassifierWeightsError(f"{path}: no such weights file")
-    suffix = path.suffix.lower()
-    if suffix not in WEIGHT_SUFFIXES:
-        allowed = ", ".join(WEIGHT_SUFFIXES)
-        raise ClassifierWeightsError(f"{path}: weights must be {allowed}, not {suffix or 'no suffix'}")
-    try:
-        if suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 — any failure to parse a user's file is a user error
-        raise ClassifierWeightsError(f"{path}: cannot read weights ({_one_line(exc)})") from None
-    for wrapper in ("state_dict", "model", "model_state_dict"):  # common checkpoint layouts
-        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
-            state = state[wrapper]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ClassifierWeightsError(f"{path}: not a state dict of tensors")
-    return dict(state)
+    return read_state_dict(path, ClassifierWeightsError, WEIGHT_SUFFIXES)
 
 
 def _load_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str, path: Path) -> None:
@@ -331,7 +311,7 @@ def _load_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], nam
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         result = _mismatch_summary(model, state)
-        raise ClassifierWeightsError(f"{path}: weights do not fit {name} ({result or _one_line(exc)})") from None
+        raise ClassifierWeightsError(f"{path}: weights do not fit {name} ({result or one_line(exc)})") from None
 
 
 def _mismatch_summary(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> str:
@@ -372,7 +352,3 @@ def _num_classes(model: torch.nn.Module) -> int:
     return linears[-1].out_features if linears else 1000
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    text = text if len(text) <= 200 else text[:197] + "..."
-    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__

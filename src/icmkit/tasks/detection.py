@@ -67,7 +67,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from icmkit.errors import IcmError, InputImageError
+from icmkit.errors import IcmError, InputImageError, one_line
+from icmkit.tasks._state_dict import read_state_dict
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 NUM_CLASSES = 91  # torchvision's COCO heads: index = COCO category id (0 = background)
@@ -220,7 +221,7 @@ def _load_default(name: str, kwargs: dict[str, Any]) -> torch.nn.Module:
         filename = default.url.rsplit("/", 1)[-1]
         cache = Path(torch.hub.get_dir()) / "checkpoints"
         raise DetectorWeightsError(
-            f"{name}: torchvision's COCO weights {default} are not available offline ({_one_line(exc)}); "
+            f"{name}: torchvision's COCO weights {default} are not available offline ({one_line(exc)}); "
             f"download {default.url} where there is internet and pass the file "
             f"(weights='/path/to/{filename}') or copy it into {cache}"
         ) from None
@@ -274,26 +275,7 @@ def _is_torchvision_file(path: Path, name: str) -> bool:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise DetectorWeightsError(f"{path}: no such weights file")
-    suffix = path.suffix.lower()
-    if suffix not in WEIGHT_SUFFIXES:
-        raise DetectorWeightsError(f"{path}: weights must be {', '.join(WEIGHT_SUFFIXES)}, not {suffix or 'no suffix'}")
-    try:
-        if suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 — any failure to parse a user's file is a user error
-        raise DetectorWeightsError(f"{path}: cannot read weights ({_one_line(exc)})") from None
-    for wrapper in ("state_dict", "model", "model_state_dict"):  # common checkpoint layouts
-        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
-            state = state[wrapper]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DetectorWeightsError(f"{path}: not a state dict of tensors")
-    return dict(state)
+    return read_state_dict(path, DetectorWeightsError, WEIGHT_SUFFIXES)
 
 
 def _load_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str, path: Path) -> None:
@@ -301,7 +283,7 @@ def _load_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], nam
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         summary = _mismatch_summary(model, state)
-        raise DetectorWeightsError(f"{path}: weights do not fit {name} ({summary or _one_line(exc)})") from None
+        raise DetectorWeightsError(f"{path}: weights do not fit {name} ({summary or one_line(exc)})") from None
 
 
 def _mismatch_summary(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> str:
@@ -341,10 +323,6 @@ def _freeze(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    text = text if len(text) <= 200 else text[:197] + "..."
-    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
 
 # --- COCO results and evaluation ----------------------------------------------------------------------
@@ -420,7 +398,7 @@ class CocoEvaluator:
             with contextlib.redirect_stdout(io.StringIO()):
                 self.coco = COCO(str(path))
         except (json.JSONDecodeError, KeyError, TypeError, AssertionError, UnicodeDecodeError) as exc:
-            raise CocoEvaluationError(f"{path}: not a COCO instances file ({_one_line(exc)})") from None
+            raise CocoEvaluationError(f"{path}: not a COCO instances file ({one_line(exc)})") from None
         if not all(isinstance(self.coco.dataset.get(key), list) for key in ("images", "annotations", "categories")):
             raise CocoEvaluationError(f"{path}: not a COCO instances file (needs images, annotations, categories)")
         self.annotations = path
@@ -456,7 +434,7 @@ class CocoEvaluator:
                     "score": float(record["score"]),
                 }
             except (KeyError, TypeError, ValueError) as exc:
-                raise CocoEvaluationError(f"record {index}: not a COCO detection result ({_one_line(exc)})") from None
+                raise CocoEvaluationError(f"record {index}: not a COCO detection result ({one_line(exc)})") from None
             if len(item["bbox"]) != 4:
                 raise CocoEvaluationError(f"record {index}: bbox must be [x, y, w, h]")
             if record.get("segmentation") is not None:
@@ -530,7 +508,7 @@ class CocoEvaluator:
             else:
                 raise TypeError(f"unsupported segmentation {type(segmentation).__name__}")
         except (TypeError, ValueError, KeyError, IndexError) as exc:
-            raise CocoEvaluationError(f"record {index}: bad segmentation ({_one_line(exc)})") from None
+            raise CocoEvaluationError(f"record {index}: bad segmentation ({one_line(exc)})") from None
         rle = _rle_to_json(rle)
         if [int(v) for v in rle["size"]] != [height, width]:
             size = [height, width]
