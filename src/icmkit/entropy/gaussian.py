@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from icmkit.entropy._tables import HasTables, pad_rows
 from icmkit.entropy.coder import decode_with_tables, encode_with_tables

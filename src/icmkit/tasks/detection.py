@@ -67,8 +67,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from icmkit.errors import IcmError, InputImageError, one_line
-from icmkit.tasks._state_dict import read_state_dict
+from icmkit.errors import IcmError, one_line
+from icmkit.tasks._common import check_image, freeze, mismatch_summary, read_state_dict
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 NUM_CLASSES = 91  # torchvision's COCO heads: index = COCO category id (0 = background)
@@ -115,7 +115,7 @@ class Detector:
     def __init__(self, name: str, model: torch.nn.Module, weights: str = ""):
         self.name = name
         self.has_masks = DETECTORS[name].has_masks
-        self.model = _freeze(model)
+        self.model = freeze(model)
         self.weights = weights
 
     def __repr__(self) -> str:
@@ -146,7 +146,7 @@ class Detector:
         """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        images = [_check_image(image, i) for i, image in enumerate(images)]
+        images = [check_image(image, i) for i, image in enumerate(images)]
         results: list[dict[str, Any]] = []
         device = self.device
         for start in range(0, len(images), batch_size):
@@ -282,47 +282,13 @@ def _load_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], nam
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        summary = _mismatch_summary(model, state)
+        summary = mismatch_summary(model, state, ignore_suffix="num_batches_tracked")
         raise DetectorWeightsError(f"{path}: weights do not fit {name} ({summary or one_line(exc)})") from None
-
-
-def _mismatch_summary(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> str:
-    target = model.state_dict()
-    # FrozenBatchNorm2d drops num_batches_tracked when loading: not a mismatch
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target and not k.endswith("num_batches_tracked")]
-    shapes = [k for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys, e.g. {missing[0]}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[0]}")
-    if shapes:
-        parts.append(f"{len(shapes)} shape mismatches, e.g. {shapes[0]}")
-    return "; ".join(parts)
-
-
-def _check_image(image: np.ndarray, index: int) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        what = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise InputImageError(f"image {index}: expected an H×W×3 uint8 RGB array, got {what}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise InputImageError(f"image {index}: empty image of shape {image.shape}")
-    return image
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     """H×W×3 uint8 → 3×H×W float32 in [0, 1] (torchvision detectors normalise internally)."""
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(torch.float32).div_(255.0)
-
-
-def _freeze(model: torch.nn.Module) -> torch.nn.Module:
-    model.eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
-    return model
-
-
 
 
 # --- COCO results and evaluation ----------------------------------------------------------------------
