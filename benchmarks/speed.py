@@ -6,15 +6,23 @@ best in its own virtual environment since it pins numpy<2); without it only icmk
 CompressAI's pretrained weights need a download, so by default its model runs on random weights:
 its timings are real (the transforms dominate), its bpp/PSNR are then not meaningful and not shown.
 
-    python benchmarks/speed.py [--image PHOTO] [--repeats 5] [--threads 2] [--json out.json]
+It also measures the peak memory of coding a 3840×2160 image: the encode and the decode each run in a
+fresh child process, which reports its peak resident set size (torch's allocations are invisible to
+tracemalloc). A child that only loads the codec gives the fixed part.
+
+    python benchmarks/speed.py [--image PHOTO] [--repeats 5] [--threads 2] [--no-4k] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import resource
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,9 +36,13 @@ from icmkit.data import sample_path
 def load_photo(path: str | None) -> tuple[np.ndarray, str]:
     if path:
         return icmkit.read_image(path), path
-    # The bundled CC0 coffee photo (600×400) resized to Kodak's 768×512.
-    image = Image.open(sample_path("coffee.png")).convert("RGB").resize((768, 512), Image.Resampling.BICUBIC)
-    return np.asarray(image), "coffee.png resized to 768×512"
+    return resized_sample(768, 512), "coffee.png resized to 768×512"  # Kodak's size
+
+
+def resized_sample(width: int, height: int) -> np.ndarray:
+    # The bundled CC0 coffee photo (600×400), bicubic-resized.
+    image = Image.open(sample_path("coffee.png")).convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+    return np.asarray(image)
 
 
 def timed(fn, repeats: int):
@@ -84,23 +96,77 @@ def measure_compressai(image: np.ndarray, repeats: int, pretrained_quality: int 
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", help="photo to code (default: bundled coffee.png resized to 768×512)")
-    parser.add_argument("--codec", default=icmkit.DEFAULT_CODEC)
-    parser.add_argument("--quality", type=int)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--compressai-pretrained", type=int, metavar="Q",
-                        help="use CompressAI's pretrained mbt2018-mean at quality Q (downloads weights)")
-    parser.add_argument("--json", help="also write the results here")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    image, source = load_photo(args.image)
-    rows = [measure_icmkit(image, args.codec, args.quality, args.repeats)]
-    reference = measure_compressai(image, args.repeats, args.compressai_pretrained)
-    if reference:
-        rows.append(reference)
+UHD = (3840, 2160)
+MEMORY_LIMIT_GB = 4.0
+
+
+def _loaded_codec(codec_name: str, quality: int | None):
+    codec = icmkit.get_codec(codec_name)
+    codec.model(codec.quality.validate(quality))  # load the weights before any timing
+    return codec
+
+
+def _load_only(codec_name: str, quality: int | None, stream_path: str) -> dict:
+    _loaded_codec(codec_name, quality)
+    return {}
+
+
+def _encode_uhd(codec_name: str, quality: int | None, stream_path: str) -> dict:
+    codec, image = _loaded_codec(codec_name, quality), resized_sample(*UHD)
+    start = time.perf_counter()
+    data = codec.encode(image, quality)
+    seconds = time.perf_counter() - start
+    Path(stream_path).write_bytes(data)
+    return {"seconds": seconds, "bytes": len(data)}
+
+
+def _decode_uhd(codec_name: str, quality: int | None, stream_path: str) -> dict:
+    codec, data = _loaded_codec(codec_name, quality), Path(stream_path).read_bytes()
+    start = time.perf_counter()
+    codec.decode(data)
+    return {"seconds": time.perf_counter() - start}
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident set size.
+
+    Linux's VmHWM where there is one: ``ru_maxrss`` survives the fork + exec that starts a spawned child,
+    so there it never reads below the parent's own peak (checked: a child of a 1 GB parent read 1 GB).
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024 / 1e9  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e9  # bytes on macOS
+
+
+def _child(step, threads: int, args: tuple, connection) -> None:
+    torch.set_num_threads(threads)
+    result = step(*args)
+    result["peak_rss_gb"] = peak_rss_gb()
+    connection.send(result)
+
+
+def in_fresh_process(step, threads: int, *args) -> dict:
+    """``step(*args)`` in a new interpreter (spawned, so it inherits no memory), plus its peak RSS."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(step, threads, args, sender))
+    process.start()
+    result = receiver.recv()
+    process.join()
+    return result
+
+
+def measure_uhd_memory(codec_name: str, quality: int | None, threads: int) -> dict:
+    """Peak RSS of loading the codec, of encoding and of decoding a 3840×2160 photo, each in its own process."""
+    with tempfile.TemporaryDirectory() as folder:
+        args = (codec_name, quality, str(Path(folder) / "uhd.icm"))
+        steps = {"load": _load_only, "encode": _encode_uhd, "decode": _decode_uhd}  # decode reads encode's file
+        return {name: in_fresh_process(step, threads, *args) for name, step in steps.items()}
+
+
+def print_speed_table(rows: list[dict], reference: dict | None, source: str, image: np.ndarray, args) -> None:
     print(f"image: {source} ({image.shape[1]}×{image.shape[0]}), torch threads: {args.threads}, "
           f"median of {args.repeats} runs")
     print(f"{'codec':58s} {'bytes':>8s} {'bpp':>7s} {'PSNR':>7s} {'enc s':>7s} {'dec s':>7s}")
@@ -113,10 +179,45 @@ def main() -> None:
               f"decode {reference['decode_s'] / rows[0]['decode_s']:.2f}×")
     else:
         print("CompressAI not installed: pip install -e '.[compressai]' (in its own venv) to compare")
+
+
+def print_memory_table(memory: dict, codec_label: str, threads: int) -> None:
+    print(f"\n{codec_label}, {UHD[0]}×{UHD[1]} (coffee.png resized), each step in a fresh process, "
+          f"torch threads: {threads}")
+    print(f"{'step':8s} {'peak RSS (GB)':>14s} {'time (s)':>9s}")
+    for name, row in memory.items():
+        seconds = f"{row['seconds']:.2f}" if "seconds" in row else "—"
+        print(f"{name:8s} {row['peak_rss_gb']:14.2f} {seconds:>9s}")
+    worst = max(row["peak_rss_gb"] for row in memory.values())
+    print(f"peak {worst:.2f} GB: {'within' if worst < MEMORY_LIMIT_GB else 'OVER'} the {MEMORY_LIMIT_GB:.0f} GB budget")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", help="photo to code (default: bundled coffee.png resized to 768×512)")
+    parser.add_argument("--codec", default=icmkit.DEFAULT_CODEC)
+    parser.add_argument("--quality", type=int)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compressai-pretrained", type=int, metavar="Q",
+                        help="use CompressAI's pretrained mbt2018-mean at quality Q (downloads weights)")
+    parser.add_argument("--no-4k", action="store_true", help="skip the 3840×2160 peak-memory measurement")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    image, source = load_photo(args.image)
+    rows = [measure_icmkit(image, args.codec, args.quality, args.repeats)]
+    reference = measure_compressai(image, args.repeats, args.compressai_pretrained)
+    if reference:
+        rows.append(reference)
+    print_speed_table(rows, reference, source, image, args)
+    memory = None if args.no_4k else measure_uhd_memory(args.codec, args.quality, args.threads)
+    if memory:
+        print_memory_table(memory, rows[0]["codec"], args.threads)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"image": source, "threads": args.threads, "repeats": args.repeats, "results": rows}, handle,
-                      indent=2)
+            json.dump({"image": source, "threads": args.threads, "repeats": args.repeats, "results": rows,
+                       "memory_3840x2160": memory}, handle, indent=2)
 
 
 if __name__ == "__main__":

@@ -81,3 +81,22 @@ def test_cli_json_has_the_documented_keys():
     record = json.loads(result.stdout)
     assert {"bd_rate_pct", "bd_metric", "overlap_lo", "overlap_hi", "points"} <= set(record)
     assert record["bd_rate_pct"] == pytest.approx(-18.9, abs=0.3)
+
+
+def test_cli_picks_anchor_and_test_curves_from_one_summary(tmp_path):
+    from test_cli import icm
+
+    path = tmp_path / "summary.csv"
+    rows = [f"{name},{q},{rate * scale},{28 + 2 * q}" for name, scale in (("a", 1), ("b", 0.5), ("c", 1))
+            for q, rate in enumerate((0.1, 0.2, 0.4, 0.8), 1)]
+    path.write_text("codec,quality,bpp,psnr\n" + "\n".join(rows) + "\n")
+    result = icm("bd", path, path, "--anchor-codec", "a", "--codec", "b", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["codec"], record["anchor"]) == ("b", "a") and record["bd_rate_pct"] == pytest.approx(-50, abs=0.01)
+    everything = json.loads(icm("bd", path, path, "--anchor-codec", "a", "--json").stdout)
+    assert [r["codec"] for r in everything] == ["b", "c"]  # the anchor is not compared with itself
+    for args, message in ((["--anchor-codec", "zz"], "no psnr curve of codec 'zz'"), ([], "name the anchor"),
+                          (["--anchor-codec", "a", "--codec", "b,zz"], "zz")):
+        failed = icm("bd", path, path, *args)
+        assert failed.returncode == 2 and message in failed.stderr and "Traceback" not in failed.stderr

@@ -1,4 +1,5 @@
 import csv
+import json
 
 import pytest
 from PIL import Image
@@ -105,3 +106,19 @@ def test_report_is_self_contained(labelled, classifier, tmp_path):
     text = path.read_text()
     assert text.count("data:image/png;base64,") == len(plots) + 1 + 2  # plots, original, one per codec
     assert "<table>" in text and "webp" in text and "src=\"http" not in text
+
+
+def test_resume_refuses_rows_of_other_weights_or_models(tmp_path):
+    from icmkit.bench import provenance
+    from icmkit.errors import IcmError
+
+    first = {"task": "classify", "model": "m", "model_weights": "default", "codecs": {"icm-x:1": "aa"}}
+    provenance.check_and_record(tmp_path, first, has_rows=False)
+    provenance.check_and_record(tmp_path, {**first, "codecs": {"icm-x:2": "bb"}}, has_rows=True)  # new quality: fine
+    recorded = json.loads((tmp_path / provenance.PROVENANCE_NAME).read_text())
+    assert recorded["codecs"] == {"icm-x:1": "aa", "icm-x:2": "bb"}
+    with pytest.raises(IcmError, match="icm-x:1 made with other weights"):
+        provenance.check_and_record(tmp_path, {**first, "codecs": {"icm-x:1": "cc"}}, has_rows=True)
+    with pytest.raises(IcmError, match="task model m"):
+        provenance.check_and_record(tmp_path, {**first, "model": "other"}, has_rows=True)
+    provenance.check_and_record(tmp_path, {**first, "codecs": {"icm-x:1": "cc"}}, has_rows=False)  # no rows: new start

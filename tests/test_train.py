@@ -1,32 +1,30 @@
 import json
+import subprocess
 
 import numpy as np
 import pytest
-from PIL import Image
+import torch
 from safetensors.torch import load_file
 
 from icmkit.codecs.learned import LearnedPixelCodec
 from icmkit.errors import ConfigError
+from icmkit.models import build_model
 from icmkit.train.config import TrainConfig, apply_overrides
 from icmkit.train.loop import Trainer, export_checkpoint
+from icmkit.train.precision import MixedPrecision, keep_entropy_models_in_float32
+from icmkit.weights import read_metadata
 
 from conftest import synthetic_photo
+from train_helpers import TINY_FIELDS, make_image_folder
 
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("train")
-    for i in range(4):
-        Image.fromarray(synthetic_photo(80, 90, seed=i)).save(folder / f"{i}.png")
-    return folder
+    return make_image_folder(tmp_path_factory.mktemp("train"))
 
 
 def tiny_config(folder, out, **changes) -> TrainConfig:
-    config = TrainConfig(out=str(out), data=[str(folder)], N=8, M=8, crop=64, batch_size=2, steps=4,
-                         log_every=1, checkpoint_every=2, lr=1e-3)
-    for key, value in changes.items():
-        setattr(config, key, value)
-    return config
+    return TrainConfig(**{**TINY_FIELDS, "out": str(out), "data": [str(folder)], **changes})
 
 
 def test_training_exports_usable_weights(image_folder, tmp_path):
@@ -65,3 +63,54 @@ def test_invalid_configs_are_refused(override, image_folder):
 def test_overrides_parse_types(image_folder):
     config = apply_overrides(TrainConfig(), [f"data={image_folder}", "lmbda=0.01", "steps=7"])
     assert config.data == [str(image_folder)] and config.lmbda == 0.01 and config.steps == 7
+
+
+def test_checkpoint_and_weights_record_provenance(image_folder, tmp_path):
+    weights = Trainer(tiny_config(image_folder, tmp_path / "run", lmbda=0.01, beta=0.0)).run()
+    meta = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    expected_commit = head.stdout.strip() if head.returncode == 0 else None
+    assert meta["git_commit"] == expected_commit
+    assert (meta["step"], meta["lmbda"], meta["beta"], meta["world_size"]) == (4, 0.01, 0.0, 1)
+    assert meta["data"] == [str(image_folder)] and meta["config"]["lmbda"] == 0.01
+    exported = read_metadata(weights)
+    assert exported["git_commit"] == (expected_commit or "null")  # weights metadata keeps text as it is
+    assert json.loads(exported["beta"]) == 0.0 and json.loads(exported["steps"]) == 4
+
+
+def test_tensorboard_gets_every_logged_scalar(image_folder, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    Trainer(tiny_config(image_folder, tmp_path / "run", tensorboard=True)).run()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "train/bpp", "train/psnr", "train/aux", "train/lr"} <= set(tags)
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
+
+
+def test_bundled_samples_are_a_data_folder():
+    from icmkit.data import SAMPLES_DIR
+
+    assert TrainConfig(data=["icmkit:samples", "x"]).data_folders()[0] == SAMPLES_DIR
+
+
+def test_missing_data_folder_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="training folder not found"):
+        Trainer(tiny_config(tmp_path / "absent", tmp_path / "run"))
+
+
+def test_amp_is_off_on_the_cpu():
+    precision = MixedPrecision(torch.device("cpu"), enabled=True)
+    assert not precision.enabled and precision.describe() == "float32"
+
+
+def test_entropy_models_stay_float32_under_autocast():
+    torch.manual_seed(0)
+    model = build_model("mean-scale-hyperprior", N=8, M=8)
+    keep_entropy_models_in_float32(model, "cpu")
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        output = model(torch.rand(1, 3, 64, 64))
+    assert output["x_hat"].dtype == torch.bfloat16  # the transforms do run in low precision
+    assert all(lik.dtype == torch.float32 for lik in output["likelihoods"].values())

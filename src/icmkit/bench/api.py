@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from icmkit.bench import distributed, runner
+from icmkit.bench import distributed, provenance, runner
 from icmkit.bench.datasets import open_dataset
 from icmkit.bench.plan import parse_codec_spec
 from icmkit.bench.plots import plot_curves
@@ -75,6 +75,11 @@ def run_bench(options: BenchOptions, progress=None) -> BenchOutcome | None:
             raise IcmError(f"{model_name} predicts no masks; segmentation needs a Mask R-CNN")
     rank, world = distributed.rank_and_world()
     sharded = world > 1
+    options.out.mkdir(parents=True, exist_ok=True)
+    scored_by = (model_name, options.model_weights) if options.task != "fidelity" else (None, None)
+    identity = provenance.describe(options.task, *scored_by, plans)
+    # Every rank checks (so all refuse together); rank 0 alone writes.
+    provenance.check_and_record(options.out, identity, any(options.out.glob("results*.csv")), write=rank == 0)
     if sharded:
         distributed.init()
     run = runner.BenchRun(
@@ -102,7 +107,7 @@ def run_bench(options: BenchOptions, progress=None) -> BenchOutcome | None:
     write_csv(options.out / "bd.csv", BD_COLUMNS, table)
     meta = {"data": str(options.data or "icmkit sample photos"), "task": options.task, "images": len(dataset.samples),
             "model": model_name if options.task != "fidelity" else "—", "anchor": options.anchor, "codecs": options.codecs}
-    plots = plot_curves(summary, options.out / "plots", title=f"{meta['data']} — {options.task}")
+    plots = plot_curves(summary, options.out / "plots", title=f"{Path(str(meta['data'])).name or meta['data']} — {options.task}")
     report = write_report(options.out, meta, rows, summary, table, plots, SUMMARY_COLUMNS, BD_COLUMNS)
     (options.out / "run.json").write_text(json.dumps({**asdict(options), "out": str(options.out),
                                                       "data": meta["data"], "model": model_name}, indent=2))

@@ -17,6 +17,7 @@ def plot_curves(summary: list[dict], out_dir: Path, title: str = "") -> list[Pat
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     out_dir.mkdir(parents=True, exist_ok=True)
     curves: dict[str, list[dict]] = defaultdict(list)
@@ -32,7 +33,12 @@ def plot_curves(summary: list[dict], out_dir: Path, title: str = "") -> list[Pat
             if pairs:
                 rates, values = zip(*pairs)
                 axes.plot(rates, values, marker="o", markersize=3.5, linewidth=1.4, label=codec)
-        axes.set_xlabel("bits per pixel")
+        # Log rate axis: anchor grids span 0.1–5 bpp, and the low rates, where codecs differ most for
+        # machines, would otherwise be squeezed into the left tenth of the plot.
+        axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axes.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+        axes.set_xlabel("bits per pixel (log scale)")
         axes.set_ylabel(label)
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=8)

@@ -9,11 +9,12 @@ from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
 from icmkit import api, bitstream
 from icmkit.bench.api import DEFAULT_CODECS
-from icmkit.cli._common import check_output, console, err_console, user_errors
+from icmkit.cli._common import check_output, console, err_console, is_interactive, user_errors
 from icmkit.codecs.registry import get_codec, list_codecs
 from icmkit.errors import BitstreamError, IcmError, InputImageError, OutputExistsError
 from icmkit.fileio import atomic_write
@@ -21,7 +22,7 @@ from icmkit.image import IMAGE_SUFFIXES, encode_png, max_pixels
 
 app = typer.Typer(
     name="icm",
-    help="icmkit — image coding for machines: compress, decompress, inspect and compare codecs.",
+    help="icmkit — image coding for machines: compress, decompress, inspect and compare codecs; train learned ones.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -230,7 +231,7 @@ def codecs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
     for column in ("name", "kind", "available", "quality", "default grid", "ext"):
         table.add_column(column)
     for row in rows:
-        available = "[green]yes[/]" if row["available"] else f"[red]no[/] — {row['reason']}"
+        available = "[green]yes[/]" if row["available"] else f"[red]no[/] — {escape(row['reason'])}"
         table.add_row(row["name"], row["kind"], available, row["knob"], " ".join(map(str, row["grid"])), row["extension"])
     console.print(table)
 
@@ -253,7 +254,7 @@ def zoo(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead
     for row in rows:
         measured = ", ".join(f"{k} {v}" for k, v in row["metrics"].items())
         table.add_row(row["family"], str(row["quality"]), str(row["lmbda"]), str(row["beta"]), str(row["steps"]),
-                      measured, row["data"])
+                      escape(measured), escape(row["data"]))
     console.print(table)
     for row in rows:
         console.print(f"{row['family']} q{row['quality']}: {row['command']}", highlight=False)
@@ -361,17 +362,37 @@ def bd(
     method: Annotated[str, typer.Option(help="Interpolation: pchip (CTC), poly (VCEG-M33 cubic) or akima.")] = "pchip",
     monotonic: Annotated[bool, typer.Option(help="Isotonic fit first (for non-monotonic accuracy curves).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (or a list, for several codecs).")] = False,
+    anchor_codec: Annotated[Optional[str], typer.Option(
+        help="The anchor curve's codec name, when ANCHOR_FILE holds several (e.g. one summary.csv for both).")] = None,
+    codec: Annotated[Optional[str], typer.Option(
+        help="Comma-separated codec names: only these curves of TEST_FILE.")] = None,
 ) -> None:
-    """Bjøntegaard-delta rate and metric of every curve in TEST_FILE against ANCHOR_FILE."""
+    """Bjøntegaard-delta rate and metric of every curve in TEST_FILE against ANCHOR_FILE.
+
+    Both may be the same summary.csv: icm bd s.csv s.csv --anchor-codec icm-mse --codec icm-mmd --metric top1
+    """
     from icmkit.bench.bd import bd as compute_bd
     from icmkit.bench.results import load_curves
 
     anchors = load_curves(anchor_file, metric)
+    if anchor_codec is not None:
+        anchors = [c for c in anchors if c.name == anchor_codec]
+        if not anchors:
+            raise IcmError(f"{anchor_file}: no {metric} curve of codec {anchor_codec!r}")
     if len(anchors) != 1:
-        raise IcmError(f"{anchor_file}: holds {len(anchors)} codecs; the anchor file must hold one")
+        raise IcmError(f"{anchor_file}: holds {len(anchors)} codecs; name the anchor with --anchor-codec")
     anchor = anchors[0]
+    tests = load_curves(test_file, metric)
+    if codec is not None:
+        wanted = [name for name in codec.split(",") if name]
+        missing = sorted(set(wanted) - {t.name for t in tests})
+        if missing:
+            raise IcmError(f"{test_file}: no {metric} curve of codec(s) {', '.join(missing)}")
+        tests = [t for t in tests if t.name in wanted]
+    elif anchor_file.resolve() == test_file.resolve():
+        tests = [t for t in tests if t.name != anchor.name]
     results = []
-    for test in load_curves(test_file, metric):
+    for test in tests:
         result = compute_bd(anchor.rates, anchor.metric, test.rates, test.metric, method=method, monotonic=monotonic)
         results.append({"codec": test.name, "anchor": anchor.name, "metric": metric, **result.as_dict()})
     if as_json:
@@ -384,6 +405,45 @@ def bd(
             f"{row['points']} points",
             highlight=False,
         )
+
+
+@app.command()
+@user_errors
+def train(
+    overrides: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="KEY=VALUE settings applied after --config, e.g. lmbda=0.0025 steps=50000 "
+                       "data=a/,b/ (lists: comma-separated or JSON).", metavar="KEY=VALUE", show_default=False),
+    ] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", help="YAML file of field: value (see configs/); fields it leaves out keep their "
+                     "defaults."),
+    ] = None,
+    list_fields: Annotated[
+        bool, typer.Option("--list-fields", help="Print every field (type, default, documentation) and exit.")
+    ] = False,
+) -> None:
+    """Train a learned codec: random crops and flips of image folders, main + auxiliary Adam, checkpoints
+    (safetensors + JSON), exact resume, log.jsonl and TensorBoard scalars in the run folder (field out).
+
+    Rerunning the same command resumes from the run folder's checkpoint. For several GPUs or CPU processes
+    start it with torchrun (DDP): torchrun --standalone --nproc_per_node 8 -m icmkit train --config FILE.yaml
+    """
+    from icmkit.cli._training import print_config_fields, training_reporter
+    from icmkit.train.config import load_config
+    from icmkit.train.distributed import launched_rank
+    from icmkit.train.loop import Trainer
+
+    if list_fields:
+        print_config_fields()
+        return
+    train_config = load_config(config, overrides or [])
+    # Under torchrun only rank 0 reports: other ranks must not draw (empty) bars on the same terminal.
+    with training_reporter(train_config.steps, interactive=is_interactive() and launched_rank() == 0) as report:
+        weights = Trainer(train_config, report=report).run()
+    if weights is not None:  # None on torchrun ranks other than 0
+        console.print(f"weights: {weights}", highlight=False)
 
 
 def main() -> None:

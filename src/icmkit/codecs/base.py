@@ -99,6 +99,14 @@ class Codec(ABC):
         if not state.ok:
             raise CodecUnavailableError(f"codec {self.name!r} is not available: {state.reason}")
 
+    def fingerprint(self, quality: int) -> str:
+        """What makes this codec's output at ``quality`` what it is, beyond its name (e.g. a weights digest).
+
+        Result files record it, so that a resumed benchmark never mixes outputs of different weights.
+        Conventional codecs return "" (their output depends on library versions the user controls).
+        """
+        return ""
+
     @abstractmethod
     def encode(self, image: np.ndarray, quality: int | None = None) -> bytes:
         """Compress an ``H×W×3`` uint8 RGB image at ``quality`` (validated by :attr:`quality`)."""

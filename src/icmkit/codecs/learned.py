@@ -67,6 +67,9 @@ class IcmContainerCodec(Codec):
                 self._models[quality] = (model, weights_digest(model.state_dict()))
             return self._models[quality]
 
+    def fingerprint(self, quality: int) -> str:
+        return self.model(self.quality.validate(quality))[1].hex()
+
     def _code(self, image: np.ndarray, quality: int | None) -> tuple[dict, bitstream.IcmHeader]:
         """Pad by edge replication to the stride, run ``model.compress``, and describe it in a header."""
         self.require_available()
@@ -165,10 +168,17 @@ class LearnedPixelCodec(IcmContainerCodec):
         return results
 
 
-def _default_learned() -> LearnedPixelCodec:
+def _mse_family() -> LearnedPixelCodec:
     return LearnedPixelCodec.from_zoo(
         "icm-mse", "icmkit mean-scale hyperprior (N=64, M=160), trained for MSE + rate; exact-integer entropy parameters"
     )
 
 
-LEARNED_CODECS = [_default_learned]
+def _mmd_family() -> LearnedPixelCodec:
+    return LearnedPixelCodec.from_zoo(
+        "icm-mmd", "icm-mse's architecture trained with rate + MSE + MMD² between EfficientNet-Lite0 features of "
+        "original and decoded images (perception consistency)"
+    )
+
+
+LEARNED_CODECS = [_mse_family, _mmd_family]

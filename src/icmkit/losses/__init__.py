@@ -1,5 +1,12 @@
-"""Training losses as small modules that return a dict of named parts (weights live in the config)."""
+"""Training losses as small modules returning dicts of named parts; :class:`CodecObjective` composes them."""
 
-from icmkit.losses.rate_distortion import RateDistortionLoss, bits_per_pixel
+from icmkit.losses.distortion import Distortion
+from icmkit.losses.mmd import mmd2_unbiased
+from icmkit.losses.objective import CodecObjective
+from icmkit.losses.perception import DEFAULT_LAYERS, FeatureTap, PerceptionConsistencyLoss
+from icmkit.losses.rate import RateLoss, bits_per_pixel
 
-__all__ = ["RateDistortionLoss", "bits_per_pixel"]
+__all__ = [
+    "DEFAULT_LAYERS", "CodecObjective", "Distortion", "FeatureTap", "PerceptionConsistencyLoss", "RateLoss",
+    "bits_per_pixel", "mmd2_unbiased",
+]

@@ -1,13 +1,29 @@
-"""Typed training configuration, with ``key=value`` overrides from the command line."""
+"""Typed training configuration: documented fields, YAML files and ``key=value`` overrides.
+
+Every field carries its documentation in ``metadata["doc"]`` (:func:`describe_fields`, ``icm train
+--list-fields``), so the dataclass is the single source of names, types, defaults and docs.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
-from dataclasses import dataclass, field
+import math
+import typing
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
+import yaml
+
 from icmkit.errors import ConfigError
+from icmkit.losses.distortion import DISTORTIONS, MS_SSIM_MIN_CROP
+from icmkit.losses.mmd import DEFAULT_BANDWIDTH_MULTIPLIERS
+from icmkit.losses.perception import DEFAULT_LAYERS
+
+# A `data` entry naming the photos shipped inside the package (smoke runs work from any directory).
+SAMPLES_FOLDER = "icmkit:samples"
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def default_train_folders() -> list[str]:
@@ -17,30 +33,77 @@ def default_train_folders() -> list[str]:
     return [str(p) for p in candidates if p.is_dir()]
 
 
+def documented(default=MISSING, *, doc: str, factory=MISSING):
+    """A dataclass field whose documentation travels with it (``factory`` for mutable defaults)."""
+    if factory is not MISSING:
+        return field(default_factory=factory, metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass
 class TrainConfig:
     """Every field of a training run; saved beside every checkpoint."""
 
-    out: str = "runs/icm-mse"  # run directory: checkpoints, logs, final weights
-    data: list[str] = field(default_factory=default_train_folders)  # image folders (train sets only)
-    architecture: str = "mean-scale-hyperprior"
-    N: int = 64  # transform width
-    M: int = 160  # latent channels
-    lmbda: float = 0.0067  # rate–distortion trade-off: λ·255²·MSE + bpp
-    crop: int = 256
-    batch_size: int = 8
-    steps: int = 20000
-    lr: float = 1e-4
-    aux_lr: float = 1e-3
-    lr_drop_at: float = 0.85  # fraction of steps after which the learning rate is divided by 10
-    clip_grad: float = 1.0
-    seed: int = 0
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
-    log_every: int = 50
-    checkpoint_every: int = 500
-    max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0 = no limit
+    out: str = documented("runs/icm-mse", doc="run directory: checkpoints, log.jsonl, tensorboard/, final weights")
+    data: list[str] = documented(
+        factory=default_train_folders,
+        doc=f"image folders to train on (searched recursively); '{SAMPLES_FOLDER}' = the photos shipped with icmkit",
+    )
+    architecture: str = documented("mean-scale-hyperprior", doc="model architecture (see icmkit.models)")
+    N: int = documented(64, doc="transform width (channels of the analysis / synthesis transforms)")
+    M: int = documented(160, doc="latent channels")
+    lmbda: float = documented(
+        0.0067, doc="rate–distortion trade-off: bpp + λ·255²·MSE (λ·(1 − MS-SSIM) for ms-ssim)"
+    )
+    distortion: str = documented("mse", doc=f"distortion term: {' or '.join(DISTORTIONS)} (ms-ssim needs crop ≥ 192)")
+    beta: float = documented(
+        0.0, doc="weight β of the perception-consistency (MMD) term; 0 trains for rate + distortion only"
+    )
+    perception_model: str = documented(
+        "tf_efficientnet_lite0", doc="frozen classifier whose features are matched when β > 0 (timm/torchvision name)"
+    )
+    perception_weights: str = documented(
+        "default", doc="the perception classifier's weights: 'default', 'none' (random init; for tests) or a local file"
+    )
+    perception_layers: list[str] = documented(
+        factory=lambda: list(DEFAULT_LAYERS), doc="module names of the perception classifier to tap"
+    )
+    perception_layer_weights: list[float] = documented(factory=list, doc="weight per tapped layer; empty = all 1")
+    mmd_samples: int = documented(1024, doc="feature positions drawn per layer for the MMD estimate")
+    mmd_bandwidths: list[float] = documented(
+        factory=lambda: list(DEFAULT_BANDWIDTH_MULTIPLIERS),
+        doc="MMD kernel bandwidths, as multiples of the median distance",
+    )
+    distill_weight: float = documented(0.0, doc="weight of logit distillation inside the perception term (0 = off)")
+    distill_temperature: float = documented(2.0, doc="softmax temperature of the logit distillation")
+    init_from: str = documented("", doc="weights file to start from (fine-tuning); ignored when resuming a checkpoint")
+    crop: int = documented(256, doc="side of the random square training crops (a multiple of 64)")
+    batch_size: int = documented(8, doc="crops per step and per process (the global batch is this × world size)")
+    steps: int = documented(20000, doc="optimiser steps of the whole run")
+    lr: float = documented(1e-4, doc="learning rate of the main (Adam) optimiser")
+    aux_lr: float = documented(
+        1e-3, doc="learning rate of the auxiliary (Adam) optimiser of the factorised prior's quantiles"
+    )
+    lr_drop_at: float = documented(0.85, doc="fraction of steps after which the main learning rate is divided by 10")
+    clip_grad: float = documented(1.0, doc="clip the main gradients' global norm to this; 0 = no clipping")
+    seed: int = documented(
+        0, doc="seed of initialisation, crops, flips and quantisation noise (each DDP rank derives its own)"
+    )
+    threads: int = documented(0, doc="torch CPU threads; 0 keeps torch's default")
+    device: str = documented("auto", doc="'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
+    amp: bool = documented(
+        True, doc="mixed precision on CUDA (bf16, else fp16 with loss scaling); entropy models and loss stay float32; "
+        "no effect on the CPU"
+    )
+    log_every: int = documented(50, doc="steps between progress records (log.jsonl, console, TensorBoard)")
+    checkpoint_every: int = documented(500, doc="steps between checkpoints")
+    max_minutes: float = documented(0.0, doc="stop (with a checkpoint) after this wall time; 0 = no limit")
+    tensorboard: bool = documented(
+        True, doc="write TensorBoard scalars to <out>/tensorboard when tensorboard is installed"
+    )
 
     def validate(self) -> None:
+        """Refuse inconsistent values (not the environment: data folders are checked when training starts)."""
         if self.crop % 64:
             raise ConfigError(f"crop must be a multiple of 64, got {self.crop}")
         for name in ("batch_size", "steps", "N", "M", "log_every", "checkpoint_every"):
@@ -48,31 +111,163 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be positive")
         if self.lmbda <= 0 or self.lr <= 0 or self.aux_lr <= 0:
             raise ConfigError("lmbda, lr and aux_lr must be positive")
+        if not 0 <= self.lr_drop_at <= 1:
+            raise ConfigError(f"lr_drop_at must be a fraction in [0, 1], got {self.lr_drop_at}")
+        if self.clip_grad < 0 or self.max_minutes < 0 or self.threads < 0:
+            raise ConfigError("clip_grad, max_minutes and threads must be ≥ 0")
+        if self.distortion not in DISTORTIONS:
+            raise ConfigError(f"distortion must be one of {', '.join(DISTORTIONS)}, got {self.distortion!r}")
+        if self.distortion == "ms-ssim" and self.crop < MS_SSIM_MIN_CROP:
+            raise ConfigError(f"ms-ssim needs crop ≥ {MS_SSIM_MIN_CROP} (five scales), got {self.crop}")
+        if self.beta < 0 or self.distill_weight < 0:
+            raise ConfigError("beta and distill_weight must be ≥ 0")
+        if self.beta > 0 and not self.perception_layers:
+            raise ConfigError("beta > 0 needs at least one perception layer")
+        if self.perception_layer_weights and len(self.perception_layer_weights) != len(self.perception_layers):
+            raise ConfigError("perception_layer_weights needs one weight per perception layer")
+        if self.mmd_samples < 2 or not self.mmd_bandwidths or min(self.mmd_bandwidths) <= 0:
+            raise ConfigError("mmd_samples must be ≥ 2 and mmd_bandwidths positive")
+        if self.device not in DEVICES and not (self.device.startswith("cuda:") and self.device[5:].isdigit()):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not self.data:
             raise ConfigError("no training data folders (set data=[...])")
+
+    def data_folders(self) -> list[Path]:
+        """The folders of ``data``, with the bundled-samples name resolved."""
+        from icmkit.data import SAMPLES_DIR
+
+        return [SAMPLES_DIR if entry == SAMPLES_FOLDER else Path(entry) for entry in self.data]
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
+# -- field types and documentation -----------------------------------------------------------------
+def _field_types() -> dict[str, type]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def type_name(hint) -> str:
+    if typing.get_origin(hint) is list:
+        return f"list[{typing.get_args(hint)[0].__name__}]"
+    return hint.__name__
+
+
+def describe_fields() -> list[dict[str, str]]:
+    """Name, type, default (as on this machine) and documentation of every field, in declaration order."""
+    defaults = TrainConfig()
+    types = _field_types()
+    return [
+        {"name": f.name, "type": type_name(types[f.name]), "default": json.dumps(getattr(defaults, f.name)),
+         "doc": f.metadata["doc"]}
+        for f in dataclasses.fields(TrainConfig)
+    ]
+
+
+def _coerce(name: str, value, hint):
+    """``value`` as field ``name``'s type: ints widen to floats, a lone string becomes a one-item list of
+    strings; anything else of the wrong type is refused (``True`` is not an int here)."""
+    if typing.get_origin(hint) is list:
+        item = typing.get_args(hint)[0]
+        if isinstance(value, str) and item is str:
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{name} expects a list of {item.__name__}, got {value!r}")
+        return [_coerce(name, v, item) for v in value]
+    if hint is float and type(value) is int:
+        value = float(value)
+    if hint is float and isinstance(value, str):
+        value = _float_from_text(name, value)  # YAML 1.1 reads `1e-4` (no dot) as a string
+    if type(value) is not hint:
+        raise ConfigError(f"{name} expects {hint.__name__}, got {value!r}")
+    if hint is float and not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def _float_from_text(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{name} expects float, got {text!r}") from None
+
+
+def _check_known(key, source: str) -> str:
+    known = [f.name for f in dataclasses.fields(TrainConfig)]
+    if key in known:
+        return key
+    close = difflib.get_close_matches(str(key), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"{source}: unknown field {key!r}{hint}; `icm train --list-fields` lists them")
+
+
+# -- sources: YAML files and key=value overrides ---------------------------------------------------
+def _read_yaml_mapping(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc.__class__.__name__})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if document is None:  # an empty file: all defaults
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a mapping of field: value, got a {type(document).__name__}")
+    return document
+
+
+def config_from_yaml(path: str | Path) -> TrainConfig:
+    """A config from a YAML mapping of field: value (fields left out keep their defaults); not validated."""
+    path = Path(path)
+    types = _field_types()
+    values = {}
+    for key, value in _read_yaml_mapping(path).items():
+        key = _check_known(key, str(path))
+        try:
+            values[key] = _coerce(key, value, types[key])
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return TrainConfig(**values)
+
+
+def _parse_override_value(raw: str, hint):
+    """Text fields take the text as it is; others parse as JSON (numbers, lists, true/false) when they
+    can; a list field also takes comma-separated items."""
+    if hint is str:
+        return raw
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    if isinstance(value, str) and typing.get_origin(hint) is list:
+        return [v for v in value.split(",") if v]
+    return value
+
+
 def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
-    """Apply ``key=value`` strings; values parse as JSON when they can (numbers, lists), else strings."""
-    fields = {f.name: f for f in dataclasses.fields(config)}
+    """Apply ``key=value`` strings (see :func:`_parse_override_value`), then validate."""
+    types = _field_types()
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or key not in fields:
-            raise ConfigError(f"bad override {item!r}; known keys: {', '.join(fields)}")
+        if not sep:
+            raise ConfigError(f"bad override {item!r}: expected key=value")
+        key = _check_known(key, f"override {item!r}")
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        current = getattr(config, key)
-        if isinstance(current, list) and isinstance(value, str):
-            value = [v for v in value.split(",") if v]
-        elif isinstance(current, float) and isinstance(value, int):
-            value = float(value)
-        if type(value) is not type(current):
-            raise ConfigError(f"{key} expects {type(current).__name__}, got {raw!r}")
-        setattr(config, key, value)
+            setattr(config, key, _coerce(key, _parse_override_value(raw, types[key]), types[key]))
+        except ConfigError as exc:
+            raise ConfigError(f"override {item!r}: {exc}") from None
     config.validate()
     return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Defaults, then the YAML file ``path`` (when given), then ``key=value`` overrides; validated."""
+    config = TrainConfig() if path is None else config_from_yaml(path)
+    return apply_overrides(config, list(overrides))

@@ -1,0 +1,109 @@
+"""Training configs: YAML files, key=value overrides, field documentation, and the shipped configs/."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from icmkit.errors import ConfigError
+from icmkit.train.config import TrainConfig, apply_overrides, describe_fields, load_config
+
+from train_helpers import make_image_folder, write_yaml
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("images"), count=1)
+
+
+def test_yaml_values_are_typed_and_overrides_come_last(image_folder, tmp_path):
+    path = write_yaml(tmp_path / "c.yaml", data=str(image_folder), lr="1e-4", lmbda=1, steps=10, amp=False,
+                      mmd_bandwidths=[1, 2.5], perception_layers=["blocks.1"])
+    config = load_config(path, ["steps=20", "out=2024"])
+    assert config.data == [str(image_folder)]  # a lone folder is a one-item list
+    assert config.lr == 1e-4 and config.lmbda == 1.0 and isinstance(config.lmbda, float)  # YAML reads 1e-4 as text
+    assert config.steps == 20 and config.out == "2024" and config.amp is False
+    assert config.mmd_bandwidths == [1.0, 2.5] and config.perception_layers == ["blocks.1"]
+
+
+def test_empty_yaml_means_defaults(image_folder, tmp_path):
+    (tmp_path / "empty.yaml").write_text("# nothing set\n")
+    config = load_config(tmp_path / "empty.yaml", [f"data={image_folder}"])
+    assert dataclasses.replace(config, data=TrainConfig().data) == TrainConfig()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("lmbad: 0.01\n", "unknown field 'lmbad' (did you mean 'lmbda'?)"),
+    ("steps: ten\n", "steps expects int, got 'ten'"),
+    ("N: true\n", "N expects int, got True"),
+    ("amp: 1\n", "amp expects bool, got 1"),
+    ("lr: .nan\n", "lr must be finite"),
+    ("data: {a: 1}\n", "data expects a list of str"),
+    ("steps: [1\n", "invalid YAML at line 2, column 1"),
+    ("- steps\n- 3\n", "expected a mapping of field: value, got a list"),
+])
+def test_bad_yaml_is_refused_naming_file_and_field(text, message, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_unreadable_config_files_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="missing.yaml: cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path)  # a folder
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="not a UTF-8 text file"):
+        load_config(tmp_path / "binary.yaml")
+
+
+def test_values_are_validated_after_loading(image_folder, tmp_path):
+    path = write_yaml(tmp_path / "c.yaml", data=[str(image_folder)], crop=100)
+    with pytest.raises(ConfigError, match="crop must be a multiple of 64"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="device must be"):
+        load_config(None, [f"data={image_folder}", "device=tpu"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("lmbda=abc", "override 'lmbda=abc': lmbda expects float"),
+    ("tensorboard=yes", "tensorboard expects bool"),
+    ("nope=1", "unknown field 'nope'"),
+    ("batch_size", "expected key=value"),
+])
+def test_bad_overrides_name_themselves(override, message, image_folder):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        apply_overrides(TrainConfig(data=[str(image_folder)]), [override])
+
+
+def test_list_overrides_take_commas_or_json(image_folder):
+    overrides = ["mmd_bandwidths=0.5,1", 'perception_layers=["a"]']
+    config = apply_overrides(TrainConfig(data=[str(image_folder)]), overrides)
+    assert config.mmd_bandwidths == [0.5, 1.0] and config.perception_layers == ["a"]
+
+
+def test_every_field_is_documented():
+    rows = describe_fields()
+    assert [r["name"] for r in rows] == [f.name for f in dataclasses.fields(TrainConfig)]
+    assert all(len(r["doc"]) > 10 and r["type"] and r["default"] for r in rows)
+    assert {r["name"]: r["type"] for r in rows}["data"] == "list[str]"
+
+
+def test_shipped_configs_load(image_folder):
+    found = {path.name: path for path in sorted(CONFIGS.glob("*.yaml"))}
+    assert {"smoke.yaml", "icm-mse.yaml", "icm-mmd.yaml"} <= set(found)
+    for path in found.values():
+        load_config(path, [f"data={image_folder}"])  # the shared training folders may be absent here
+    smoke = load_config(found["smoke.yaml"])  # its data is the bundled photos: valid anywhere
+    assert all(folder.is_dir() for folder in smoke.data_folders())
+    mse, mmd = (load_config(found[name], [f"data={image_folder}"]) for name in ("icm-mse.yaml", "icm-mmd.yaml"))
+    assert (mse.N, mse.M, mse.crop, mse.batch_size, mse.lr, mse.lr_drop_at, mse.beta) == (64, 160, 128, 8, 5e-4, 0.9, 0)
+    assert dataclasses.replace(mmd, beta=0.0, out=mse.out) == mse and mmd.beta == 5.0
