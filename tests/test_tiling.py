@@ -9,7 +9,7 @@ import torch
 from icmkit.codecs import get_codec
 from icmkit.codecs.learned import LearnedPixelCodec, image_to_tensor
 from icmkit.models import MeanScaleHyperprior
-from icmkit.models.base import single_threaded
+from icmkit.threads import single_threaded
 from icmkit.models.tiling import Halo, split_axis, tile_grid
 from icmkit.weights import load_weights
 from icmkit.zoo import family

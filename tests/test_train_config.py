@@ -106,4 +106,6 @@ def test_shipped_configs_load(image_folder):
     assert all(folder.is_dir() for folder in smoke.data_folders())
     mse, mmd = (load_config(found[name], [f"data={image_folder}"]) for name in ("icm-mse.yaml", "icm-mmd.yaml"))
     assert (mse.N, mse.M, mse.crop, mse.batch_size, mse.lr, mse.lr_drop_at, mse.beta) == (64, 160, 128, 8, 5e-4, 0.9, 0)
-    assert dataclasses.replace(mmd, beta=0.0, out=mse.out) == mse and mmd.beta == 5.0
+    # The ablation: the MMD recipe is the MSE recipe plus the perception term (β and its sample count) alone.
+    assert dataclasses.replace(mmd, beta=0.0, out=mse.out, mmd_samples=mse.mmd_samples) == mse
+    assert (mmd.beta, mmd.mmd_samples) == (5.0, 512)

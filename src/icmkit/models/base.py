@@ -8,8 +8,6 @@ and the integer hyper-decoder (the explicit *finalise* step); ``compress(x)`` â†
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
@@ -17,23 +15,6 @@ from icmkit.entropy._tables import HasTables
 from icmkit.errors import IcmError
 from icmkit.entropy.factorized import FactorizedPrior
 from icmkit.layers.integer import ExactIntegerNet
-
-
-@contextmanager
-def single_threaded():
-    """Run the enclosed torch ops on one intra-op thread, restoring the setting afterwards.
-
-    Why: float32 convolutions split their work by thread count, so sums round differently with 1 or 2
-    threads (seen: one pixel in 60,000 off by one after rounding). Decoders synthesise under this
-    context, one image at a time, so decoded pixels do not depend on torch's thread setting or on
-    batching. Entropy parameters need no such care: they are computed exactly (ExactIntegerNet).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class NotFinalizedError(IcmError, RuntimeError):
