@@ -14,13 +14,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/zoo}
 ICM=${ICM:-.venv/bin/icm}
-BASE=${BASE:-runs/zoo/base/icm-mse-q3.safetensors}
+# The base the shipped points started from is the icm-mse q3 file of commit bc3aa15; for an exact rerun:
+#   mkdir -p runs/zoo/base && git show bc3aa15:src/icmkit/zoo/weights/icm-mse-q3.safetensors > runs/zoo/base/icm-mse-q3.safetensors
+BASE=${BASE:-$RUNS/base/icm-mse-q3.safetensors}
 declare -A LMBDA=([0]=0.0003 [1]=0.0008 [2]=0.0025 [3]=0.0067 [4]=0.02 [5]=0.045)
 QUALITIES=${QUALITIES:-0 1 2 3 4 5}  # run names; the zoo numbers the points 1…6 by λ
 TRUNK_STEPS=500
 BRANCH_STEPS=500
-mkdir -p "$RUNS/base"
-[ -f "$BASE" ] || cp src/icmkit/zoo/weights/icm-mse-q3.safetensors "$BASE"
+if [ ! -f "$BASE" ]; then  # the base itself: 13,000 MSE steps at λ=0.0067 (about 80 min on 2 threads here)
+  $ICM train out="$RUNS/base-run" lmbda=0.0067 crop=128 batch_size=8 steps=13000 lr=0.0005 lr_drop_at=0.9 \
+    threads=2 log_every=100 checkpoint_every=250
+  mkdir -p "$(dirname "$BASE")" && cp "$RUNS/base-run/final.safetensors" "$BASE"
+fi
 
 init_path() {  # the weights a rate point's branches start from
   if [ "$1" = 3 ]; then echo "$BASE"; else echo "$RUNS/trunk-q$1/final.safetensors"; fi
