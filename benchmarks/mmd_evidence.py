@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from functools import cache
 from pathlib import Path
 
 from icmkit.bench.bd import bd
@@ -23,8 +24,13 @@ from icmkit.errors import IcmError
 MSE, MMD, HEVC, JPEG = "icm-mse", "icm-mmd", "hevc444", "jpeg"
 
 
+@cache
+def curves(folder: Path, metric: str) -> dict:
+    return {c.name: c for c in load_curves(folder / "summary.csv", metric)}
+
+
 def curve(folder: Path, codec: str, metric: str):
-    found = {c.name: c for c in load_curves(folder / "summary.csv", metric)}
+    found = curves(folder, metric)
     if codec not in found:
         raise IcmError(f"{folder}/summary.csv has no {codec} curve with {metric}")
     return found[codec]
@@ -44,6 +50,22 @@ def row(label: str, r: dict, target: float | None = None) -> str:
         verdict = " no overlap"
     return (f"| {label} | {r['test']} vs {r['anchor']} | {r['metric']} | {rate:+.1f} %{verdict} | "
             f"{delta:+.2f} {unit} | {r['overlap_lo']:.4g}–{r['overlap_hi']:.4g} | {r['points']} |")
+
+
+def pointwise_gains(folder: Path) -> list[str]:
+    """Top-1 of icm-mmd at each of its points against icm-mse's curve there (linear in log-rate)."""
+    mse, mmd = curve(folder, MSE, "top1"), curve(folder, MMD, "top1")
+    reference = sorted(zip(mse.rates, mse.metric))
+    lines = []
+    for rate, top1 in sorted(zip(mmd.rates, mmd.metric)):
+        for (r0, t0), (r1, t1) in zip(reference, reference[1:]):
+            if r0 <= rate <= r1:
+                expected = t0 + (t1 - t0) * math.log(rate / r0) / math.log(r1 / r0)
+                lines.append(f"{rate:.3f} bpp: icm-mmd {top1:.1f} %, icm-mse {expected:.1f} % ({top1 - expected:+.1f} pp)")
+                break
+        else:
+            lines.append(f"{rate:.3f} bpp: icm-mmd {top1:.1f} %, outside icm-mse's rate range")
+    return lines
 
 
 def plot(benches: dict[str, Path], path: Path) -> None:
@@ -102,7 +124,7 @@ def main() -> None:
         results.append({**r, "classifier": "—"})
         lines.append(row("— (fidelity cost)", r))
         for name, folder in benches.items():
-            if HEVC not in {c.name for c in load_curves(folder / "summary.csv", "top1")}:
+            if HEVC not in curves(folder, "top1"):
                 continue  # HEVC-444 is optional beside the unseen classifiers
             for test in (MMD, MSE):
                 r = compare(folder, test, HEVC, "top1")
@@ -116,6 +138,8 @@ def main() -> None:
     except IcmError as exc:
         raise SystemExit(f"error: {exc}") from None
     print("\n".join(lines))
+    print(f"\n{first}, icm-mmd against icm-mse at each icm-mmd point:")
+    print("\n".join(pointwise_gains(benches[first])))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.plot:

@@ -18,13 +18,18 @@ from pathlib import Path
 from safetensors.torch import load_file, save
 
 from icmkit.fileio import atomic_write
-from icmkit.weights import read_metadata
+from icmkit.weights import read_metadata, weights_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "src" / "icmkit" / "zoo"
 BASE_STEPS = 13000
-BASE_COMMAND = ("python -m icmkit.train out=runs/icm-mse-q3 lmbda=0.0067 crop=128 batch_size=8 steps=13000 lr=0.0005 "
-                "lr_drop_at=0.9 threads=2 log_every=100 checkpoint_every=250")
+BASE_WEIGHTS = "runs/zoo/base/icm-mse-q3.safetensors"  # where scripts/train_families.sh expects the base
+BASE_COMMAND = ("python -m icmkit.train out=runs/zoo/base-run lmbda=0.0067 crop=128 batch_size=8 steps=13000 lr=0.0005 "
+                f"lr_drop_at=0.9 threads=2 log_every=100 checkpoint_every=250 && cp runs/zoo/base-run/final.safetensors "
+                f"{BASE_WEIGHTS}")
+# The base that was shipped did not run this command straight through; say so beside every command.
+BASE_AS_RUN = ("as run, the base's steps 0–1500 used lr=0.0002 and plain-clamp scale bounds, then it resumed with "
+               "the command above; the exact base is git show bc3aa15:src/icmkit/zoo/weights/icm-mse-q3.safetensors")
 DESCRIPTIONS = {
     "icm-mse": "Mean-scale hyperprior (N=64, M=160) trained for λ·255²·MSE + bpp only.",
     "icm-mmd": "icm-mse's architecture and training budget with β·Σ_l MMD²(features_l(x), features_l(x̂)) added: "
@@ -34,42 +39,48 @@ DATA = ("imagenet-train500 + bsds500 train/val (800 images), random 128² crops 
         "trained on a 2-core CPU")
 
 
-def train_command(family: str, meta: dict, trunk_meta: dict | None) -> str:
+def run_command(meta: dict) -> str:
+    """The ``python -m icmkit.train`` line that reproduces one run, from the config its weights record."""
     config = json.loads(meta["train_config"])
-    parts = [BASE_COMMAND]
-    if trunk_meta is not None:
-        trunk = json.loads(trunk_meta["train_config"])
-        parts.append(f"python -m icmkit.train --config configs/icm-mse.yaml out={trunk['out']} lmbda={trunk['lmbda']} "
-                     f"init_from=runs/zoo/base/icm-mse-q3.safetensors steps={trunk['steps']} lr={trunk['lr']} "
-                     f"lr_drop_at={trunk['lr_drop_at']} seed={trunk['seed']} threads=1")
-    parts.append(f"python -m icmkit.train --config configs/{family}.yaml out={config['out']} lmbda={config['lmbda']} "
-                 f"init_from={config['init_from']} steps={config['steps']} lr={config['lr']} "
-                 f"lr_drop_at={config['lr_drop_at']} seed={config['seed']} threads=1")
-    return " && ".join(parts) + "  (base = the first command; the rest: scripts/train_families.sh)"
+    recipe = "icm-mse" if config["beta"] == 0 else "icm-mmd"
+    return (f"python -m icmkit.train --config configs/{recipe}.yaml out={config['out']} lmbda={config['lmbda']} "
+            f"init_from={config['init_from']} steps={config['steps']} lr={config['lr']} "
+            f"lr_drop_at={config['lr_drop_at']} seed={config['seed']} threads={config['threads']}")
+
+
+def train_command(meta: dict, trunk_meta: dict | None) -> str:
+    parts = [BASE_COMMAND, *([run_command(trunk_meta)] if trunk_meta else []), run_command(meta)]
+    return " && ".join(parts) + f"  ({BASE_AS_RUN}; the rest: scripts/train_families.sh)"
 
 
 def summary_rows(folder: Path, family: str) -> dict[int, dict]:
+    if not (folder / "summary.csv").is_file():
+        return {}
     with open(folder / "summary.csv", newline="") as handle:
         return {int(r["quality"]): r for r in csv.DictReader(handle) if r["codec"] == family}
 
 
 def publish(runs: Path, family: str, benches: dict[str, Path]) -> list[dict]:
     """Ship every finished run of ``family``; qualities number the runs 1…N by increasing λ."""
-    finished = [(float(read_metadata(run / "final.safetensors")["lmbda"]), run)
-                for run in runs.glob(f"{family}-q*") if (run / "final.safetensors").is_file()]
+    finished = sorted((float(meta["lmbda"]), run.name, meta) for run in runs.glob(f"{family}-q*")
+                      if (run / "final.safetensors").is_file()
+                      for meta in [read_metadata(run / "final.safetensors")])
+    measured = {model: summary_rows(folder, family) for model, folder in benches.items()}
     entries = []
-    for quality, (_, run) in enumerate(sorted(finished), start=1):
-        final = run / "final.safetensors"
-        meta = read_metadata(final)
+    for quality, (_, run_name, meta) in enumerate(finished, start=1):
         config = json.loads(meta["train_config"])
         trunk_meta = read_metadata(config["init_from"]) if "trunk-q" in config["init_from"] else None
         total = BASE_STEPS + (int(trunk_meta["steps"]) if trunk_meta else 0) + int(meta["steps"])
-        meta = {**meta, "steps": str(total), "run_steps": meta["steps"], "family": family, "quality": str(quality)}
+        shipped = {**meta, "steps": str(total), "run_steps": meta["steps"], "family": family, "quality": str(quality)}
         name = f"{family}-q{quality}.safetensors"
-        atomic_write(ZOO / "weights" / name, save(load_file(str(final)), metadata=meta))
+        tensors, target = load_file(str(runs / run_name / "final.safetensors")), ZOO / "weights" / name
+        # safetensors orders header metadata arbitrarily: rewrite only what changed, so git sees no churn.
+        if not (target.is_file() and read_metadata(target) == shipped
+                and weights_digest(load_file(str(target))) == weights_digest(tensors)):
+            atomic_write(target, save(tensors, metadata=shipped))
         metrics = {"eval": "imagenet-dev200, Resize 256 + CenterCrop 256, icm bench"}
-        for model, folder in benches.items():
-            row = summary_rows(folder, family).get(quality) if (folder / "summary.csv").is_file() else None
+        for model, rows in measured.items():
+            row = rows.get(quality)
             if row is None:
                 continue
             if model == "lite0":
@@ -79,7 +90,7 @@ def publish(runs: Path, family: str, benches: dict[str, Path]) -> list[dict]:
         entries.append({
             "quality": quality, "file": name, "architecture": meta["architecture"], "lmbda": float(meta["lmbda"]),
             "beta": float(meta["beta"]), "steps": total, "data": DATA,
-            "command": train_command(family, meta, trunk_meta), "metrics": metrics,
+            "command": train_command(meta, trunk_meta), "metrics": metrics,
         })
     return entries
 

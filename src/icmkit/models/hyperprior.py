@@ -30,8 +30,8 @@ from icmkit.entropy.gaussian import GaussianConditional
 from icmkit.layers.gdn import GDN
 from icmkit.layers.integer import ACT_FRAC_BITS, ExactIntegerNet
 from icmkit.models.base import CompressionModel
-from icmkit.threads import single_threaded
 from icmkit.models.tiling import analysis_halo, resampling_factor, run_tiled, synthesis_halo, tile_grid
+from icmkit.threads import single_threaded
 
 _SYMBOL_LIMIT = MAX_ESCAPE_VALUE // 2
 
