@@ -37,6 +37,7 @@ def main() -> None:
         header += [f"BD-rate {NAMES.get(m, m)} vs {anchor}", f"BD-{NAMES.get(m, m)} ({UNITS.get(m, '')})"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
+    summary = [r for r in summary if r.get("bpp")]  # reference rows (uncompressed inputs) have no rate
     for codec in dict.fromkeys(r["codec"] for r in summary):
         rows = [r for r in summary if r["codec"] == codec]
         bpps = [float(r["bpp"]) for r in rows]

@@ -50,3 +50,30 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_feature_weights(tmp_path_factory) -> str:
+    """A small finalised DICM feature codec (random weights, two rate points) on EfficientNet-Lite0's real
+    head (blocks.2)."""
+    from icmkit.backbones import split_classifier
+    from icmkit.models import DICMFeatureCodec
+
+    backbone = split_classifier("tf_efficientnet_lite0", "blocks.2")
+    torch.manual_seed(0)
+    model = DICMFeatureCodec(
+        backbone.info.channels, backbone="tf_efficientnet_lite0", split="blocks.2",
+        head_digest=backbone.info.head_digest.hex(), N=32, M=32, hyper=32, re_levels=2, re_width=16, re_latent=16,
+        qualities=2,
+    ).eval()
+    model.update()
+    path = tmp_path_factory.mktemp("weights") / "tiny-feature.safetensors"
+    save_weights(model, path, {"lmbda": 1.0})
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_feature_codec(tiny_feature_weights):
+    from icmkit.codecs.feature import FeatureCodec
+
+    return FeatureCodec.from_weights_file(tiny_feature_weights, name="icm-feature-tiny")

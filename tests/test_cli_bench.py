@@ -33,8 +33,10 @@ def test_bench_writes_every_output(labelled, tmp_path):
     with (out / "summary.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["codec"], r["quality"], r["n"]) for r in rows] == [
-        ("jpeg", "10", "2"), ("jpeg", "50", "2"), ("webp", "30", "2"), ("webp", "70", "2")]
-    assert "report:" in result.stdout
+        ("jpeg", "10", "2"), ("jpeg", "50", "2"), ("webp", "30", "2"), ("webp", "70", "2"),
+        ("(uncompressed image)", "", "2")]  # the classifier on the uncompressed crops: no rate
+    assert rows[-1]["bpp"] == "" and 0 <= float(rows[-1]["top1"]) <= 100
+    assert "report:" in result.stdout and "(uncompressed image)" in result.stdout
 
 
 def test_bench_fidelity_task(labelled, tmp_path):

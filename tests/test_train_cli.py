@@ -70,3 +70,30 @@ def test_python_dash_m_icmkit_train_is_the_same_command(tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "icmkit.train", "--help"], capture_output=True, text=True,
                                timeout=120)
     assert help_text.returncode == 0 and "python -m icmkit.train" in help_text.stdout
+
+
+def test_feature_codec_smoke_config_trains_resumes_and_codes(tmp_path):
+    """configs/smoke-dicm.yaml: a variable-rate DICM feature codec on the bundled photos, through `icm train`."""
+    from pathlib import Path
+
+    from icmkit.codecs.feature import FeatureCodec
+
+    from conftest import synthetic_photo
+
+    config = Path(__file__).parents[1] / "configs" / "smoke-dicm.yaml"
+    run = tmp_path / "run"
+    result = icm("train", "--config", config, f"out={run}", "steps=4", "log_every=2", "tensorboard=false",
+                 env=ONE_THREAD)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    progress = [r for r in records if "loss" in r]
+    assert [r["step"] for r in progress] == [2, 4]
+    assert {"bpp", "nmse", "stage/blocks.6", "distill", "bpp_re"} <= set(progress[0]) and "psnr" not in progress[0]
+    resumed = icm("train", "--config", config, f"out={run}", "steps=6", "log_every=2", "tensorboard=false",
+                  env=ONE_THREAD)
+    assert resumed.returncode == 0, resumed.stderr
+    assert '"event": "resumed", "step": 4' in resumed.stdout
+    codec = FeatureCodec.from_weights_file(run / "final.safetensors", name="icm-feature-smoke")
+    assert codec.quality.allowed == (1, 2)
+    decoded = codec.decode(codec.encode(synthetic_photo(128, 128), 2))
+    assert decoded.tensors["features"].shape == (1, 40, 16, 16)

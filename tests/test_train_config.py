@@ -99,7 +99,7 @@ def test_every_field_is_documented():
 
 def test_shipped_configs_load(image_folder):
     found = {path.name: path for path in sorted(CONFIGS.glob("*.yaml"))}
-    assert {"smoke.yaml", "icm-mse.yaml", "icm-mmd.yaml"} <= set(found)
+    assert {"smoke.yaml", "smoke-dicm.yaml", "icm-mse.yaml", "icm-mmd.yaml", "icm-dicm-lite0.yaml"} <= set(found)
     for path in found.values():
         load_config(path, [f"data={image_folder}"])  # the shared training folders may be absent here
     smoke = load_config(found["smoke.yaml"])  # its data is the bundled photos: valid anywhere

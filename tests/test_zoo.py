@@ -1,5 +1,6 @@
 """Schema of the shipped weights: every table entry has its file, provenance and matching metadata."""
 
+import hashlib
 import json
 
 import pytest
@@ -23,9 +24,13 @@ def test_every_entry_is_complete_and_matches_its_file(name):
         assert entry.path.stat().st_size <= 20 * 2**20
         meta = read_metadata(entry.path)
         assert meta["architecture"] == entry.architecture
-        assert float(meta["lmbda"]) == entry.lmbda
+        lmbdas = json.loads(meta.get("lmbdas", "[]"))  # a variable-rate file: one λ per quality
+        assert (lmbdas[entry.quality - 1] if lmbdas else float(meta["lmbda"])) == entry.lmbda
         assert int(meta["steps"]) == entry.steps
-        assert {"bpp", "psnr"} <= set(entry.metrics)
+        assert {"bpp", "psnr"} <= set(entry.metrics) if entry.kind == "pixel" else {"bpp", "top1_lite0"} <= set(entry.metrics)
+        assert "/root/" not in json.dumps(meta) and "/home/" not in json.dumps(meta), "machine paths in metadata"
+        if entry.sha256:
+            assert hashlib.sha256(entry.path.read_bytes()).hexdigest() == entry.sha256
 
 
 @pytest.mark.parametrize("name", ["icm-mse", "icm-mmd"])
@@ -61,3 +66,16 @@ def test_every_shipped_rate_point_codes_a_photo(name, photo):
         assert decoded.shape == photo.shape and psnr(photo, decoded) > 20
         sizes.append(len(data))
     assert sizes == sorted(sizes), "higher quality ids must spend more bytes"
+
+
+def test_feature_family_is_one_slim_variable_rate_file():
+    entries = family("icm-dicm-lite0")
+    assert len(entries) >= 5, "icm-dicm-lite0 needs at least five rate points"
+    assert len({e.file for e in entries}) == 1 and all(e.kind == "feature" and e.sha256 for e in entries)
+    assert entries[0].path.stat().st_size <= 8 * 2**20
+    bpp = [e.metrics["bpp"] for e in entries]
+    assert bpp == sorted(bpp) and bpp[0] <= 0.05 and bpp[-1] >= 0.4, f"rate points {bpp} do not span 0.03–0.5 bpp"
+    from safetensors import safe_open
+
+    with safe_open(str(entries[0].path), framework="pt") as handle:
+        assert not any(key.startswith(("h_s.", "context.", "entropy_parameters.")) for key in handle.keys())

@@ -1,19 +1,27 @@
-"""The Python API, mirroring the CLI: ``compress(image) -> bytes`` and ``decompress(bytes) -> image``."""
+"""The Python API, mirroring the CLI: ``compress(image) -> bytes``, ``decompress(bytes) -> image`` (or
+:class:`FeatureMaps` for feature codecs) and ``predict(anything) -> Prediction`` (ImageNet top-k)."""
 
 from __future__ import annotations
 
+import os
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from icmkit import bitstream
 from icmkit.codecs.base import Codec, FeatureMaps, check_rgb
 from icmkit.codecs.registry import get_codec
 from icmkit.codecs.sniff import sniff_codec
-from icmkit.errors import BitstreamError
+from icmkit.errors import BitstreamError, IcmError, InputImageError, WeightsMismatchError
+from icmkit.fileio import read_user_file
 from icmkit.image import load_rgb, to_rgb_array
 
 DEFAULT_CODEC = "icm-mse"
+DEFAULT_CLASSIFIER = "tf_efficientnet_lite0"
+MAX_STREAM_BYTES = 1 << 31
 
 ImageLike = str | Path | bytes | np.ndarray | Image.Image
 
@@ -48,7 +56,16 @@ def codec_for_stream(data: bytes, codec: str | Codec | None = None) -> Codec:
 
 
 def decompress(data: bytes, codec: str | Codec | None = None) -> np.ndarray | FeatureMaps:
-    """Decode a stream; the codec is read from the ``.icm`` header or the format's signature."""
+    """Decode a stream; the codec is read from the ``.icm`` header or the format's signature.
+
+    Pixel codecs (every conventional codec, ``icm-mse``, ``icm-mmd``) return the decoded image, an
+    ``H×W×3`` uint8 array. Feature codecs (``kind == "feature"``, e.g. ``icm-dicm-lite0``) return
+    :class:`FeatureMaps`: ``tensors["features"]`` is a ``(1, C, h, w)`` float32 torch tensor of the
+    backbone head's features (``h = ceil(H / stride)``), ``strides["features"]`` its stride,
+    ``image_size`` the coded image's ``(H, W)``, and ``meta`` the codec, quality, backbone, split,
+    head digest, coded feature shape and stride — feed it to :func:`predict`, or write it with
+    :func:`icmkit.feature_io.save_features`.
+    """
     return codec_for_stream(data, codec).decode(bytes(data))
 
 
@@ -60,3 +77,247 @@ def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
 
 def bits_per_pixel(num_bytes: int, image_shape: tuple[int, ...]) -> float:
     return 8.0 * num_bytes / (image_shape[0] * image_shape[1])
+
+
+def read_stream_file(path: str | Path) -> bytes:
+    """A compressed file's bytes, with the user errors a command reports (missing, a folder, too large)."""
+    return read_user_file(path, MAX_STREAM_BYTES, InputImageError, too_large=BitstreamError)
+
+
+# -- prediction ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TopClass:
+    """One of a prediction's best classes: index, ImageNet description and softmax probability."""
+
+    index: int
+    label: str
+    probability: float
+
+
+@dataclass
+class Prediction:
+    """What :func:`predict` returns.
+
+    ``kind``: ``"image"`` (an image file, array or PIL image), ``"pixel_stream"`` (a pixel codec's stream:
+    ``.icm`` of ``icm-mse`` …, or a conventional codec's file that is not an ordinary image file, e.g.
+    ``.hevc``), ``"feature_stream"`` (a feature codec's ``.icm``) or ``"features"`` (decoded
+    :class:`FeatureMaps`, in memory or in a ``.safetensors`` file from ``icm decompress``).
+    ``model``: the classifier (for features: the backbone whose tail ran). ``codec``: the codec that
+    decoded the input, if any. ``probabilities``: the whole softmax vector.
+    """
+
+    kind: str
+    model: str
+    top_k: list[TopClass]
+    codec: str | None = None
+    probabilities: np.ndarray = field(default=None, repr=False)
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "model": self.model, "codec": self.codec,
+                "top_k": [{"index": t.index, "label": t.label, "probability": t.probability} for t in self.top_k]}
+
+
+ClassifierWeights = str | os.PathLike | None
+_cache_lock = threading.Lock()
+_classifiers: dict[tuple, object] = {}
+_splits: dict[tuple, object] = {}
+
+
+def _weights_key(weights: ClassifierWeights) -> str | None:
+    if weights is None or (isinstance(weights, str) and weights == "default"):
+        return weights
+    if not isinstance(weights, (str, os.PathLike)):
+        raise IcmError(f"classifier weights must be 'default', None or a file path, got {weights!r}")
+    return str(Path(weights).resolve())
+
+
+def cached_classifier(name: str, weights: ClassifierWeights = "default"):
+    """:func:`icmkit.tasks.load_classifier`, loaded once per process for each (name, weights)."""
+    key = (name, _weights_key(weights))
+    with _cache_lock:
+        if key not in _classifiers:
+            from icmkit.tasks.classification import load_classifier
+
+            _classifiers[key] = load_classifier(name, key[1])
+        return _classifiers[key]
+
+
+def cached_split_backbone(name: str, split: str, weights: ClassifierWeights = "default"):
+    """Classifier ``name`` (cached, see :func:`cached_classifier`) split after stage ``split``: its
+    :class:`~icmkit.backbones.SplitBackbone` shares the classifier's modules, so no second copy is loaded."""
+    key = (name, split, _weights_key(weights))
+    classifier = cached_classifier(name, weights)
+    with _cache_lock:
+        if key not in _splits:
+            from icmkit.backbones import SplitBackbone
+
+            cfg = classifier.preprocess_config
+            _splits[key] = SplitBackbone(name, classifier.model, split, cfg.mean, cfg.std)
+        return _splits[key]
+
+
+def clear_model_cache() -> None:
+    """Forget every cached classifier and split backbone (frees their memory)."""
+    with _cache_lock:
+        _classifiers.clear()
+        _splits.clear()
+
+
+def predict(
+    source: ImageLike | FeatureMaps,
+    model: str | None = None,
+    k: int = 5,
+    weights: ClassifierWeights = "default",
+    codec: str | Codec | None = None,
+) -> Prediction:
+    """ImageNet top-``k`` classes of ``source`` with their softmax probabilities.
+
+    ``source`` is an image (path, encoded bytes, ``H×W×3`` uint8 array, PIL image), a compressed stream
+    (path or bytes: ``.icm`` of any codec, or a conventional codec's file), decoded :class:`FeatureMaps`,
+    or a ``.safetensors`` file written by ``icm decompress`` from a feature stream.
+
+    Images and pixel streams (decoded first) go through classifier ``model`` (default
+    ``tf_efficientnet_lite0``) with its own preprocessing. Features go through the *tail* of the backbone
+    they were made by, on the whole decoded map; ``model`` may only name that backbone (default: it), and
+    its weights must have the head the features came from (checked by digest). ``weights``:
+    ``"default"``, None (random initialisation) or a local state dict file. ``codec`` decodes a stream
+    with that codec (a name or an unregistered :class:`Codec`) instead of the one its header names.
+    Models are loaded once per process.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise IcmError(f"top-k must be a positive integer, got {k!r}")
+    label = str(source) if isinstance(source, (str, Path)) else None
+    try:
+        kind, payload, decoder = _open_source(source, codec, model)
+    except IcmError as exc:  # name the file in errors about reading or decoding it
+        if label is None or str(exc).startswith(label):
+            raise
+        raise _with_prefix(exc, label) from None
+    if isinstance(payload, FeatureMaps):
+        return _predict_features(payload, model, k, weights, kind, decoder)
+    classifier = cached_classifier(model or DEFAULT_CLASSIFIER, weights)
+    logits = classifier.predict([payload])[0]
+    return _prediction(logits, classifier.num_classes, k, kind, classifier.name, decoder)
+
+
+def _with_prefix(exc: IcmError, label: str) -> IcmError:
+    try:
+        return type(exc)(f"{label}: {exc}")
+    except TypeError:  # a subclass with another constructor: keep it as it is
+        return exc
+
+
+def _refuse_other_model(backbone: str, split: str, model: str | None) -> None:
+    if model is not None and model != backbone:
+        raise IcmError(f"these features come from {backbone}'s head (after {split}); only {backbone}'s "
+                       f"tail can classify them, not {model} (leave out --model / model=)")
+
+
+def _check_feature_header(data: bytes, model: str | None) -> None:
+    """Refuse another ``model`` from a feature stream's header, before loading anything to decode it."""
+    if model is None or _stream_kind(data) != "feature":
+        return
+    header, _ = bitstream.unpack(data)
+    try:
+        extra = bitstream.unpack_extra(header.extra)
+        backbone, split = extra["b"].decode("ascii"), extra["s"].decode("ascii")
+    except (KeyError, UnicodeDecodeError, BitstreamError):
+        return  # a malformed header: decoding reports it
+    _refuse_other_model(backbone, split, model)
+
+
+def _stream_kind(data: bytes) -> str | None:
+    """``"pixel"`` or ``"feature"`` from an ``.icm`` stream's kind byte (unverified), None for other data."""
+    if not bitstream.peek_is_icm(data) or len(data) < 6 or data[5] >= len(bitstream.KINDS):
+        return None
+    return bitstream.KINDS[data[5]]
+
+
+def _open_source(source, codec, model: str | None = None) -> tuple[str, np.ndarray | FeatureMaps, Codec | None]:
+    """(kind, decoded image or features, the codec that decoded it)."""
+    if isinstance(source, FeatureMaps):
+        return "features", source, None
+    if isinstance(source, (np.ndarray, Image.Image)):
+        return "image", read_image(source), None
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, path = bytes(source), None
+    elif isinstance(source, (str, Path)):
+        path = Path(source)
+        data = read_stream_file(path)
+    else:
+        raise IcmError(f"cannot predict on a {type(source).__name__}: pass a path, bytes, an image array, a PIL "
+                       "image or FeatureMaps")
+    if codec is not None or bitstream.peek_is_icm(data):
+        _check_feature_header(data, model)
+        chosen = codec_for_stream(data, codec)
+        return _decoded(chosen, chosen.decode(data))
+    from icmkit.feature_io import load_features, looks_like_safetensors
+
+    if looks_like_safetensors(data):
+        return "features", load_features(data, name=str(path) if path else None), None
+    try:
+        return "image", load_rgb(path if path is not None else data), None
+    except InputImageError:
+        name = sniff_codec(data)  # a conventional codec's raw stream (.hevc, .vvc, .jxl …) Pillow cannot read
+        if name is None:
+            raise
+    chosen = codec_for_stream(data, name)
+    return _decoded(chosen, chosen.decode(data))
+
+
+def _decoded(codec: Codec, decoded) -> tuple[str, np.ndarray | FeatureMaps, Codec]:
+    return ("feature_stream" if isinstance(decoded, FeatureMaps) else "pixel_stream"), decoded, codec
+
+
+def _predict_features(features: FeatureMaps, model: str | None, k: int, weights: ClassifierWeights, kind: str,
+                      decoder: Codec | None) -> Prediction:
+    import torch
+
+    meta = features.meta
+    backbone_name, split, digest = meta.get("backbone"), meta.get("split"), meta.get("head_digest")
+    if not (backbone_name and split and digest):
+        raise IcmError("features carry no backbone, split and head digest in their meta: the tail to run is unknown")
+    _refuse_other_model(backbone_name, split, model)
+    if len(features.tensors) != 1 and "features" not in features.tensors:
+        raise IcmError(f"expected one feature tensor named 'features', found {', '.join(sorted(features.tensors))}")
+    name = "features" if "features" in features.tensors else next(iter(features.tensors))
+    tensor = torch.as_tensor(features.tensors[name]).to("cpu", torch.float32)
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(0)
+    if tensor.ndim != 4 or tensor.shape[0] != 1:
+        raise IcmError(f"features must be shaped (1, C, h, w) or (C, h, w), not {tuple(tensor.shape)}")
+
+    from icmkit.codecs.feature import FeatureCodec
+
+    if isinstance(decoder, FeatureCodec) and isinstance(weights, str) and weights == "default" and "quality" in meta:
+        split_backbone = decoder.backbone(decoder.model(int(meta["quality"]))[0])  # the one that just decoded it
+    else:
+        split_backbone = cached_split_backbone(backbone_name, split, weights)
+    info = split_backbone.info
+    if info.head_digest.hex() != digest:
+        which = "default" if isinstance(weights, str) and weights == "default" else "random" if weights is None else weights
+        raise WeightsMismatchError(
+            f"features were made by a {backbone_name} head with digest {digest}; the {backbone_name} loaded here "
+            f"({which} weights) has head digest {info.head_digest.hex()}"
+        )
+    stride = features.strides.get(name)
+    if tensor.shape[1] != info.channels or (stride is not None and int(stride) != info.stride):
+        raise IcmError(f"features of {tensor.shape[1]} channels at stride {stride} do not fit {backbone_name} "
+                       f"after {split} ({info.channels} channels at stride {info.stride})")
+    with torch.inference_mode():
+        logits = split_backbone.tail(tensor)[0].float().numpy()
+    num_classes = int(logits.shape[-1])
+    return _prediction(logits, num_classes, k, kind, backbone_name, decoder)
+
+
+def _prediction(logits: np.ndarray, num_classes: int, k: int, kind: str, model: str,
+                decoder: Codec | None) -> Prediction:
+    from icmkit.tasks.labels import class_label
+
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max())
+    probabilities = shifted / shifted.sum()
+    order = np.argsort(-probabilities, kind="stable")[: min(k, len(probabilities))]
+    top = [TopClass(int(i), class_label(int(i), num_classes), float(probabilities[i])) for i in order]
+    return Prediction(kind=kind, model=model, top_k=top, codec=decoder.name if decoder is not None else None,
+                      probabilities=probabilities.astype(np.float32))

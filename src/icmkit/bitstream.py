@@ -13,7 +13,7 @@ Layout (integers little-endian; ``uv`` = unsigned LEB128 varint, at most 5 bytes
     channels     1   original channel count coded (3)
     pad_bottom   uv  rows added before coding (the decoder crops them)
     pad_right    uv  columns added before coding
-    extra        uv + bytes   codec-specific header (feature shape, backbone id…; empty for pixel codecs)
+    extra        uv + bytes   codec-specific header: key/value pairs (see :func:`pack_extra`), empty for pixel codecs
     streams      1   number of entropy-coded streams
     lengths      uv × streams
     payload      the streams, concatenated
@@ -29,12 +29,12 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from icmkit.digest import DIGEST_BYTES
 from icmkit.errors import BitstreamError
 from icmkit.varint import VarintError, decode_uv, encode_uv
 
 MAGIC = b"\x89ICM"
 FORMAT_VERSION = 1
-DIGEST_BYTES = 8
 KINDS = ("pixel", "feature")
 MAX_STREAMS = 16
 _MAX_VARINT_BYTES = 5
@@ -179,3 +179,40 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[IcmHeader, list[
         channels=channels, pad_bottom=pad_bottom, pad_right=pad_right, extra=extra, stream_lengths=lengths,
     )
     return header, streams
+
+
+MAX_EXTRA_ITEMS = 32
+_MAX_EXTRA_TEXT = 255
+
+
+def pack_extra(items: dict[str, bytes | str]) -> bytes:
+    """The ``extra`` field's layout: a count byte, then per item ``len key`` (1 byte) + ASCII key and
+    ``len value`` (1 byte) + value bytes (``str`` values are UTF-8), keys in sorted order (equal dicts
+    give equal bytes). Keys are short on purpose: every header byte counts in the rate."""
+    if len(items) > MAX_EXTRA_ITEMS:
+        raise ValueError(f"at most {MAX_EXTRA_ITEMS} extra header items")
+    out = bytearray([len(items)])
+    for key in sorted(items):
+        value = items[key]
+        k, v = key.encode("ascii"), value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        if not 0 < len(k) <= _MAX_EXTRA_TEXT or len(v) > _MAX_EXTRA_TEXT:
+            raise ValueError("extra header keys must be 1…255 bytes and values at most 255")
+        out += bytes([len(k)]) + k + bytes([len(v)]) + v
+    return bytes(out)
+
+
+def unpack_extra(extra: bytes) -> dict[str, bytes]:
+    """Inverse of :func:`pack_extra` (values as bytes); a malformed field is a :class:`BitstreamError`."""
+    reader = _Reader(extra)
+    items: dict[str, bytes] = {}
+    for _ in range(reader.byte("extra header")):
+        try:
+            key = reader.take(reader.byte("extra header"), "extra header").decode("ascii")
+        except UnicodeDecodeError:
+            raise BitstreamError("malformed .icm extra header (key is not ASCII)") from None
+        if key in items or not key:
+            raise BitstreamError("malformed .icm extra header (empty or repeated key)")
+        items[key] = reader.take(reader.byte("extra header"), "extra header")
+    if reader.pos != len(extra):
+        raise BitstreamError("malformed .icm extra header (trailing bytes)")
+    return items

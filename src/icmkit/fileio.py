@@ -1,4 +1,5 @@
-"""Atomic file writes: a temp file in the destination folder, fsync, then rename."""
+"""File access shared by commands: atomic writes (temp file in the destination folder, fsync, rename) and
+bounded reads of user files with one clear error each."""
 
 from __future__ import annotations
 
@@ -26,3 +27,21 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_user_file(path: str | Path, max_bytes: int, error: type[Exception], too_large: type[Exception] | None = None,
+                   label: str | None = None) -> bytes:
+    """A user's file, read whole if at most ``max_bytes``; ``error`` (``too_large`` for size) when it cannot be."""
+    path = Path(path)
+    label = label or str(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise (too_large or error)(f"{label}: {size:,} bytes is too large for this kind of file")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{label}: is a directory") from None
+    except PermissionError:
+        raise error(f"{label}: permission denied") from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -10,25 +9,21 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
+from icmkit.digest import DIGEST_BYTES, weights_digest  # noqa: F401 (re-exported)
 from icmkit.errors import IcmError
 from icmkit.fileio import atomic_write
 from icmkit.models import CompressionModel, build_model
 
-DIGEST_BYTES = 8
 
-
-def weights_digest(state_dict: dict[str, torch.Tensor]) -> bytes:
-    """SHA-256 over names, dtypes, shapes and bytes of every tensor, truncated to 8 bytes."""
-    sha = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        sha.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        sha.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return sha.digest()[:DIGEST_BYTES]
-
-
-def save_weights(model: CompressionModel, path: str | Path, metadata: dict | None = None) -> None:
+def save_weights(model: CompressionModel, path: str | Path, metadata: dict | None = None, slim: bool = False) -> None:
+    """Write ``model``'s tensors and metadata. ``slim``: only what coding reads — no float twins of the
+    exact-integer networks (``model.float_twins``) and float weights as float16 (the loaded model computes
+    in float32 on the stored values, so encoder and decoder still agree) — for shipped files."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if slim:
+        model.require_finalized()
+        state = {k: v.half() if v.dtype == torch.float32 and not _is_table(k) else v
+                 for k, v in state.items() if not _is_float_twin(model, k)}
     meta = {"architecture": model.architecture, "config": json.dumps(model.config)}
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
     atomic_write(path, save(state, metadata=meta))
@@ -49,7 +44,21 @@ def load_weights(path: str | Path) -> tuple[CompressionModel, dict[str, str]]:
     meta = read_metadata(path)
     try:
         model = build_model(meta["architecture"], **json.loads(meta["config"]))
-        model.load_state_dict(load_file(str(path)), strict=True)
+        state = load_file(str(path))
+        result = model.load_state_dict(state, strict=False)  # float16 tensors are widened on copy
+        missing = [k for k in result.missing_keys if not _is_float_twin(model, k)]
+        if missing or result.unexpected_keys:
+            keys = missing or result.unexpected_keys
+            raise RuntimeError(f"{len(keys)} {'missing' if missing else 'unexpected'} tensors, e.g. {keys[0]}")
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise IcmError(f"{path}: not icmkit codec weights ({str(exc).splitlines()[0]})") from None
     return model.eval(), meta
+
+
+def _is_float_twin(model: CompressionModel, key: str) -> bool:
+    return key.split(".", 1)[0] in getattr(model, "float_twins", ())
+
+
+def _is_table(key: str) -> bool:
+    # Coding tables and scale tables stay float32: they define the integer CDFs bit for bit.
+    return key.rsplit(".", 1)[-1] in ("table_pmf", "scale_table")

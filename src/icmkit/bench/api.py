@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from icmkit.bench import distributed, provenance, runner
 from icmkit.bench.datasets import open_dataset
-from icmkit.bench.plan import parse_codec_spec
+from icmkit.bench.plan import DEFAULT_CODECS, parse_codec_spec  # noqa: F401 (DEFAULT_CODECS re-exported)
 from icmkit.bench.plots import plot_curves
 from icmkit.bench.report import write_report
 from icmkit.bench.summary import BD_COLUMNS, SUMMARY_COLUMNS, bd_table, summarize, write_csv
 from icmkit.errors import IcmError
 
-DEFAULT_CODECS = "jpeg,webp,hevc444,avif,icm-mse,icm-mmd"
 TASKS = ("classify", "detect", "segment", "fidelity")
 DEFAULT_MODELS = {"classify": "tf_efficientnet_lite0", "detect": "fasterrcnn_resnet50_fpn",
                   "segment": "maskrcnn_resnet50_fpn"}
@@ -42,6 +41,7 @@ class BenchOutcome:
     bd: list[dict]
     report: Path
     seconds: float
+    reference: list[dict] = field(default_factory=list)  # also the last rows of summary: uncompressed inputs
 
 
 def run_bench(options: BenchOptions, progress=None) -> BenchOutcome | None:
@@ -61,30 +61,28 @@ def run_bench(options: BenchOptions, progress=None) -> BenchOutcome | None:
     if options.anchor not in {p.codec for p in plans}:
         raise IcmError(f"anchor {options.anchor!r} is not among the benchmarked codecs ({options.codecs})")
     model_name = options.model or DEFAULT_MODELS.get(options.task)
-    classifier = detector = None
-    if options.task == "classify":
-        from icmkit.tasks import load_classifier
+    from icmkit.tasks.evaluators import load_evaluator
 
-        classifier = load_classifier(model_name, weights=options.model_weights)
-    elif options.task in ("detect", "segment"):
-        from icmkit.tasks.detection import load_detector
-
-        detector = load_detector(model_name, weights=options.model_weights, min_size=options.detector_min_size,
-                                 max_size=max(1333, options.detector_min_size))
-        if options.task == "segment" and not detector.has_masks:
-            raise IcmError(f"{model_name} predicts no masks; segmentation needs a Mask R-CNN")
+    evaluator = load_evaluator(
+        options.task, model_name, options.model_weights, detector_min_size=options.detector_min_size,
+        labels={s.key: s.label for s in dataset.samples if s.label is not None},
+        image_ids={s.key: s.image_id for s in dataset.samples if s.image_id is not None},
+        annotations=dataset.annotations,
+    )
+    runner.check_codecs(plans, evaluator)  # e.g. a feature codec of another backbone: refused before any coding
     rank, world = distributed.rank_and_world()
     sharded = world > 1
     options.out.mkdir(parents=True, exist_ok=True)
     scored_by = (model_name, options.model_weights) if options.task != "fidelity" else (None, None)
     identity = provenance.describe(options.task, *scored_by, plans)
     # Every rank checks (so all refuse together); rank 0 alone writes.
-    provenance.check_and_record(options.out, identity, any(options.out.glob("results*.csv")), write=rank == 0)
+    has_rows = any(options.out.glob("results*.csv")) or any(options.out.glob("reference*.csv"))
+    provenance.check_and_record(options.out, identity, has_rows, write=rank == 0)
     if sharded:
         distributed.init()
     run = runner.BenchRun(
         dataset=dataset.shard(rank, world) if sharded else dataset, task=options.task, plans=plans,
-        out=options.out, classifier=classifier, detector=detector, workers=options.workers,
+        out=options.out, evaluator=evaluator, workers=options.workers,
         results_name=distributed.rank_results_name(rank, world) if sharded else "results.csv",
     )
     if progress is not None:
@@ -101,7 +99,9 @@ def run_bench(options: BenchOptions, progress=None) -> BenchOutcome | None:
     planned = {(p.codec, str(q)) for p in plans for q in p.qualities}
     keys = {s.key for s in dataset.samples}
     rows = [r for r in runner.read_results(results) if (r["codec"], r["quality"]) in planned and r["key"] in keys]
-    summary = summarize(rows, _coco_metrics(options, dataset) if detector is not None else None)
+    summary = summarize(rows, runner.set_metrics(run))
+    reference = runner.reference_summary(run, keys)
+    summary += reference  # rows without rate: the task model on uncompressed inputs (skipped by BD and curves)
     table = bd_table(summary, options.anchor)
     write_csv(options.out / "summary.csv", SUMMARY_COLUMNS, summary)
     write_csv(options.out / "bd.csv", BD_COLUMNS, table)
@@ -111,7 +111,7 @@ def run_bench(options: BenchOptions, progress=None) -> BenchOutcome | None:
     report = write_report(options.out, meta, rows, summary, table, plots, SUMMARY_COLUMNS, BD_COLUMNS)
     (options.out / "run.json").write_text(json.dumps({**asdict(options), "out": str(options.out),
                                                       "data": meta["data"], "model": model_name}, indent=2))
-    return BenchOutcome(results, summary, table, report, time.monotonic() - started)
+    return BenchOutcome(results, summary, table, report, time.monotonic() - started, reference)
 
 
 def _resolve_data(data: Path | None) -> Path | None:
@@ -121,21 +121,3 @@ def _resolve_data(data: Path | None) -> Path | None:
     if data is not None and not Path(data).exists() and str(data) in STANDARD_SETS:
         return STANDARD_SETS[str(data)]()
     return data
-
-
-def _coco_metrics(options: BenchOptions, dataset):
-    """mAP of each codec × quality from its saved detections (bbox for detect, masks for segment), in %."""
-    from icmkit.tasks.detection import CocoEvaluator
-
-    prefix = "segm_" if options.task == "segment" else ""
-
-    def metrics(codec: str, quality: int, rows: list[dict]) -> dict:
-        saved = runner.read_detections(options.out, codec, quality)
-        evaluator = CocoEvaluator(dataset.annotations, segm=options.task == "segment")
-        keys = [r["key"] for r in rows if r["key"] in saved]
-        records = [record for key in keys for record in saved[key]["records"]]
-        evaluator.update_from_json(records, image_ids=[saved[key]["image_id"] for key in keys])
-        result = evaluator.compute()
-        return {"map": result[f"{prefix}map"], "map50": result[f"{prefix}map50"]}
-
-    return metrics

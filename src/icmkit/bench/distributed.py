@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from icmkit.bench.runner import RESULT_COLUMNS, read_results
+from icmkit.bench.runner import REFERENCE_COLUMNS, RESULT_COLUMNS, read_results
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -44,11 +44,17 @@ def rank_results_name(rank: int, world: int) -> str:
 
 
 def merge(out: Path, world: int, sample_order: list[str]) -> Path:
-    """Concatenate the ranks' rows into ``results.csv`` in dataset order (as a 1-process run writes)."""
+    """Concatenate the ranks' rows into ``results.csv`` (and their reference rows into ``reference.csv``)
+    in dataset order, as a 1-process run writes them."""
     from icmkit.bench.summary import write_csv
 
     position = {key: i for i, key in enumerate(sample_order)}
     rows = [r for rank in range(world) for r in read_results(out / rank_results_name(rank, world))]
     rows.sort(key=lambda r: (position.get(r["key"], len(position)), r["codec"], int(r["quality"])))
     write_csv(out / "results.csv", RESULT_COLUMNS, rows)
+    names = [out / rank_results_name(rank, world).replace("results", "reference", 1) for rank in range(world)]
+    if any(path.is_file() for path in names):
+        references = [r for path in names for r in read_results(path)]
+        references.sort(key=lambda r: (position.get(r["key"], len(position)), r["reference"]))
+        write_csv(out / "reference.csv", REFERENCE_COLUMNS, references)
     return out / "results.csv"

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from icmkit.codecs.registry import get_codec
 from icmkit.errors import IcmError
 
+DEFAULT_CODECS = "jpeg,webp,hevc444,avif,icm-mse,icm-mmd,icm-dicm-lite0"
+
 
 @dataclass(frozen=True)
 class CodecPlan:

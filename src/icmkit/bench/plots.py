@@ -1,14 +1,33 @@
-"""Rate–metric curves from ``summary.csv`` records, one figure per metric, as PNG and SVG."""
+"""Rate–metric curves from ``summary.csv`` records, one figure per metric, as PNG and SVG.
+
+Codecs without values of a metric (a feature codec's PSNR) are left out of that figure; reference records
+(the task model on uncompressed inputs: no rate) become dashed horizontal lines on the accuracy figures."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
+
+from icmkit.bench.summary import has_rate
 
 LABELS = {
     "psnr": "PSNR (dB, RGB)", "ms_ssim": "MS-SSIM", "top1": "top-1 accuracy (%)", "top5": "top-5 accuracy (%)",
     "agree": "agreement with uncompressed prediction (%)", "map": "mAP@[.5:.95] (%)", "map50": "mAP@.5 (%)",
 }
+
+
+REFERENCE_METRICS = ("top1", "top5", "map", "map50")  # what a reference line means on the same axis
+
+
+def _value(value) -> float | None:
+    if value in ("", None):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
 
 
 def plot_curves(summary: list[dict], out_dir: Path, title: str = "") -> list[Path]:
@@ -21,18 +40,25 @@ def plot_curves(summary: list[dict], out_dir: Path, title: str = "") -> list[Pat
 
     out_dir.mkdir(parents=True, exist_ok=True)
     curves: dict[str, list[dict]] = defaultdict(list)
+    references = [r for r in summary if not has_rate(r)]
     for record in summary:
-        curves[record["codec"]].append(record)
+        if has_rate(record):
+            curves[record["codec"]].append(record)
     written = []
     for metric, label in LABELS.items():
-        if not any(r.get(metric, "") != "" for r in summary):
+        if not any(_value(r.get(metric, "")) is not None for points in curves.values() for r in points):
             continue
         figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=110)
         for codec, points in curves.items():
-            pairs = sorted((float(r["bpp"]), float(r[metric])) for r in points if r.get(metric, "") != "")
+            pairs = sorted((float(r["bpp"]), _value(r.get(metric, ""))) for r in points
+                           if _value(r.get(metric, "")) is not None)
             if pairs:
                 rates, values = zip(*pairs)
                 axes.plot(rates, values, marker="o", markersize=3.5, linewidth=1.4, label=codec)
+        if metric in REFERENCE_METRICS:
+            for i, record in enumerate(r for r in references if _value(r.get(metric, "")) is not None):
+                axes.axhline(_value(record[metric]), linestyle=(0, (4, 2 + 2 * i)), linewidth=1.0,
+                             color=("0.25", "0.5", "0.65")[i % 3], label=record["codec"])
         # Log rate axis: anchor grids span 0.1–5 bpp, and the low rates, where codecs differ most for
         # machines, would otherwise be squeezed into the left tenth of the plot.
         axes.set_xscale("log")

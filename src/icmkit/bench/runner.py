@@ -2,9 +2,20 @@
 write one row per image × codec × quality, then aggregate.
 
 Coding runs in worker processes (``workers``), each image loaded and prepared by the worker itself
-(so only paths and decoded 256² crops cross process boundaries); the task model runs batched in the
-main process on what comes back. Rows are appended to ``results.csv`` as chunks finish, so an
-interrupted run resumes where it stopped: finished (codec, quality, image) rows are not coded again.
+(so only paths and what was decoded cross process boundaries: 256² crops, or a feature codec's decoded
+features as numpy arrays); the task model runs batched in the main process on what comes back, through
+the task's :class:`~icmkit.tasks.evaluators.Evaluator` (one protocol for pixels and features). Rows are
+appended to ``results.csv`` as chunks finish, so an interrupted run resumes where it stopped: finished
+(codec, quality, image) rows are not coded again.
+
+Feature codecs (classification only): each gets the same resize-256 + centre-crop-256 input the pixel
+codecs code, its bpp counts those 65,536 pixels, and its decoded features go through the tail of the
+benchmark's own classifier (see :mod:`icmkit.tasks.evaluators`). Their fidelity columns stay empty.
+
+References: the task model on the *uncompressed* inputs — the crop itself, and the classifier's head
+features of the crop for every feature split in use — is scored once per image into ``reference.csv``
+(``key, reference, pred, top1, top5, agree``); agreement is measured against it, and the summary shows
+it beside the codecs.
 """
 
 from __future__ import annotations
@@ -22,36 +33,58 @@ import numpy as np
 
 from icmkit import api
 from icmkit.bench.datasets import Dataset, Sample
+from icmkit.bench.heatmap import STATISTIC, energy_scale, feature_energy, heatmap_image
 from icmkit.bench.metrics import ms_ssim
 from icmkit.bench.plan import CodecPlan
 from icmkit.bench.protocols import resize_center_crop
+from icmkit.codecs.base import FeatureMaps
 from icmkit.fileio import atomic_write
 from icmkit.image import encode_png
+from icmkit.tasks.evaluators import Evaluator, build_evaluator, input_name, portable
 
 RESULT_COLUMNS = ["key", "codec", "quality", "width", "height", "bytes", "bpp", "psnr", "ms_ssim",
                   "pred", "top1", "top5", "agree", "enc_s", "dec_s"]
+REFERENCE_COLUMNS = ["key", "reference", "pred", "top1", "top5", "agree"]
 SHOWCASE_DIR = "showcase"  # decoded versions of one image, for the report's side-by-side crops
+HEATMAPS_INDEX = "heatmaps.json"  # in SHOWCASE_DIR: the feature heat maps and what they show
+DETECTIONS_DIR = "detections"  # COCO results records per codec × quality, one JSON line per image
+REFERENCE_CHUNK = 32  # uncompressed images held at once while scoring references
 
 
 @dataclass
 class BenchRun:
     dataset: Dataset
-    task: str  # "classify" | "fidelity"
+    task: str  # "classify" | "detect" | "segment" | "fidelity"
     plans: list[CodecPlan]
     out: Path
-    classifier: object | None = None  # icmkit.tasks.Classifier for task "classify"
-    detector: object | None = None  # icmkit.tasks.detection.Detector for tasks "detect" / "segment"
+    classifier: object | None = None  # an icmkit.tasks.Classifier for task "classify" (when no evaluator is given)
+    detector: object | None = None  # an icmkit.tasks.detection.Detector for "detect" / "segment" (likewise)
+    evaluator: Evaluator | None = None  # the task's evaluator; built from the task model above when None
     workers: int = 1
     crop: int = 256
     chunk: int = 16
     results_name: str = "results.csv"  # one file per rank when sharded with torchrun
     progress: Callable[[int], None] = field(default=lambda n: None)
 
+    def __post_init__(self):
+        if self.evaluator is None:
+            self.evaluator = build_evaluator(
+                self.task, classifier=self.classifier, detector=self.detector,
+                labels={s.key: s.label for s in self.dataset.samples if s.label is not None},
+                image_ids={s.key: s.image_id for s in self.dataset.samples if s.image_id is not None},
+                annotations=self.dataset.annotations,
+            )
 
-def prepare(sample: Sample, task: str, crop: int) -> np.ndarray:
-    """The codec input for one sample under the task's protocol."""
+    @property
+    def input_crop(self) -> int | None:
+        """The side of the centre crop codecs get (None: the whole image)."""
+        return self.crop if self.evaluator.crops_input else None
+
+
+def prepare(sample: Sample, crop: int | None) -> np.ndarray:
+    """The codec input for one sample: the resize + centre crop of the classification protocol, or the image."""
     image = api.read_image(sample.path)
-    return resize_center_crop(image, crop) if task == "classify" else image
+    return resize_center_crop(image, crop) if crop else image
 
 
 def _init_worker() -> None:
@@ -60,25 +93,30 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core; more threads per worker only oversubscribe
 
 
-def code_chunk(codec_name: str, quality: int, samples: list[Sample], task: str, crop: int):
-    """Worker: code and decode each sample; rows (without task metrics) and decoded images."""
+def code_chunk(codec_name: str, quality: int, samples: list[Sample], crop: int | None):
+    """Worker: code and decode each sample; rows (without task metrics) and what was decoded (images, or
+    feature maps with numpy tensors, which pickle cheaply)."""
     codec = api.get_codec(codec_name)
-    rows, decoded_images = [], []
+    rows, decoded_items = [], []
     for sample in samples:
-        image = prepare(sample, task, crop)
+        image = prepare(sample, crop)
         start = time.perf_counter()
         data = codec.encode(image, quality)
         encoded = time.perf_counter()
         decoded = codec.decode(data)
         decode_s = time.perf_counter() - encoded
         height, width = image.shape[:2]
+        if isinstance(decoded, FeatureMaps):  # no pixels: no fidelity
+            decoded, psnr, msssim = portable(decoded), "", ""
+        else:
+            psnr, msssim = api.psnr(image, decoded), ms_ssim(image, decoded)
         rows.append({
             "key": sample.key, "codec": codec_name, "quality": quality, "width": width, "height": height,
-            "bytes": len(data), "bpp": 8 * len(data) / (width * height), "psnr": api.psnr(image, decoded),
-            "ms_ssim": ms_ssim(image, decoded), "enc_s": encoded - start, "dec_s": decode_s,
+            "bytes": len(data), "bpp": 8 * len(data) / (width * height), "psnr": psnr, "ms_ssim": msssim,
+            "enc_s": encoded - start, "dec_s": decode_s,
         })
-        decoded_images.append(decoded)
-    return rows, decoded_images
+        decoded_items.append(decoded)
+    return rows, decoded_items
 
 
 def read_results(path: Path) -> list[dict]:
@@ -88,11 +126,11 @@ def read_results(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-class _ResultWriter:
-    def __init__(self, path: Path):
+class _CsvAppender:
+    def __init__(self, path: Path, columns: list[str]):
         new = not path.is_file() or path.stat().st_size == 0
         self.handle = path.open("a", newline="")
-        self.writer = csv.DictWriter(self.handle, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        self.writer = csv.DictWriter(self.handle, fieldnames=columns, extrasaction="ignore")
         if new:
             self.writer.writeheader()
 
@@ -105,34 +143,27 @@ class _ResultWriter:
         self.handle.close()
 
 
-def _pending_jobs(run: BenchRun, done: set[tuple[str, str, str]]) -> Iterator[tuple[str, int, list[Sample]]]:
-    for plan in run.plans:
-        for quality in plan.qualities:
-            todo = [s for s in run.dataset.samples if (plan.codec, str(quality), s.key) not in done]
-            for start in range(0, len(todo), run.chunk):
-                yield plan.codec, quality, todo[start : start + run.chunk]
+def _rank_suffix(run: BenchRun) -> str:
+    return run.results_name.removeprefix("results").removesuffix(".csv")  # "" or ".rank<r>-of-<n>"
 
 
-def _reference_predictions(run: BenchRun) -> dict[str, np.ndarray]:
-    """Top-5 of the task model on the uncompressed codec inputs, for agreement."""
-    images = [prepare(s, run.task, run.crop) for s in run.dataset.samples]
-    top = run.classifier.topk(images, k=5)
-    return {s.key: top[i] for i, s in enumerate(run.dataset.samples)}
+def reference_file(run: BenchRun) -> Path:
+    return run.out / f"reference{_rank_suffix(run)}.csv"
 
 
-DETECTIONS_DIR = "detections"  # COCO results records per codec × quality, one JSON line per image
+def sidecar_file(run: BenchRun, folder: str, codec: str, quality: int) -> Path:
+    return run.out / folder / f"{codec}-{quality}{_rank_suffix(run)}.jsonl"
 
 
 def detections_file(run: BenchRun, codec: str, quality: int) -> Path:
-    suffix = run.results_name.removeprefix("results").removesuffix(".csv")  # "" or ".rank<r>-of-<n>"
-    return run.out / DETECTIONS_DIR / f"{codec}-{quality}{suffix}.jsonl"
+    return sidecar_file(run, DETECTIONS_DIR, codec, quality)
 
 
-def read_detections(out: Path, codec: str, quality: int | str) -> dict[str, dict]:
-    """Saved detections of one codec × quality, all ranks: key → {"image_id", "records"} (last wins)."""
+def read_sidecar(out: Path, folder: str, codec: str, quality: int | str) -> dict[str, dict]:
+    """Saved records of one codec × quality, all ranks: key → record (last wins)."""
     found: dict[str, dict] = {}
-    folder = out / DETECTIONS_DIR
-    paths = [folder / f"{codec}-{quality}.jsonl", *sorted(folder.glob(f"{codec}-{quality}.rank*-of-*.jsonl"))]
+    base = out / folder
+    paths = [base / f"{codec}-{quality}.jsonl", *sorted(base.glob(f"{codec}-{quality}.rank*-of-*.jsonl"))]
     for path in (p for p in paths if p.is_file()):
         for line in path.read_text().splitlines():
             if line.strip():
@@ -141,34 +172,61 @@ def read_detections(out: Path, codec: str, quality: int | str) -> dict[str, dict
     return found
 
 
-def _detect(run: BenchRun, rows: list[dict], decoded: list[np.ndarray], image_ids: dict) -> None:
-    from icmkit.tasks.detection import detections_to_json
-
-    predictions = run.detector.predict(decoded, batch_size=1)  # 1: no padding shared between images
-    path = detections_file(run, rows[0]["codec"], rows[0]["quality"])
-    path.parent.mkdir(exist_ok=True)
-    lines = [json.dumps({"key": row["key"], "image_id": image_ids[row["key"]],
-                         "records": detections_to_json(image_ids[row["key"]], prediction)})
-             for row, prediction in zip(rows, predictions)]
-    with path.open("a") as handle:  # before the rows: a row on disk always has its detections
-        handle.write("\n".join(lines) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+def read_detections(out: Path, codec: str, quality: int | str) -> dict[str, dict]:
+    """Saved detections of one codec × quality, all ranks: key → {"image_id", "records"} (last wins)."""
+    return read_sidecar(out, DETECTIONS_DIR, codec, quality)
 
 
-def _score(run: BenchRun, rows: list[dict], decoded: list[np.ndarray], reference: dict, labels: dict) -> None:
-    if run.task in ("detect", "segment"):
-        _detect(run, rows, decoded, {s.key: s.image_id for s in run.dataset.samples})
+def _pending_jobs(run: BenchRun, done: set[tuple[str, str, str]]) -> Iterator[tuple[str, int, list[Sample]]]:
+    for plan in run.plans:
+        for quality in plan.qualities:
+            todo = [s for s in run.dataset.samples if (plan.codec, str(quality), s.key) not in done]
+            for start in range(0, len(todo), run.chunk):
+                yield plan.codec, quality, todo[start : start + run.chunk]
+
+
+def check_codecs(plans: list[CodecPlan], evaluator: Evaluator) -> None:
+    """Refuse, before anything is coded, every codec the task's evaluator cannot score."""
+    for plan in plans:
+        evaluator.check_codec(api.get_codec(plan.codec), plan.qualities)
+
+
+def _references(run: BenchRun) -> None:
+    """Score the task model on the uncompressed inputs of every image still without a reference row;
+    take saved rows back (agreement is measured against them)."""
+    names = run.evaluator.reference_names()
+    if not names:
         return
-    if run.task != "classify":
+    path = reference_file(run)
+    saved = read_results(path)
+    run.evaluator.restore_reference(saved)
+    have = {(r["reference"], r["key"]) for r in saved}
+    missing = [s for s in run.dataset.samples if any((name, s.key) not in have for name in names)]
+    if not missing:
         return
-    top = run.classifier.topk(decoded, k=5)
-    for row, predicted in zip(rows, top):
-        label = labels[row["key"]]
-        row["pred"] = int(predicted[0])
-        row["top1"] = int(predicted[0] == label)
-        row["top5"] = int(label in predicted)
-        row["agree"] = int(predicted[0] == reference[row["key"]][0])
+    writer = _CsvAppender(path, REFERENCE_COLUMNS)
+    try:
+        for start in range(0, len(missing), REFERENCE_CHUNK):
+            part = missing[start : start + REFERENCE_CHUNK]
+            records = run.evaluator.reference([s.key for s in part], [prepare(s, run.input_crop) for s in part])
+            writer.write([r for r in records if (r["reference"], r["key"]) not in have])
+    finally:
+        writer.close()
+
+
+def _persist(run: BenchRun, rows: list[dict], records: list[dict]) -> None:
+    """Task records into the rows (their columns) or, first, into the evaluator's sidecar file."""
+    evaluator = run.evaluator
+    if evaluator.sidecar:
+        path = sidecar_file(run, evaluator.sidecar, rows[0]["codec"], rows[0]["quality"])
+        path.parent.mkdir(exist_ok=True)
+        lines = [json.dumps({"key": row["key"], **record}) for row, record in zip(rows, records)]
+        with path.open("a") as handle:  # before the rows: a row on disk always has its records
+            handle.write("\n".join(lines) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    for row, record in zip(rows, records):
+        row.update({k: v for k, v in record.items() if k in evaluator.record_columns})
 
 
 def _save_showcase(run: BenchRun, name: str, image: np.ndarray) -> None:
@@ -177,11 +235,55 @@ def _save_showcase(run: BenchRun, name: str, image: np.ndarray) -> None:
     atomic_write(folder / f"{name}.png", encode_png(image))
 
 
-def _keep_showcase(run: BenchRun, rows: list[dict], decoded: list[np.ndarray]) -> None:
-    showcase = run.dataset.samples[0].key if run.dataset.samples else None
-    for row, image in zip(rows, decoded):
-        if row["key"] == showcase:
-            _save_showcase(run, f"{row['codec']}-{row['quality']}", image)
+class _Heatmaps:
+    """Heat maps of the showcase image's features: the uncompressed ones per split (computed once per run,
+    they set the colour scale) and every feature codec's decoded ones, listed in ``heatmaps.json``."""
+
+    def __init__(self, run: BenchRun, sample: Sample):
+        self.run, self.sample = run, sample
+        self.folder = run.out / SHOWCASE_DIR
+        self.index_path = self.folder / HEATMAPS_INDEX
+        self.originals: dict[str, float] = {}  # reference name → colour scale
+
+    def _index(self) -> dict:
+        if self.index_path.is_file():
+            try:
+                index = json.loads(self.index_path.read_text())
+                if isinstance(index, dict) and isinstance(index.get("maps"), dict):
+                    return index
+            except (OSError, json.JSONDecodeError):
+                pass
+        return {"statistic": STATISTIC, "originals": {}, "maps": {}}
+
+    def _write(self, picture: np.ndarray, file: str, section: str, name: str, entry: dict) -> None:
+        self.folder.mkdir(exist_ok=True)
+        atomic_write(self.folder / file, encode_png(picture))
+        index = self._index()
+        index.setdefault(section, {})[name] = {"file": file, **entry}
+        atomic_write(self.index_path, json.dumps(index, indent=2).encode())
+
+    def _original(self, reference: str) -> float:
+        """The colour scale of ``reference``'s uncompressed features (their heat map is saved on first use)."""
+        if reference not in self.originals:
+            image = prepare(self.sample, self.run.input_crop)
+            original = self.run.evaluator.uncompressed([image], reference)[0]
+            energy = feature_energy(original.tensors["features"])
+            scale = energy_scale(energy)
+            picture = heatmap_image(energy, scale, int(original.strides["features"]), tuple(original.image_size),
+                                    self.run.evaluator.feature_window(original))
+            self._write(picture, f"original.{reference.replace('@', '-')}.png", "originals", reference,
+                        {"scale": scale})
+            self.originals[reference] = scale
+        return self.originals[reference]
+
+    def save(self, name: str, decoded: FeatureMaps) -> None:
+        reference = input_name(decoded)
+        scale = self._original(reference)
+        window = self.run.evaluator.feature_window(decoded)
+        energy = feature_energy(decoded.tensors["features"])
+        picture = heatmap_image(energy, scale, int(decoded.strides["features"]), tuple(decoded.image_size), window)
+        self._write(picture, f"{name}.features.png", "maps", name,
+                    {"reference": reference, "window": list(window or [])})
 
 
 def execute(run: BenchRun) -> Path:
@@ -190,25 +292,37 @@ def execute(run: BenchRun) -> Path:
     path = run.out / run.results_name
     done = {(r["codec"], r["quality"], r["key"]) for r in read_results(path)}
     jobs = list(_pending_jobs(run, done))
-    reference = _reference_predictions(run) if run.task == "classify" and jobs else {}
-    if jobs and run.dataset.samples:
-        _save_showcase(run, "original", prepare(run.dataset.samples[0], run.task, run.crop))
-    labels = {s.key: s.label for s in run.dataset.samples}
-    writer = _ResultWriter(path)
+    check_codecs(run.plans, run.evaluator)
+    if run.dataset.samples:
+        _references(run)
+    showcase = run.dataset.samples[0] if run.dataset.samples else None
+    if jobs and showcase is not None:
+        _save_showcase(run, "original", prepare(showcase, run.input_crop))
+    heatmaps = _Heatmaps(run, showcase) if showcase is not None else None
+    writer = _CsvAppender(path, RESULT_COLUMNS)
 
-    def finish(rows: list[dict], decoded: list[np.ndarray]) -> None:
-        _score(run, rows, decoded, reference, labels)
-        _keep_showcase(run, rows, decoded)
+    def finish(rows: list[dict], decoded: list) -> None:
+        # Records go to disk; set metrics are computed from what is on disk (so a resumed run reports the
+        # same figures), hence nothing needs to stay accumulated between chunks.
+        run.evaluator.reset()
+        _persist(run, rows, run.evaluator.update([row["key"] for row in rows], decoded))
+        for row, item in zip(rows, decoded):
+            if showcase is not None and row["key"] == showcase.key:
+                name = f"{row['codec']}-{row['quality']}"
+                if isinstance(item, FeatureMaps):
+                    heatmaps.save(name, item)
+                else:
+                    _save_showcase(run, name, item)
         writer.write(rows)
         run.progress(len(rows))
 
     try:
         if run.workers <= 1:
             for codec, quality, samples in jobs:
-                finish(*code_chunk(codec, quality, samples, run.task, run.crop))
+                finish(*code_chunk(codec, quality, samples, run.input_crop))
         else:
             with ProcessPoolExecutor(max_workers=run.workers, initializer=_init_worker) as pool:
-                futures = [pool.submit(code_chunk, c, q, s, run.task, run.crop) for c, q, s in jobs]
+                futures = [pool.submit(code_chunk, c, q, s, run.input_crop) for c, q, s in jobs]
                 for future in as_completed(futures):
                     finish(*future.result())
     finally:
@@ -219,3 +333,45 @@ def execute(run: BenchRun) -> Path:
 def count_pending(run: BenchRun) -> int:
     done = {(r["codec"], r["quality"], r["key"]) for r in read_results(run.out / run.results_name)}
     return sum(len(samples) for _, _, samples in _pending_jobs(run, done))
+
+
+# -- aggregation helpers (what the summary needs from a run's saved records) --------------------------------
+def set_metrics(run: BenchRun) -> Callable[[str, int, list[dict]], dict]:
+    """``(codec, quality, rows) → set-level metrics`` from saved records, through the run's evaluator."""
+    evaluator = run.evaluator
+
+    def metrics(codec: str, quality: int, rows: list[dict]) -> dict:
+        evaluator.reset()
+        if evaluator.sidecar:
+            saved = read_sidecar(run.out, evaluator.sidecar, codec, quality)
+            evaluator.update_from_records([saved[r["key"]] for r in rows if r["key"] in saved])
+        else:
+            evaluator.update_from_records(rows)
+        return evaluator.compute()
+
+    return metrics
+
+
+def reference_label(name: str) -> str:
+    """How a reference appears in the summary's codec column: ``(uncompressed image)``,
+    ``(uncompressed blocks.2 features)``."""
+    kind, _, split = name.partition("@")
+    return f"(uncompressed {split} {kind})" if split else f"(uncompressed {kind})"
+
+
+def reference_summary(run: BenchRun, keys: set[str]) -> list[dict]:
+    """One summary record per reference of this run (no rate: ``bpp`` and fidelity stay empty)."""
+    from icmkit.bench.summary import SUMMARY_COLUMNS
+
+    rows = [r for r in read_results(run.out / "reference.csv") if r["key"] in keys]
+    records = []
+    for name in run.evaluator.reference_names():
+        members = [r for r in rows if r["reference"] == name]
+        if not members:
+            continue
+        run.evaluator.reset()
+        run.evaluator.update_from_records(members)
+        record = {column: "" for column in SUMMARY_COLUMNS}
+        record.update({"codec": reference_label(name), "n": len(members), **run.evaluator.compute()})
+        records.append(record)
+    return records

@@ -1,5 +1,10 @@
 """Aggregation of ``results.csv``: per codec × quality means (``summary.csv``) and BD figures of every
-codec against the anchor on every metric (``bd.csv``)."""
+codec against the anchor on every metric (``bd.csv``).
+
+Values a codec does not have stay empty (``""``) rather than NaN: the fidelity columns of a feature codec
+(it decodes no pixels), the task columns of a fidelity run. ``summary.csv`` may end with reference records
+— the task model on uncompressed inputs, ``codec`` in parentheses, no ``quality`` and no ``bpp`` — which
+the BD table and the curves leave out (they have no rate)."""
 
 from __future__ import annotations
 
@@ -48,21 +53,37 @@ def summarize(rows: list[dict], task_metrics=None) -> list[dict]:
     return sorted(summary, key=lambda r: (order[r["codec"]], r["bpp"] if r["bpp"] != "" else 0))
 
 
+def has_rate(record: dict) -> bool:
+    """Whether a summary record is a point of a rate curve (reference records have no ``bpp``)."""
+    return _number(record.get("bpp", ""))
+
+
+def _number(value) -> bool:
+    if value in ("", None):
+        return False
+    try:
+        return not math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def bd_table(summary: list[dict], anchor: str) -> list[dict]:
     """Every codec against ``anchor`` on every metric with values (pchip; monotonic fit for accuracy)."""
     curves: dict[str, list[dict]] = defaultdict(list)
     for record in summary:
-        curves[record["codec"]].append(record)
+        if has_rate(record):  # reference records (uncompressed inputs) have no rate and no curve
+            curves[record["codec"]].append(record)
     if anchor not in curves:
         return []
     table = []
-    metrics = [m for m in ("psnr", "ms_ssim", *ACCURACY_METRICS) if any(r[m] != "" for r in summary)]
+    metrics = [m for m in ("psnr", "ms_ssim", *ACCURACY_METRICS)
+               if any(r.get(m, "") != "" for points in curves.values() for r in points)]
     for codec, points in curves.items():
         if codec == anchor:
             continue
-        for metric in metrics:
-            a = [(r["bpp"], r[metric]) for r in curves[anchor] if r[metric] != ""]
-            t = [(r["bpp"], r[metric]) for r in points if r[metric] != ""]
+        for metric in metrics:  # a codec without values of a metric (a feature codec's PSNR) gets no row
+            a = [(r["bpp"], r[metric]) for r in curves[anchor] if _number(r.get(metric, ""))]
+            t = [(r["bpp"], r[metric]) for r in points if _number(r.get(metric, ""))]
             if len(a) < 2 or len(t) < 2:
                 continue
             try:

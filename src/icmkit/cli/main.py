@@ -13,8 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from icmkit import api, bitstream
-from icmkit.bench.api import DEFAULT_CODECS
+from icmkit.bench.plan import DEFAULT_CODECS
 from icmkit.cli._common import check_output, console, err_console, is_interactive, user_errors
+from icmkit.codecs.base import CodecKind, FeatureMaps
 from icmkit.codecs.registry import get_codec, list_codecs
 from icmkit.errors import BitstreamError, IcmError, InputImageError, OutputExistsError
 from icmkit.fileio import atomic_write
@@ -134,36 +135,59 @@ def compress(
 @user_errors
 def decompress(
     input: Annotated[Path, typer.Argument(help="A compressed file (.icm or a conventional codec's file).")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output image (PNG by default).")] = None,
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Output file: a PNG for images (default IN.png); for feature streams "
+                     "a .safetensors of the decoded features (default IN.features.safetensors)."),
+    ] = None,
     codec: Annotated[
         Optional[str], typer.Option("--codec", "-c", help="Codec to decode with (default: read from the file).")
     ] = None,
     force: ForceOption = False,
 ) -> None:
-    """Decompress a file to a lossless PNG."""
-    data = _read_stream(input)
-    target = output if output is not None else input.with_suffix(".png")
-    if target.suffix.lower() != ".png":
-        raise OutputExistsError(f"{target}: decoded images are written as PNG; name the output *.png")
+    """Decompress a file to a lossless PNG, or a feature stream to its decoded features (.safetensors:
+    tensor "features" (1, C, h, w) float32 + metadata stride, backbone, split, head_digest, image_size,
+    codec, quality), which `icm predict` reads."""
+    data = api.read_stream_file(input)
+    if _is_feature_stream(data, codec):
+        target = output if output is not None else input.with_suffix(".features.safetensors")
+        if target.suffix.lower() != ".safetensors":
+            raise OutputExistsError(
+                f"{input} is a feature stream: it decodes to backbone features, not an image; name the output "
+                "*.safetensors (or leave out -o)"
+            )
+    else:
+        target = output if output is not None else input.with_suffix(".png")
+        if target.suffix.lower() != ".png":
+            raise OutputExistsError(f"{target}: decoded images are written as PNG; name the output *.png")
     check_output(target, [input], force)
     decoded = api.decompress(data, codec)
+    if isinstance(decoded, FeatureMaps):
+        from icmkit.feature_io import FEATURES, save_features
+
+        save_features(decoded, target)
+        height, width = decoded.image_size
+        shape = "×".join(str(n) for n in tuple(decoded.tensors[FEATURES].shape)[1:])
+        console.print(
+            f"{input} → {target}  features {shape} (stride {decoded.strides[FEATURES]}) of a {width}×{height} image  "
+            f"{8 * len(data) / (width * height):.4f} bpp",
+            highlight=False,
+        )
+        return
     atomic_write(target, encode_png(decoded))
     height, width = decoded.shape[:2]
     console.print(f"{input} → {target}  {width}×{height}  {8 * len(data) / (width * height):.4f} bpp", highlight=False)
 
 
-def _read_stream(path: Path) -> bytes:
-    try:
-        size = path.stat().st_size
-        if size > 1 << 31:
-            raise BitstreamError(f"{path}: {size:,} bytes is too large for a compressed image")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputImageError(f"{path}: is a directory") from None
-    except PermissionError:
-        raise InputImageError(f"{path}: permission denied") from None
+def _is_feature_stream(data: bytes, codec: Optional[str]) -> bool:
+    """Whether ``data`` decodes to features: the codec asked for is a feature codec, or the verified
+    ``.icm`` header says kind ``feature`` (a corrupt stream fails here, before any output is planned)."""
+    if codec is not None:
+        return get_codec(codec).kind == CodecKind.FEATURE
+    if bitstream.peek_is_icm(data):
+        header, _ = bitstream.unpack(data, max_pixels=max_pixels())
+        return header.kind == CodecKind.FEATURE.value
+    return False
 
 
 @app.command()
@@ -172,8 +196,9 @@ def info(
     input: Annotated[Path, typer.Argument(help="An .icm file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Show an .icm file's header: codec, quality, size, streams, rate, and whether the weights match."""
-    data = _read_stream(input)
+    """Show an .icm file's header: codec, quality, size, streams, rate, and whether the weights match.
+    Feature streams also show the backbone, split, coded and decoded feature shape, stride and head digest."""
+    data = api.read_stream_file(input)
     header, _ = bitstream.unpack(data, max_pixels=max_pixels())
     fields = {
         "file": str(input),
@@ -186,18 +211,53 @@ def info(
         "height": header.height,
         "channels": header.channels,
         "padding": [header.pad_bottom, header.pad_right],
+    }
+    if header.kind == CodecKind.FEATURE.value:
+        fields.update(_feature_fields(header))
+    fields.update({
         "streams": list(header.stream_lengths),
         "bytes": len(data),
         "bpp": 8 * len(data) / (header.width * header.height),
         "weights": _weights_status(header),
-    }
+    })
     if as_json:
         print(json.dumps(fields))
         return
     table = Table(show_header=False, box=None)
     for key, value in fields.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else escape(str(value)))
     console.print(table)
+
+
+def _feature_fields(header: bitstream.IcmHeader) -> dict:
+    """A feature stream's ``extra`` header (b = backbone, s = split, h = head digest, f = coded C×h×w)."""
+    import re
+
+    extra = bitstream.unpack_extra(header.extra)
+    missing = [key for key in "bsfh" if key not in extra]
+    if missing:
+        raise BitstreamError(f"malformed feature stream header (no {', '.join(missing)} field)")
+    try:
+        backbone, split, shape = (extra[key].decode("ascii") for key in "bsf")
+    except UnicodeDecodeError:
+        raise BitstreamError("malformed feature stream header (non-ASCII names)") from None
+    match = re.fullmatch(r"([1-9][0-9]*)x([1-9][0-9]*)x([1-9][0-9]*)", shape)
+    padded_h, padded_w = header.height + header.pad_bottom, header.width + header.pad_right
+    if match is None or len(extra["h"]) != 8:
+        raise BitstreamError("malformed feature stream header (feature shape or head digest)")
+    channels, rows, cols = (int(v) for v in match.groups())
+    if padded_h % rows or padded_w % cols or padded_h // rows != padded_w // cols:
+        raise BitstreamError(f"malformed feature stream header (features {shape} do not tile a {padded_w}×{padded_h} "
+                             "padded image)")
+    stride = padded_h // rows
+    return {
+        "backbone": backbone,
+        "split": split,
+        "feature_shape": shape,
+        "decoded_shape": f"{channels}x{-(-header.height // stride)}x{-(-header.width // stride)}",
+        "stride": stride,
+        "head_digest": extra["h"].hex(),
+    }
 
 
 def _weights_status(header: bitstream.IcmHeader) -> str:
@@ -210,6 +270,84 @@ def _weights_status(header: bitstream.IcmHeader) -> str:
     except IcmError as exc:
         return f"not installed ({exc})"
     return "match installed" if digest == header.digest else "DIFFERENT from installed (decoding will fail)"
+
+
+# Files `icm predict` picks up inside folders: images, codec streams and decoded features.
+_PREDICT_SUFFIXES = IMAGE_SUFFIXES | {".icm", ".safetensors", ".jp2", ".j2k", ".avif", ".jxl", ".hevc", ".vvc"}
+
+
+@app.command()
+@user_errors
+def predict(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="Images, compressed files (.icm of any codec, .jpg, .hevc …), decoded features "
+                       "(.safetensors from `icm decompress`), or folders of them.", show_default=False),
+    ],
+    model: Annotated[
+        Optional[str],
+        typer.Option("--model", "-m", help="Classifier for images and pixel streams: a timm / torchvision name "
+                     "(default tf_efficientnet_lite0). Features always go through the tail of the backbone named "
+                     "in the stream; another --model is refused."),
+    ] = None,
+    model_weights: Annotated[
+        str, typer.Option(help="'default', 'none' (random init) or a local weights file.")
+    ] = "default",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many classes to show per file.")] = 5,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per file and line: file, kind, model, codec, "
+                           "top_k (index, label, probability).")
+    ] = False,
+) -> None:
+    """ImageNet top-k classes with probabilities: images through the classifier (its own preprocessing),
+    pixel streams decoded first, feature streams decoded and run through their backbone's tail."""
+    if top_k < 1:
+        raise IcmError(f"--top-k must be at least 1, got {top_k}")
+    files = _predict_inputs(inputs)
+    weights = None if model_weights == "none" else model_weights
+    many = len(files) > 1
+    failures = 0
+    with _progress(many) as progress:
+        task = progress.add_task("predicting", total=len(files))
+        for path in files:
+            try:
+                result = api.predict(path, model=model, k=top_k, weights=weights)
+            except IcmError as exc:
+                if not many:
+                    raise
+                failures += 1
+                message = str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
+                err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
+            else:
+                _print_prediction(path, result, as_json)
+            progress.advance(task)
+    if failures:
+        raise typer.Exit(code=2)
+
+
+def _predict_inputs(inputs: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in _PREDICT_SUFFIXES)
+            if not found:
+                raise InputImageError(f"{item}: folder holds no images, streams or features")
+            files.extend(found)
+        elif item.exists():
+            files.append(item)
+        else:
+            raise InputImageError(f"{item}: no such file or folder")
+    return files
+
+
+def _print_prediction(path: Path, result, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"file": str(path), **result.as_dict()}), flush=True)
+        return
+    via = f", {result.codec}" if result.codec else ""
+    console.print(f"{path}  ({result.kind}{via}; {result.model})", highlight=False, markup=False)
+    for rank, top in enumerate(result.top_k, 1):
+        console.print(f"  {rank:>2}. {top.probability:7.2%}  {top.label} ({top.index})", highlight=False, markup=False)
 
 
 @app.command()
@@ -280,9 +418,15 @@ def demo(
     decoded = chosen.decode(data)
     decoded_at = time.perf_counter()
     height, width = image.shape[:2]
+    if isinstance(decoded, FeatureMaps):  # a feature codec: no pixels to compare
+        name = next(iter(decoded.tensors))
+        shape = "×".join(str(n) for n in tuple(decoded.tensors[name].shape)[1:])
+        quality_text = f"features {shape} (stride {decoded.strides[name]})"
+    else:
+        quality_text = f"PSNR {api.psnr(image, decoded):.2f} dB"
     console.print(
         f"{path.name} ({width}×{height}) with {chosen.name} q{quality}: {len(data):,} bytes, "
-        f"{api.bits_per_pixel(len(data), image.shape):.4f} bpp, PSNR {api.psnr(image, decoded):.2f} dB, "
+        f"{api.bits_per_pixel(len(data), image.shape):.4f} bpp, {quality_text}, "
         f"encode {encoded - start:.3f} s, decode {decoded_at - encoded:.3f} s",
         highlight=False,
     )

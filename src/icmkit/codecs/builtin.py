@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from icmkit.codecs.anchors import ANCHOR_CODECS
 from icmkit.codecs.compressai_wrap import compressai_codecs
+from icmkit.codecs.feature import FEATURE_CODECS
 from icmkit.codecs.learned import LEARNED_CODECS
 
-BUILTIN_CODECS = [*ANCHOR_CODECS, *LEARNED_CODECS, *compressai_codecs()]
+BUILTIN_CODECS = [*ANCHOR_CODECS, *LEARNED_CODECS, *FEATURE_CODECS, *compressai_codecs()]

@@ -70,21 +70,36 @@ class IcmContainerCodec(Codec):
     def fingerprint(self, quality: int) -> str:
         return self.model(self.quality.validate(quality))[1].hex()
 
+    def prepare_input(self, image: np.ndarray, model: torch.nn.Module) -> tuple[torch.Tensor, int, int]:
+        """The pad-and-convert hook: image → model input ``(1, 3, H', W')`` in [0, 1], padded by edge
+        replication to :meth:`stride`; returns it with the rows and columns added."""
+        height, width, _ = image.shape
+        stride = self.stride(model)
+        pad_bottom, pad_right = -height % stride, -width % stride
+        x = F.pad(image_to_tensor(image), (0, pad_right, 0, pad_bottom), mode="replicate")
+        return x, pad_bottom, pad_right
+
+    def run_compress(self, model: torch.nn.Module, x: torch.Tensor, quality: int) -> dict:
+        """The model's ``compress`` on a prepared input (feature codecs run the backbone's head first)."""
+        return model.compress(x)
+
+    def header_extra(self, model: torch.nn.Module, x: torch.Tensor) -> bytes:
+        """Codec-specific header bytes (``extra``); empty for pixel codecs."""
+        return b""
+
     def _code(self, image: np.ndarray, quality: int | None) -> tuple[dict, bitstream.IcmHeader]:
-        """Pad by edge replication to the stride, run ``model.compress``, and describe it in a header."""
+        """Prepare the image (:meth:`prepare_input`), compress it, and describe it in a header."""
         self.require_available()
         image = check_rgb(image)
         quality = self.quality.validate(quality)
         model, digest = self.model(quality)
         height, width, _ = image.shape
-        stride = self.stride(model)
-        pad_bottom, pad_right = -height % stride, -width % stride
-        x = F.pad(image_to_tensor(image), (0, pad_right, 0, pad_bottom), mode="replicate")
+        x, pad_bottom, pad_right = self.prepare_input(image, model)
         with torch.no_grad():
-            coded = model.compress(x)
+            coded = self.run_compress(model, x, quality)
         header = bitstream.IcmHeader(
-            codec=self.name, quality=quality, digest=digest, width=width, height=height,
-            pad_bottom=pad_bottom, pad_right=pad_right,
+            codec=self.name, quality=quality, digest=digest, width=width, height=height, kind=self.kind.value,
+            pad_bottom=pad_bottom, pad_right=pad_right, extra=self.header_extra(model, x),
         )
         return coded, header
 

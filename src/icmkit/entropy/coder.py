@@ -142,6 +142,8 @@ def decode_with_tables(data: bytes, table_index: np.ndarray, tables: TableSet) -
             magnitude -= 1
             rel = np.where(negative, -magnitude - 1, magnitude + length[esc_pos])
             values[esc_pos] = rel + offset[esc_pos]
-    except (ValueError, RuntimeError, OverflowError) as exc:  # constriction's errors on corrupt data
+    # constriction's errors on corrupt data; it reports data that no symbol sequence could produce with
+    # an AssertionError (seen with crafted streams whose CRC was recomputed).
+    except (ValueError, RuntimeError, OverflowError, AssertionError) as exc:
         raise BitstreamError(f"corrupt entropy-coded stream ({exc})") from None
     return values.reshape(shape)

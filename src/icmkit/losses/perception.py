@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from icmkit.losses.distill import logit_distillation
 from icmkit.losses.mmd import DEFAULT_BANDWIDTH_MULTIPLIERS, mmd2_unbiased
 
 # Ends of EfficientNet-Lite stages at strides 4, 8, 16 and 32 (timm module names).
@@ -126,11 +126,7 @@ class PerceptionConsistencyLoss(nn.Module):
             parts[f"mmd/{name}"] = value
             total = total + weight * value
         if self.distill_weight > 0:
-            t = self.temperature
-            distill = F.kl_div(
-                F.log_softmax(decoded_logits / t, dim=1), F.log_softmax(reference_logits / t, dim=1),
-                reduction="batchmean", log_target=True,
-            ) * t * t
+            distill = logit_distillation(decoded_logits, reference_logits, self.temperature)
             parts["distill"] = distill
             total = total + self.distill_weight * distill
         parts["perception"] = total

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from icmkit.models.base import CompressionModel, NotFinalizedError
+from icmkit.models.dicm import DICMFeatureCodec
 from icmkit.models.hyperprior import MeanScaleHyperprior
 
 ARCHITECTURES: dict[str, type[CompressionModel]] = {
     MeanScaleHyperprior.architecture: MeanScaleHyperprior,
+    DICMFeatureCodec.architecture: DICMFeatureCodec,
 }
 
 
@@ -18,4 +20,4 @@ def build_model(architecture: str, **config) -> CompressionModel:
     return cls(**config)
 
 
-__all__ = ["ARCHITECTURES", "CompressionModel", "MeanScaleHyperprior", "NotFinalizedError", "build_model"]
+__all__ = ["ARCHITECTURES", "CompressionModel", "DICMFeatureCodec", "MeanScaleHyperprior", "NotFinalizedError", "build_model"]

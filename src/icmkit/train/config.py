@@ -55,6 +55,10 @@ class TrainConfig:
     lmbda: float = documented(
         0.0067, doc="rate–distortion trade-off: bpp + λ·255²·MSE (λ·(1 − MS-SSIM) for ms-ssim)"
     )
+    lmbdas: list[float] = documented(
+        factory=list, doc="feature codecs: one λ per quality of a variable-rate model (gain units); each step trains "
+        "one quality drawn at random; empty = a single-rate model at lmbda"
+    )
     distortion: str = documented("mse", doc=f"distortion term: {' or '.join(DISTORTIONS)} (ms-ssim needs crop ≥ 192)")
     beta: float = documented(
         0.0, doc="weight β of the perception-consistency (MMD) term; 0 trains for rate + distortion only"
@@ -76,6 +80,34 @@ class TrainConfig:
     )
     distill_weight: float = documented(0.0, doc="weight of logit distillation inside the perception term (0 = off)")
     distill_temperature: float = documented(2.0, doc="softmax temperature of the logit distillation")
+    backbone: str = documented(
+        "tf_efficientnet_lite0", doc="feature codecs: the frozen classifier split into head and tail (timm/torchvision)"
+    )
+    backbone_weights: str = documented(
+        "default", doc="feature codecs: the backbone's weights ('default', 'none' = random init for tests, or a file)"
+    )
+    split: str = documented("blocks.2", doc="feature codecs: the backbone stage after which it is split")
+    hyper: int = documented(96, doc="feature codecs: channels of the hyper-latent z")
+    latent_levels: int = documented(2, doc="feature codecs: stride-2 levels of the analysis transform (y's scale)")
+    re_levels: int = documented(
+        2, doc="feature codecs: stride-2 levels of the redundancy-elimination module (0 = no RE module)"
+    )
+    re_width: int = documented(64, doc="feature codecs: width of the RE module's Conv2Former blocks")
+    re_latent: int = documented(96, doc="feature codecs: channels of the RE module's rounded latent")
+    block: str = documented("gnconv", doc="feature codecs: analysis/synthesis blocks, 'gnconv' or 'conv' (ablation)")
+    context: str = documented("checkerboard", doc="feature codecs: 'checkerboard' (two-pass) or 'none' (ablation)")
+    feature_weight: float = documented(1.0, doc="feature codecs: weight of MSE(f̂, f) at the split inside λ·(…)")
+    tail_stages: list[str] = documented(
+        factory=list, doc="feature codecs: tail stages whose outputs are matched (normalised MSE) inside λ·(…)"
+    )
+    tail_stage_weights: list[float] = documented(factory=list, doc="weight per tail stage; empty = all 1")
+    re_rate_weight: float = documented(0.1, doc="feature codecs: weight of the RE latent's rate (not transmitted)")
+    re_distortion_weight: float = documented(
+        1.0, doc="feature codecs: weight of the RE module's own distortion, normalised MSE(f2, f)"
+    )
+    resize: int = documented(
+        0, doc="resize each training image so its shorter side is this (bicubic) before cropping; 0 = native size"
+    )
     init_from: str = documented("", doc="weights file to start from (fine-tuning); ignored when resuming a checkpoint")
     crop: int = documented(256, doc="side of the random square training crops (a multiple of 64)")
     batch_size: int = documented(8, doc="crops per step and per process (the global batch is this × world size)")
@@ -109,8 +141,8 @@ class TrainConfig:
         for name in ("batch_size", "steps", "N", "M", "log_every", "checkpoint_every"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
-        if self.lmbda <= 0 or self.lr <= 0 or self.aux_lr <= 0:
-            raise ConfigError("lmbda, lr and aux_lr must be positive")
+        if self.lmbda <= 0 or self.lr <= 0 or self.aux_lr <= 0 or any(v <= 0 for v in self.lmbdas):
+            raise ConfigError("lmbda, lmbdas, lr and aux_lr must be positive")
         if not 0 <= self.lr_drop_at <= 1:
             raise ConfigError(f"lr_drop_at must be a fraction in [0, 1], got {self.lr_drop_at}")
         if self.clip_grad < 0 or self.max_minutes < 0 or self.threads < 0:
@@ -131,6 +163,14 @@ class TrainConfig:
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not self.data:
             raise ConfigError("no training data folders (set data=[...])")
+        if self.tail_stage_weights and len(self.tail_stage_weights) != len(self.tail_stages):
+            raise ConfigError("tail_stage_weights needs one weight per tail stage")
+        if self.block not in ("gnconv", "conv") or self.context not in ("checkerboard", "none"):
+            raise ConfigError("block must be gnconv or conv, context checkerboard or none")
+        if self.latent_levels < 1:
+            raise ConfigError("latent_levels must be ≥ 1")
+        if min(self.re_levels, self.resize, self.re_rate_weight, self.re_distortion_weight, self.feature_weight) < 0:
+            raise ConfigError("re_levels, resize, re_rate_weight, re_distortion_weight and feature_weight must be ≥ 0")
 
     def data_folders(self) -> list[Path]:
         """The folders of ``data``, with the bundled-samples name resolved."""

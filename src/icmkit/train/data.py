@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from icmkit.image import IMAGE_SUFFIXES, load_rgb
@@ -24,15 +25,28 @@ def find_images(folders: list[str | Path]) -> list[Path]:
 
 
 class RandomCrops(Dataset):
-    """Decodes every image once into memory (small training sets; decoding dominates otherwise)."""
+    """Decodes every image once into memory (small training sets; decoding dominates otherwise).
 
-    def __init__(self, files: list[Path], crop: int, seed: int = 0):
-        self.images = [load_rgb(f) for f in files]
+    ``resize`` > 0 first scales each image so its shorter side is ``resize`` (bicubic): crops then show
+    objects at the scale the benchmark's resize-256 protocol shows them to a classifier."""
+
+    def __init__(self, files: list[Path], crop: int, seed: int = 0, resize: int = 0):
+        self.images = [_resize_shorter(load_rgb(f), resize) for f in files]
         self.crop = crop
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def center_crop(self, index: int) -> torch.Tensor:
+        """The centre crop of image ``index`` (no randomness), padded by reflection when too small."""
+        image = self.images[index]
+        h, w, _ = image.shape
+        if h < self.crop or w < self.crop:
+            image = np.pad(image, ((0, max(0, self.crop - h)), (0, max(0, self.crop - w)), (0, 0)), mode="reflect")
+            h, w, _ = image.shape
+        top, left = (h - self.crop) // 2, (w - self.crop) // 2
+        return _to_tensor(image[top : top + self.crop, left : left + self.crop])
 
     def __getitem__(self, index: int) -> torch.Tensor:
         image = self.images[index]
@@ -46,4 +60,17 @@ class RandomCrops(Dataset):
         patch = image[top : top + self.crop, left : left + self.crop]
         if self.rng.random() < 0.5:
             patch = patch[:, ::-1]
-        return torch.from_numpy(np.array(patch)).permute(2, 0, 1).float().div_(255)
+        return _to_tensor(patch)
+
+
+def _resize_shorter(image: np.ndarray, side: int) -> np.ndarray:
+    if side <= 0:
+        return image
+    height, width, _ = image.shape
+    scale = side / min(height, width)
+    size = (max(side, round(width * scale)), max(side, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+
+
+def _to_tensor(patch: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(patch)).permute(2, 0, 1).float().div_(255)

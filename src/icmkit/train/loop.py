@@ -25,7 +25,9 @@ from safetensors.torch import load_file, save
 from icmkit.errors import ConfigError
 from icmkit.fileio import atomic_write
 from icmkit.losses import CodecObjective, FeatureTap, PerceptionConsistencyLoss
-from icmkit.models import build_model
+from icmkit.train.builders import (
+    FeatureCodecTraining, build_codec_model, build_feature_objective, is_feature_codec, load_backbone,
+)
 from icmkit.train.config import TrainConfig
 from icmkit.train.data import RandomCrops, find_images
 from icmkit.train.distributed import DataParallel
@@ -107,23 +109,31 @@ class Trainer:
         self._build_data()
         self.step = 0
         self.git_commit = git_commit()
-        if not self._resume() and config.init_from:
-            self._initialise_from(Path(config.init_from))
+        if not self._resume():
+            if config.init_from:
+                self._initialise_from(Path(config.init_from))
+            elif self.backbone is not None:
+                self._init_feature_statistics()
         self.network = self._distribute()
 
     def _build_model(self) -> None:
         config = self.config
         torch.manual_seed(config.seed)  # the same initial weights on every rank
-        self.model = build_model(config.architecture, N=config.N, M=config.M)
+        self.backbone = load_backbone(config) if is_feature_codec(config) else None
+        self.model = build_codec_model(config, self.backbone)
         self.precision = MixedPrecision(self.device, config.amp)
         self.precision.prepare(self.model)
         self.model.to(self.device)
-        self.loss = build_objective(config).to(self.device)
+        if self.backbone is not None:
+            self.backbone.to(self.device)
+            self.loss = build_feature_objective(config, self.backbone).to(self.device)
+        else:
+            self.loss = build_objective(config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.main_parameters(), lr=config.lr)
         self.aux_optimizer = torch.optim.Adam(self.model.aux_parameters(), lr=config.aux_lr)
 
     def _build_data(self) -> None:
-        self.dataset = RandomCrops(self.files, self.config.crop, seed=self._stream_seed(0))
+        self.dataset = RandomCrops(self.files, self.config.crop, seed=self._stream_seed(0), resize=self.config.resize)
         self.batch_rng = np.random.default_rng(self._stream_seed(1))
         if self.parallel.active:
             torch.manual_seed(self._stream_seed(0))  # each rank its own quantisation noise
@@ -153,14 +163,27 @@ class Trainer:
         self.model.load_state_dict(source.state_dict())
         self.log({"event": "initialised", "from": str(path)})
 
+    @torch.no_grad()
+    def _init_feature_statistics(self, count: int = 32) -> None:
+        """A fresh feature codec standardises the head's features with statistics of centre crops of the
+        first ``count`` training images (the same on every rank: they come from the same files)."""
+        crops = [self.dataset.center_crop(i) for i in range(min(count, len(self.dataset)))]
+        features = torch.cat([self.backbone.features(torch.stack(crops[i : i + 8]).to(self.device))
+                              for i in range(0, len(crops), 8)])
+        self.model.set_feature_statistics(features)
+        self.log({"event": "feature statistics", "images": len(crops), "std": round(float(features.std()), 3)})
+
     def _distribute(self) -> torch.nn.Module:
         """The model under DDP for the main loss; the auxiliary parameters stay outside (see distributed.py)."""
-        aux_names = [name for name, p in self.model.named_parameters() if name.endswith("quantiles")]
+        trained, prefix = self.model, ""
+        if self.backbone is not None:  # images → frozen head → codec
+            trained, prefix = FeatureCodecTraining(self.backbone, self.model), "codec."
+        aux_names = [prefix + name for name, p in self.model.named_parameters() if name.endswith("quantiles")]
         # Integer buffers (coding tables, the integer hyper-decoder) are only built by update() after
         # training; DDP need not sync them, and gloo cannot even broadcast their int16 weights.
-        integer_buffers = [name for name, b in self.model.named_buffers() if not b.is_floating_point()]
+        integer_buffers = [prefix + name for name, b in self.model.named_buffers() if not b.is_floating_point()]
         self.parallel.broadcast_from_main(self.model.aux_parameters())  # DDP syncs only what it manages
-        return self.parallel.wrap(self.model, self.device, ignore=aux_names + integer_buffers)
+        return self.parallel.wrap(trained, self.device, ignore=aux_names + integer_buffers)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _checkpoint_paths(self) -> tuple[Path, Path]:
@@ -249,13 +272,17 @@ class Trainer:
         aux = self._aux_step()
         self.step += 1
         result = {k: float(v.detach()) for k, v in parts.items()}
-        result["psnr"] = -10 * math.log10(max(result["mse"], 1e-12))
+        if getattr(self.loss, "pixel_output", True):
+            result["psnr"] = -10 * math.log10(max(result["mse"], 1e-12))
         result["aux"] = float(aux.detach())
         return result
 
     def _main_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         with self.precision.autocast():
-            output = self.network(batch)
+            if self.backbone is None:
+                output = self.network(batch)
+            else:  # a variable-rate feature codec trains one quality per step, drawn from the batch stream
+                output = self.network(batch, int(self.batch_rng.integers(self.model.qualities)))
         parts = self.loss(to_float32(output), batch)  # the loss in float32, outside autocast
         self.optimizer.zero_grad(set_to_none=True)
         self.precision.backward(parts["loss"])
@@ -335,7 +362,7 @@ def export_weights(model, config: TrainConfig, step: int, path: Path, commit: st
     model.eval()
     model.update()
     save_weights(model, path, {
-        "lmbda": config.lmbda, "beta": config.beta, "steps": step, "crop": config.crop,
+        "lmbda": config.lmbda, "lmbdas": config.lmbdas, "beta": config.beta, "steps": step, "crop": config.crop,
         "batch_size": config.batch_size, "data": [str(p) for p in config.data], "git_commit": commit,
         "train_config": config.to_json(),
     })
@@ -348,7 +375,7 @@ def export_checkpoint(run_dir: str | Path, path: str | Path) -> dict:
     meta = json.loads((run_dir / "checkpoint.json").read_text())
     config = TrainConfig(**meta["config"])
     tensors = load_file(str(run_dir / "checkpoint.safetensors"))
-    model = build_model(config.architecture, N=config.N, M=config.M)
+    model = build_codec_model(config)
     model.load_state_dict(_model_tensors(tensors))
     export_weights(model, config, int(meta["step"]), Path(path), meta.get("git_commit"))
     return meta

@@ -26,6 +26,8 @@ class ZooEntry:
     data: str
     command: str
     beta: float = 0.0  # weight of the perception (MMD) term; 0 for MSE-only families
+    sha256: str = ""  # of the weights file, hex
+    kind: str = "pixel"  # "feature": decodes to backbone features (metrics hold top-1, not PSNR)
     metrics: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property

@@ -1,0 +1,155 @@
+"""What the DICM feature codec buys: the README's evidence, from ``icm bench`` folders.
+
+    # the ablations: bench the variants' weights (run folders of scripts/train_dicm.sh) on the dev images
+    python benchmarks/dicm_evidence.py ablate --data ../shared/data/imagenet-dev200 --out bench/dev200-ablations \
+        full=RUNS/icm-dicm-lite0 re=RUNS/ablation-re conv=RUNS/ablation-conv no-ckbd=RUNS/ablation-no-ckbd
+    # the figures: targets against HEVC-444 and icm-mmd, the low-rate gaps, the ablations, the physical limit
+    python benchmarks/dicm_evidence.py report bench/dev200-lite0 [--ablations bench/dev200-ablations] [--json out.json]
+
+BD figures are pchip (the CTC method) with an isotonic fit first (accuracy curves), as ``icm bench`` computes
+them; each prints its overlap and number of points. The gaps to the uncompressed model are read at the
+family's measured points (the best top-1 among points at or below the rate) and, where the curve spans the
+rate, linearly interpolated in log-rate. Targets are those of the feature-codec issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+
+from icmkit.bench.bd import bd
+from icmkit.bench.results import load_curves
+from icmkit.errors import IcmError
+
+FAMILY, HEVC, MMD = "icm-dicm-lite0", "hevc444", "icm-mmd"
+CROP_PIXELS = 256 * 256
+CLASSES = 1000
+
+
+def curve(folder: Path, codec: str, metric: str = "top1"):
+    found = {c.name: c for c in load_curves(folder / "summary.csv", metric)}
+    if codec not in found:
+        raise IcmError(f"{folder}/summary.csv has no {codec} curve with {metric}")
+    return found[codec]
+
+
+def compare(folder: Path, test: str, anchor: str) -> dict:
+    a, t = curve(folder, anchor), curve(folder, test)
+    return {"test": test, "anchor": anchor, **bd(a.rates, a.metric, t.rates, t.metric, method="pchip",
+                                                 monotonic=True).as_dict()}
+
+
+def reference_top1(folder: Path) -> dict[str, float]:
+    with open(folder / "summary.csv", newline="") as handle:
+        return {r["codec"]: float(r["top1"]) for r in csv.DictReader(handle) if r["codec"].startswith("(")}
+
+
+def top1_at(points: list[tuple[float, float]], rate: float) -> tuple[float | None, float | None]:
+    """(best measured top-1 at or below ``rate``, top-1 interpolated at ``rate`` in log-rate or None)."""
+    below = [t for r, t in points if r <= rate]
+    inside = None
+    for (r0, t0), (r1, t1) in zip(points, points[1:]):
+        if r0 <= rate <= r1:
+            inside = t0 + (t1 - t0) * (math.log(rate) - math.log(r0)) / (math.log(r1) - math.log(r0))
+    return (max(below) if below else None), inside
+
+
+def verdict(value: float, target: float) -> str:
+    if math.isnan(value):
+        return "no overlap"
+    return f"{'met' if value <= target else 'NOT met'} (target ≤ {target:+.0f} %)"
+
+
+def bd_line(label: str, r: dict, target: float | None = None) -> str:
+    check = "" if target is None else f" — {verdict(r['bd_rate_pct'], target)}"
+    return (f"{label}: BD-rate {r['bd_rate_pct']:+.1f} %, BD-top-1 {r['bd_metric']:+.2f} pp, overlap "
+            f"{r['overlap_lo']:.3g}–{r['overlap_hi']:.3g} (top-1 %), {r['points']} points{check}")
+
+
+def report(args) -> dict:
+    folder = args.bench
+    out: dict = {"bench": str(folder)}
+    print(f"# {FAMILY} on {folder} (EfficientNet-Lite0 top-1; pchip, isotonic first)")
+    for anchor, target in ((HEVC, -70.0), (MMD, -50.0)):
+        r = compare(folder, FAMILY, anchor)
+        out[f"vs_{anchor}"] = r
+        print(bd_line(f"vs {anchor}", r, target))
+    refs = reference_top1(folder)
+    image_top1 = next((v for k, v in refs.items() if "image" in k), float("nan"))
+    features_top1 = next((v for k, v in refs.items() if "features" in k), float("nan"))
+    out["uncompressed"] = {"image_top1": image_top1, "features_top1": features_top1}
+    print(f"uncompressed: image {image_top1:.1f} %, features (tail on the 28×28 window) {features_top1:.1f} %")
+    family = curve(folder, FAMILY)
+    points = sorted(zip(family.rates, family.metric))
+    print("points: " + ", ".join(f"{r:.4f} bpp → {t:.1f} %" for r, t in points))
+    for rate, allowed in ((0.3, 3.0), (0.15, 6.0)):
+        best, inside = top1_at(points, rate)
+        gap = None if best is None else image_top1 - best
+        out[f"at_{rate}"] = {"best_measured": best, "interpolated": inside, "gap_pp": gap}
+        shown = "no point" if best is None else f"{best:.1f} % (gap {gap:.1f} pp, {'met' if gap <= allowed else 'NOT met'}"
+        print(f"≤ {rate} bpp: best {shown}, target ≤ {allowed:.0f} pp)"
+              + ("" if inside is None else f"; interpolated at {rate}: {inside:.1f} %"))
+    lowest_bits = points[0][0] * CROP_PIXELS
+    limit = math.log2(CLASSES)
+    out["physical_limit"] = {"bits_per_image_limit": limit, "lowest_point_bits": lowest_bits}
+    print(f"physical limit: log2({CLASSES}) = {limit:.2f} bits per image ({limit / CROP_PIXELS:.6f} bpp); the lowest "
+          f"point spends {lowest_bits:.0f} bits ({lowest_bits / limit:.0f}× the limit)")
+    if args.ablations:
+        out["ablations"] = []
+        print(f"# ablations at equal training budget ({args.ablations}): BD-rate vs the full model")
+        for codec in sorted({c.name for c in load_curves(args.ablations / "summary.csv", "top1")} - {ABLATION_FULL}):
+            r = compare(args.ablations, codec, ABLATION_FULL)
+            out["ablations"].append(r)
+            print(bd_line(f"{codec} vs {ABLATION_FULL}", r))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return out
+
+
+ABLATION_FULL = "dicm-full"
+
+
+def ablate(args) -> None:
+    from icmkit.bench.api import BenchOptions, run_bench
+    from icmkit.codecs import register_codec
+    from icmkit.codecs.feature import FeatureCodec
+
+    names = []
+    for item in args.runs:
+        label, _, run = item.partition("=")
+        weights = Path(run) / "final.safetensors"
+        if not weights.exists():
+            raise SystemExit(f"{weights}: no final weights (is the run finished?)")
+        register_codec(FeatureCodec.from_weights_file(weights, name=f"dicm-{label}"))
+        names.append(f"dicm-{label}")
+    if ABLATION_FULL not in names:
+        raise SystemExit("one run must be labelled full=")
+    # One process: the codecs registered here are not visible to worker processes.
+    outcome = run_bench(BenchOptions(out=args.out, data=args.data, codecs=",".join(names), anchor=ABLATION_FULL,
+                                     workers=1))
+    print(f"{outcome.results}: {len(outcome.summary)} summary rows")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("report", help="print the evidence from bench folders")
+    rep.add_argument("bench", type=Path, help="icm bench folder with icm-dicm-lite0, hevc444 and icm-mmd")
+    rep.add_argument("--ablations", type=Path, help="folder written by the ablate command")
+    rep.add_argument("--json")
+    abl = sub.add_parser("ablate", help="bench the ablation runs' weights")
+    abl.add_argument("--data", type=Path, required=True)
+    abl.add_argument("--out", type=Path, required=True)
+    abl.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR")
+    args = parser.parse_args()
+    try:
+        report(args) if args.command == "report" else ablate(args)
+    except IcmError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

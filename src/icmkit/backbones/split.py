@@ -1,0 +1,172 @@
+"""Split a classifier into a frozen ``head(image) -> features`` and ``tail(features) -> logits``.
+
+A feature codec sits between the two: the sender runs the head and codes its features, the receiver
+decodes them and runs the tail. One operation covers the families icmkit knows:
+
+- timm EfficientNet / MobileNet-style models (``conv_stem``, ``bn1``, ``blocks``, ``conv_head``, ``bn2``,
+  ``forward_head``) — stages ``blocks.0`` … ``blocks.N``;
+- torchvision and timm ResNets (``conv1``, ``bn1``, a ReLU, ``maxpool``, ``layer1`` … ``layer4``, ``fc``) —
+  stages ``layer1`` … ``layer4``.
+
+The split keeps the classifier's modules (no copies), records the stage's channels and stride, the
+head's input normalisation and a digest of the head's weights — a feature stream names the head that
+made it, so a receiver with another head refuses it. ``tail.stages`` lists the tail's own stages so a
+training loss can compare intermediate activations (DICM's L2 terms on layer2/3/4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from icmkit.digest import weights_digest
+from icmkit.errors import IcmError
+
+
+class SplitError(IcmError):
+    """A split that the model's family does not have (unknown stage, unsupported architecture)."""
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """What a feature stream must agree on with its receiver."""
+
+    backbone: str  # classifier name, e.g. "tf_efficientnet_lite0"
+    stage: str  # last stage of the head, e.g. "blocks.1" or "layer1"
+    channels: int
+    stride: int  # input pixels per feature sample, each side
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    head_digest: bytes
+
+
+class Head(nn.Module):
+    """Normalised image batch ``(N, 3, H, W)`` → features ``(N, C, H/stride, W/stride)``."""
+
+    def __init__(self, modules: list[nn.Module]):
+        super().__init__()
+        self.layers = nn.Sequential(*modules)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class Tail(nn.Module):
+    """Features → logits, through named stages (``forward(x, return_stages=True)`` also returns them)."""
+
+    def __init__(self, stages: list[tuple[str, nn.Module]], finish: nn.Module):
+        super().__init__()
+        self.stage_names = [name for name, _ in stages]
+        self.stages = nn.ModuleList(module for _, module in stages)
+        self.finish = finish
+
+    def forward(self, x: torch.Tensor, return_stages: bool = False):
+        outputs = []
+        for stage in self.stages:
+            x = stage(x)
+            outputs.append(x)
+        logits = self.finish(x)
+        return (logits, outputs) if return_stages else logits
+
+
+class _TimmEfficientNetFinish(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.conv_head, self.bn2 = model.conv_head, model.bn2
+        self._forward_head = model.forward_head  # global pool, dropout, classifier (timm's own order)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward_head(self.bn2(self.conv_head(x)))
+
+
+class _ResNetFinish(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self.model, "forward_head"):  # timm ResNet
+            return self.model.forward_head(x)
+        return self.model.fc(torch.flatten(self.model.avgpool(x), 1))  # torchvision ResNet
+
+
+def _efficientnet_parts(model: nn.Module) -> tuple[list[nn.Module], list[tuple[str, nn.Module]], nn.Module, int]:
+    stages = [(f"blocks.{i}", block) for i, block in enumerate(model.blocks)]
+    return [model.conv_stem, model.bn1], stages, _TimmEfficientNetFinish(model), 2
+
+
+def _resnet_parts(model: nn.Module) -> tuple[list[nn.Module], list[tuple[str, nn.Module]], nn.Module, int]:
+    act = getattr(model, "act1", None) or getattr(model, "relu")
+    stages = [(f"layer{i}", getattr(model, f"layer{i}")) for i in range(1, 5)]
+    return [model.conv1, model.bn1, act, model.maxpool], stages, _ResNetFinish(model), 4
+
+
+def _family_parts(model: nn.Module):
+    if all(hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "forward_head")):
+        return _efficientnet_parts(model)
+    if all(hasattr(model, a) for a in ("conv1", "bn1", "maxpool", "layer1", "layer4")):
+        return _resnet_parts(model)
+    raise SplitError(f"cannot split a {type(model).__name__}: icmkit splits EfficientNet/MobileNet-style timm "
+                     "models and ResNets")
+
+
+def split_stages(model: nn.Module) -> list[str]:
+    """The stage names ``model`` can be split after."""
+    return [name for name, _ in _family_parts(model)[1]]
+
+
+class SplitBackbone(nn.Module):
+    """A frozen classifier cut after ``stage``: :attr:`head`, :attr:`tail` and :attr:`info`."""
+
+    def __init__(self, name: str, model: nn.Module, stage: str, mean, std):
+        super().__init__()
+        stem, stages, finish, stem_stride = _family_parts(model)
+        names = [n for n, _ in stages]
+        if stage not in names:
+            raise SplitError(f"{name} has no stage {stage!r}; stages: {', '.join(names)}")
+        cut = names.index(stage) + 1
+        self.head = Head(stem + [module for _, module in stages[:cut]])
+        self.tail = Tail(stages[cut:], finish)
+        self.eval().requires_grad_(False)
+        channels, stride = _probe(self.head)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
+        self.info = SplitInfo(name, stage, channels, stride, tuple(mean), tuple(std),
+                              weights_digest(self.head.state_dict()))
+
+    def train(self, mode: bool = True) -> SplitBackbone:
+        return super().train(False)  # frozen: batch norms always use their running statistics
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] → the head's input (the classifier's own mean / std)."""
+        return (x - self.mean) / self.std
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1], ``(N, 3, H, W)`` → head features."""
+        return self.head(self.normalize(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.head(x))
+
+
+@torch.no_grad()
+def _probe(head: Head) -> tuple[int, int]:
+    out = head(torch.zeros(1, 3, 64, 64))
+    return int(out.shape[1]), 64 // int(out.shape[-1])
+
+
+def split_classifier(name: str, stage: str, weights="default") -> SplitBackbone:
+    """Load classifier ``name`` (as :func:`icmkit.tasks.classification.load_classifier`) and split it."""
+    from icmkit.tasks.classification import load_classifier
+
+    classifier = load_classifier(name, weights)
+    cfg = classifier.preprocess_config
+    return SplitBackbone(name, classifier.model, stage, cfg.mean, cfg.std)
+
+
+def images_to_batch(images: list[np.ndarray]) -> torch.Tensor:
+    """Equal-sized H×W×3 uint8 arrays → a float batch in [0, 1]."""
+    return torch.stack([torch.from_numpy(np.ascontiguousarray(i)).permute(2, 0, 1) for i in images]).float() / 255

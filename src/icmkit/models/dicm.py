@@ -1,0 +1,314 @@
+"""DICM feature codec (Tang, Yi, Wang, IEEE Trans. Broadcasting 2025): codes a frozen backbone's features.
+
+::
+
+    f1 ─std─RE─▶ f2 ─g_a─▶ ·gain[q] ─▶ y ─h_a─▶ z ─Q─▶ ẑ ──[factorised prior]──▶ bits
+                                                        │
+                                                        h_s (exact integer) ──▶ hyper
+           ŷ anchors  ─Q(y − μ_a)─[Gaussian(σ_a)]─▶ bits      e(hyper, 0) ──▶ μ_a, σ_a
+           ŷ others   ─Q(y − μ_n)─[Gaussian(σ_n)]─▶ bits      e(hyper, ctx(ŷ anchors)) ──▶ μ_n, σ_n
+    ŷ ─·inverse_gain[q]─g_s─▶ un-std ─▶ f3 ─▶ the backbone's tail
+
+- **std**: features are standardised per channel with statistics measured on training data (buffers).
+- **RE** (redundancy elimination, :class:`RedundancyElimination`): a sender-side filter. Conv2Former
+  blocks take the features down ``re_levels`` stride-2 steps, the latent is rounded (its rate and the
+  filter's own distortion are training terms — the latent is never transmitted), a mirrored decoder
+  returns ``f2``.
+- **g_a / g_s**: gnConv (HorNet) blocks and ``latent_levels`` stride-2 (transposed) convolutions.
+- **h_a**: a transformer over ``y``'s positions, then two stride-2 convolutions: ``z`` at 1/4 of ``y``.
+- **Two-pass checkerboard context** (He et al., CVPR 2021): anchors (``(i + j)`` even) are coded from the
+  hyperprior alone; the others also from a convolution over the decoded anchors.
+- **Variable rate**: ``qualities`` gain vectors (Cui et al., CVPR 2021) scale ``y`` channel-wise before
+  quantisation and back before synthesis — one set of weights serves every rate point.
+
+Everything that picks a probability table on the decoder side — ``h_s``, the context convolution and the
+entropy-parameter network ``e`` — runs as :class:`~icmkit.layers.integer.ExactIntegerNet` (integer
+arithmetic, so encoder and decoder agree bit for bit on any machine). That forces deviations from the
+paper, whose hyper-synthesis and context model are transformers: here ``h_s`` is transposed convolutions
+with ReLUs and the context model one 5×5 convolution (the "no checkerboard" ablation measures what the
+context buys). ``g_s`` runs on one intra-op thread per image, so decoded features do not depend on the
+thread count or batching. Shipped files leave out the float twins of the integer networks
+(:attr:`float_twins`).
+
+The paper splits ResNet-50 at stride 4 and puts ``y`` at 1/4 of that map (H/16) and RE's latent at 1/8
+(H/32). With EfficientNet-Lite0 split at stride 8, ``latent_levels=1`` keeps ``y`` at the paper's H/16; RE's
+depth is configurable and chosen by measurement (README, "Feature codec").
+
+The model works on features (``forward(f1, quality)``, ``compress(f1, quality)``); the codec layer
+(:mod:`icmkit.codecs.feature`) runs the backbone's head. ``config`` names the backbone, the split and
+the head's weights digest, so weights can only be used with the head they were trained on.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import LayerNorm2d
+from torch import nn
+
+from icmkit.entropy.coder import MAX_ESCAPE_VALUE
+from icmkit.entropy.factorized import FactorizedPrior
+from icmkit.entropy.gaussian import GaussianConditional
+from icmkit.entropy.quantize import ste_round
+from icmkit.layers.conv2former import Conv2FormerBlock
+from icmkit.layers.gnconv import HorBlock, ResidualConvBlock
+from icmkit.layers.integer import ACT_FRAC_BITS, ExactIntegerNet
+from icmkit.layers.transformer import TokenTransformer
+from icmkit.models.base import CompressionModel
+from icmkit.threads import single_threaded
+
+_SYMBOL_LIMIT = MAX_ESCAPE_VALUE // 2
+BLOCKS = {"gnconv": HorBlock, "conv": ResidualConvBlock}
+CONTEXTS = ("checkerboard", "none")
+
+
+def _down(cin: int, cout: int, kernel: int = 5) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel, stride=2, padding=kernel // 2)
+
+
+def _up(cin: int, cout: int, kernel: int = 5) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, kernel, stride=2, padding=kernel // 2, output_padding=1)
+
+
+class RedundancyElimination(nn.Module):
+    """Sender-side information filter ``f1 → f2`` with a rate-constrained bottleneck (DICM's RE module)."""
+
+    def __init__(self, channels: int, width: int = 64, latent: int = 96, depths: tuple[int, ...] = (1, 1, 2)):
+        super().__init__()
+        encoder: list[nn.Module] = [nn.Conv2d(channels, width, 1)]
+        for level, depth in enumerate(depths):
+            out = latent if level == len(depths) - 1 else width
+            encoder += [Conv2FormerBlock(width) for _ in range(depth)]
+            encoder += [nn.Conv2d(width, out, 3, stride=2, padding=1), LayerNorm2d(out)]
+        decoder: list[nn.Module] = []
+        for level, depth in enumerate(reversed(depths)):
+            decoder += [_up(latent if level == 0 else width, width), LayerNorm2d(width)]
+            decoder += [Conv2FormerBlock(width) for _ in range(depth)]
+        decoder.append(nn.Conv2d(width, channels, 1))
+        self.encoder, self.decoder = nn.Sequential(*encoder), nn.Sequential(*decoder)
+        self.prior = FactorizedPrior(latent)
+        self.factor = 1 << len(depths)
+
+    def forward(self, f1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(f2, likelihoods of the rounded latent)``."""
+        latent_hat, likelihoods = self.prior(self.encoder(f1))
+        return self.decoder(latent_hat), likelihoods
+
+    @torch.no_grad()
+    def filter(self, f1: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.round(self.encoder(f1)))
+
+
+def checkerboard(height: int, width: int) -> torch.Tensor:
+    """``(1, 1, H, W)`` bool mask of anchor positions (``(i + j)`` even), decoded in the first pass."""
+    i = torch.arange(height).reshape(-1, 1)
+    j = torch.arange(width).reshape(1, -1)
+    return ((i + j) % 2 == 0).reshape(1, 1, height, width)
+
+
+class DICMFeatureCodec(CompressionModel):
+    architecture = "dicm-feature"
+    # Float networks whose exact-integer twins are what coding runs: shipped files leave them out.
+    float_twins = ("h_s", "context", "entropy_parameters")
+
+    def __init__(
+        self, channels: int, backbone: str = "", split: str = "", head_digest: str = "", N: int = 64, M: int = 128,
+        hyper: int = 64, re_levels: int = 2, re_width: int = 48, re_latent: int = 64, block: str = "gnconv",
+        context: str = "checkerboard", gnconv_order: int = 3, transformer_depth: int = 1, qualities: int = 1,
+        latent_levels: int = 2,
+    ):
+        super().__init__()
+        if block not in BLOCKS or context not in CONTEXTS:
+            raise ValueError(f"block must be one of {list(BLOCKS)} and context one of {list(CONTEXTS)}")
+        self.config = {
+            "channels": channels, "backbone": backbone, "split": split, "head_digest": head_digest, "N": N, "M": M,
+            "hyper": hyper, "re_levels": re_levels, "re_width": re_width, "re_latent": re_latent, "block": block,
+            "context": context, "gnconv_order": gnconv_order, "transformer_depth": transformer_depth,
+            "qualities": qualities, "latent_levels": latent_levels,
+        }
+        self.M = M
+        depths = (1,) * (re_levels - 1) + (2,)  # the paper's (1, 1, 2) at three levels
+        self.re = RedundancyElimination(channels, re_width, re_latent, depths) if re_levels > 0 else None
+        make = BLOCKS[block]
+        if latent_levels < 1:
+            raise ValueError("latent_levels must be ≥ 1")
+        analysis: list[nn.Module] = [nn.Conv2d(channels, N, 1), make(N, gnconv_order)]
+        synthesis: list[nn.Module] = []
+        for level in range(latent_levels):
+            last = level == latent_levels - 1
+            analysis += [_down(N, M)] if last else [_down(N, N), make(N, gnconv_order)]
+            synthesis += [_up(M if level == 0 else N, N), make(N, gnconv_order)]
+        self.g_a = nn.Sequential(*analysis)
+        self.g_s = nn.Sequential(*synthesis, nn.Conv2d(N, channels, 1))
+        self.h_a = nn.Sequential(
+            nn.Conv2d(M, hyper, 1), TokenTransformer(hyper, transformer_depth), _down(hyper, hyper, 3), nn.GELU(),
+            _down(hyper, hyper, 3),
+        )
+        self.h_s = nn.Sequential(_up(hyper, hyper), nn.ReLU(), _up(hyper, hyper), nn.ReLU(),
+                                 nn.Conv2d(hyper, 2 * M, 3, padding=1))
+        self.qualities = qualities
+        self.use_context = context == "checkerboard"
+        self.context = nn.Sequential(nn.Conv2d(M, M, 5, padding=2)) if self.use_context else None
+        params_in = 3 * M if self.use_context else 2 * M
+        self.entropy_parameters = nn.Sequential(
+            nn.Conv2d(params_in, 2 * M, 1), nn.ReLU(), nn.Conv2d(2 * M, 2 * M, 1), nn.ReLU(), nn.Conv2d(2 * M, 2 * M, 1)
+        )
+        # Variable rate (gain units, Cui et al., CVPR 2021): quality q scales y channel-wise by gain[q]
+        # before quantisation and by inverse_gain[q] before synthesis — one set of weights, several rates.
+        spread = torch.exp(torch.linspace(-1.5, 1.5, qualities)) if qualities > 1 else torch.ones(1)
+        self.gain = nn.Parameter(spread.reshape(-1, 1).repeat(1, M))
+        self.inverse_gain = nn.Parameter(1 / spread.reshape(-1, 1).repeat(1, M))
+        self._init_latent_gains()
+        self.entropy_bottleneck = FactorizedPrior(hyper)
+        self.gaussian_conditional = GaussianConditional()
+        self.h_s_int = ExactIntegerNet(self.h_s)
+        self.context_int = ExactIntegerNet(self.context) if self.use_context else None
+        self.entropy_parameters_int = ExactIntegerNet(self.entropy_parameters)
+        # Per-channel statistics of the head's features (set from data before training): the transforms
+        # see standardised features and g_s's output is mapped back, so no layer has to learn the scale
+        # of the backbone's activations (std ≈ 7 at Lite0's blocks.2, heavy-tailed) from its init.
+        self.register_buffer("feature_mean", torch.zeros(1, channels, 1, 1))
+        self.register_buffer("feature_std", torch.ones(1, channels, 1, 1))
+        # Feature samples per latent sample of y, and the multiple the feature map's sides must be.
+        self.latent_scale = 1 << latent_levels  # feature samples per y sample
+        self.hyper_scale = 4 * self.latent_scale  # feature samples per z sample
+        self.feature_stride = max(self.hyper_scale, self.re.factor if self.re is not None else 1)
+
+    @torch.no_grad()
+    def _init_latent_gains(self) -> None:
+        """Start with latents well above the quantisation step: with default initialisation y's std is
+        ≈ 0.2 (and RE's latent, after its LayerNorm, ≈ 1), so rounding would pass almost nothing and the
+        rate term would win before the transforms learn to spread them (seen: no progress in 150 steps)."""
+        self.g_a[-1].weight.mul_(10.0)
+        self.g_s[0].weight.div_(10.0)
+        if self.re is not None:
+            self.re.encoder[-1].weight.fill_(4.0)
+
+    # -- training ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def set_feature_statistics(self, features: torch.Tensor) -> None:
+        """Per-channel mean and standard deviation of a batch of head features (call once, before training)."""
+        self.feature_mean.copy_(features.mean(dim=(0, 2, 3), keepdim=True))
+        self.feature_std.copy_(features.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3))
+
+    def standardise(self, f: torch.Tensor) -> torch.Tensor:
+        return (f - self.feature_mean) / self.feature_std
+
+    def restore(self, f: torch.Tensor) -> torch.Tensor:
+        return f * self.feature_std + self.feature_mean
+
+    def _gains(self, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= quality < self.qualities:
+            raise ValueError(f"quality index {quality} outside 0…{self.qualities - 1}")
+        return self.gain[quality].reshape(1, -1, 1, 1), self.inverse_gain[quality].reshape(1, -1, 1, 1)
+
+    def forward(self, f1: torch.Tensor, quality: int = 0) -> dict:
+        likelihoods = {}
+        gain, inverse_gain = self._gains(quality)
+        f2 = self.standardise(f1)
+        if self.re is not None:
+            f2, likelihoods["re"] = self.re(f2)
+        y = self.g_a(f2) * gain
+        z_hat, likelihoods["z"] = self.entropy_bottleneck(self.h_a(y))
+        hyper = self.h_s(z_hat)
+        if self.use_context:
+            anchors = checkerboard(*y.shape[-2:]).to(y.device)
+            first = self.entropy_parameters(torch.cat([hyper, torch.zeros_like(y)], 1))
+            _, means_a = first.chunk(2, 1)
+            y_anchor = (ste_round(y - means_a) + means_a) * anchors
+            second = self.entropy_parameters(torch.cat([hyper, self.context(y_anchor)], 1))
+            params = torch.where(anchors, first, second)
+        else:
+            params = self.entropy_parameters(hyper)
+        scales, means = params.chunk(2, 1)
+        y_hat, likelihoods["y"] = self.gaussian_conditional(y, scales, means)
+        f_hat = self.restore(self.g_s(y_hat * inverse_gain))
+        return {"f_hat": f_hat, "f_filtered": self.restore(f2), "likelihoods": likelihoods, "quality": quality}
+
+    def transmitted(self, likelihoods: dict) -> dict:
+        """The likelihoods of what the bitstream carries (RE's latent is a training term, never sent)."""
+        return {k: v for k, v in likelihoods.items() if k != "re"}
+
+    # -- coding -----------------------------------------------------------------------------------
+    def _quantize_integer_nets(self) -> None:
+        self.h_s_int.quantize_from(self.h_s)
+        self.entropy_parameters_int.quantize_from(self.entropy_parameters)
+        if self.use_context:
+            self.context_int.quantize_from(self.context)
+
+    def _table_choice(self, params_fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fixed-point (scales, means) → (scale-table index, means in fixed point); exact on any machine."""
+        scales_fixed, means_fixed = params_fixed[:, : self.M], params_fixed[:, self.M :]
+        table_fixed = torch.round(self.gaussian_conditional.scale_table.double() * (1 << ACT_FRAC_BITS))
+        index = torch.searchsorted(table_fixed, scales_fixed.contiguous()).clamp_(max=len(table_fixed) - 1)
+        return index, means_fixed
+
+    def _first_pass(self, hyper_fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.use_context:
+            return self._table_choice(self.entropy_parameters_int(hyper_fixed))
+        no_context = hyper_fixed.new_zeros(len(hyper_fixed), self.M, *hyper_fixed.shape[-2:])
+        return self._table_choice(self.entropy_parameters_int(torch.cat([hyper_fixed, no_context], 1)))
+
+    def _second_pass(self, hyper_fixed: torch.Tensor, y_anchor_fixed: torch.Tensor):
+        context = self.context_int(y_anchor_fixed)
+        return self._table_choice(self.entropy_parameters_int(torch.cat([hyper_fixed, context], 1)))
+
+    def filter(self, f1: torch.Tensor) -> torch.Tensor:
+        """Standardised, RE-filtered features: what g_a analyses."""
+        f2 = self.standardise(f1)
+        return self.re.filter(f2) if self.re is not None else f2
+
+    @torch.no_grad()
+    def compress(self, f1: torch.Tensor, quality: int = 0) -> dict:
+        """Features ``(N, C, H, W)`` (H, W multiples of :attr:`feature_stride`) at quality index ``quality``
+        → streams [y anchors, y others, z]."""
+        self.require_finalized()
+        y = self.g_a(self.filter(f1)) * self._gains(quality)[0]
+        z_hat = torch.round(self.h_a(y)).clamp_(-_SYMBOL_LIMIT, _SYMBOL_LIMIT)
+        hyper_fixed = self.h_s_int(ExactIntegerNet.to_fixed(z_hat))
+        index, means_fixed = self._first_pass(hyper_fixed)
+        symbols = torch.round(y - ExactIntegerNet.from_fixed(means_fixed)).clamp_(-_SYMBOL_LIMIT, _SYMBOL_LIMIT)
+        strings: list[list[bytes]] = [[], [], []]
+        if self.use_context:
+            anchors = checkerboard(*y.shape[-2:]).expand_as(y)
+            y_anchor_fixed = (ExactIntegerNet.to_fixed(symbols) + means_fixed) * anchors
+            index_n, means_n = self._second_pass(hyper_fixed, y_anchor_fixed)
+            symbols_n = torch.round(y - ExactIntegerNet.from_fixed(means_n)).clamp_(-_SYMBOL_LIMIT, _SYMBOL_LIMIT)
+            others = ~anchors
+            for i in range(len(y)):
+                strings[0].append(self.gaussian_conditional.compress(symbols[i][anchors[i]], index[i][anchors[i]]))
+                strings[1].append(self.gaussian_conditional.compress(symbols_n[i][others[i]], index_n[i][others[i]]))
+        else:
+            for i in range(len(y)):
+                strings[0].append(self.gaussian_conditional.compress(symbols[i], index[i]))
+                strings[1].append(b"")
+        strings[2] = [self.entropy_bottleneck.compress(z_hat[i]) for i in range(len(y))]
+        return {"strings": strings, "shape": tuple(z_hat.shape[-2:])}
+
+    @torch.no_grad()
+    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], quality: int = 0) -> dict:
+        """Streams of :meth:`compress` and ``z``'s (H, W) → ``{"f_hat": (N, C, H·s, W·s)}``, s = feature_stride."""
+        self.require_finalized()
+        inverse_gain = self._gains(quality)[1]
+        anchor_strings, other_strings, z_strings = strings
+        z_hat = torch.stack([self.entropy_bottleneck.decompress(s, shape) for s in z_strings])
+        hyper_fixed = self.h_s_int(ExactIntegerNet.to_fixed(z_hat))
+        index, means_fixed = self._first_pass(hyper_fixed)
+        y_shape = index.shape
+        decode = self.gaussian_conditional.decompress
+        if self.use_context:
+            anchors = checkerboard(*y_shape[-2:]).expand(y_shape)
+            symbols = torch.zeros(y_shape)
+            for i, data in enumerate(anchor_strings):
+                symbols[i][anchors[i]] = decode(data, index[i][anchors[i]])
+            y_anchor_fixed = (ExactIntegerNet.to_fixed(symbols) + means_fixed) * anchors
+            index_n, means_n = self._second_pass(hyper_fixed, y_anchor_fixed)
+            others = ~anchors
+            for i, data in enumerate(other_strings):
+                symbols[i][others[i]] = decode(data, index_n[i][others[i]])
+            means_fixed = torch.where(anchors, means_fixed, means_n)
+        else:
+            symbols = torch.stack([decode(data, index[i]) for i, data in enumerate(anchor_strings)])
+        y_hat = symbols + ExactIntegerNet.from_fixed(means_fixed).float()
+        with single_threaded():  # decoded features independent of the thread count and of batching
+            f_hat = torch.cat([self.restore(self.g_s(y_hat[i : i + 1] * inverse_gain)) for i in range(len(y_hat))])
+        return {"f_hat": f_hat}
