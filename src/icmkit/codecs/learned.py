@@ -64,7 +64,11 @@ class IcmContainerCodec(Codec):
         with self._lock:
             if quality not in self._models:
                 model = self._load(quality).eval()
-                self._models[quality] = (model, weights_digest(model.state_dict()))
+                # Float twins of integer networks are not stored in shipped files (random after loading):
+                # the digest covers only what coding reads, so it is the same in every process.
+                twins = tuple(f"{name}." for name in getattr(model, "float_twins", ()))
+                coding_state = {k: v for k, v in model.state_dict().items() if not (twins and k.startswith(twins))}
+                self._models[quality] = (model, weights_digest(coding_state))
             return self._models[quality]
 
     def fingerprint(self, quality: int) -> str:
