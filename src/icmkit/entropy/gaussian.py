@@ -66,6 +66,12 @@ class GaussianConditional(HasTables):
             lengths.append(2 * radius + 1)
         self.set_tables(pad_rows(rows), torch.tensor(offsets), torch.tensor(lengths))
 
+    def index_from_fixed(self, scales_fixed: torch.Tensor, frac_bits: int) -> torch.Tensor:
+        """Scale-table index of every predicted scale given in fixed point (``frac_bits`` fractional bits):
+        the first entry ≥ the scale, by integer comparison — the same on every machine."""
+        table_fixed = torch.round(self.scale_table.double() * (1 << frac_bits))
+        return torch.searchsorted(table_fixed, scales_fixed.contiguous()).clamp_(max=len(table_fixed) - 1)
+
     def compress(self, symbols: torch.Tensor, table_index: torch.Tensor) -> bytes:
         self._require_tables()
         return encode_with_tables(symbols.long().numpy(), table_index.long().numpy(), self.tables())

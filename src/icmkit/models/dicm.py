@@ -238,9 +238,7 @@ class DICMFeatureCodec(CompressionModel):
     def _table_choice(self, params_fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Fixed-point (scales, means) → (scale-table index, means in fixed point); exact on any machine."""
         scales_fixed, means_fixed = params_fixed[:, : self.M], params_fixed[:, self.M :]
-        table_fixed = torch.round(self.gaussian_conditional.scale_table.double() * (1 << ACT_FRAC_BITS))
-        index = torch.searchsorted(table_fixed, scales_fixed.contiguous()).clamp_(max=len(table_fixed) - 1)
-        return index, means_fixed
+        return self.gaussian_conditional.index_from_fixed(scales_fixed, ACT_FRAC_BITS), means_fixed
 
     def _first_pass(self, hyper_fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.use_context:

@@ -95,8 +95,7 @@ class MeanScaleHyperprior(CompressionModel):
         """Exact on any machine: (scale-table index, mean) for every element of y."""
         params = self.h_s_int(ExactIntegerNet.to_fixed(z_hat))
         scales_fixed, means_fixed = params[:, : self.M], params[:, self.M :]
-        table_fixed = torch.round(self.gaussian_conditional.scale_table.double() * (1 << ACT_FRAC_BITS))
-        index = torch.searchsorted(table_fixed, scales_fixed.contiguous()).clamp_(max=len(table_fixed) - 1)
+        index = self.gaussian_conditional.index_from_fixed(scales_fixed, ACT_FRAC_BITS)
         return index, ExactIntegerNet.from_fixed(means_fixed).float()
 
     @torch.no_grad()
