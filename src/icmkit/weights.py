@@ -19,11 +19,12 @@ def save_weights(model: CompressionModel, path: str | Path, metadata: dict | Non
     """Write ``model``'s tensors and metadata. ``slim``: only what coding reads — no float twins of the
     exact-integer networks (``model.float_twins``) and float weights as float16 (the loaded model computes
     in float32 on the stored values, so encoder and decoder still agree) — for shipped files."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if slim:
         model.require_finalized()
-        state = {k: v.half() if v.dtype == torch.float32 and not _is_table(k) else v
-                 for k, v in state.items() if not _is_float_twin(model, k)}
+    source = model.coding_state_dict() if slim else model.state_dict()
+    state = {k: v.detach().cpu().contiguous() for k, v in source.items()}
+    if slim:
+        state = {k: v.half() if v.dtype == torch.float32 and not _is_table(k) else v for k, v in state.items()}
     meta = {"architecture": model.architecture, "config": json.dumps(model.config)}
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
     atomic_write(path, save(state, metadata=meta))
@@ -46,17 +47,13 @@ def load_weights(path: str | Path) -> tuple[CompressionModel, dict[str, str]]:
         model = build_model(meta["architecture"], **json.loads(meta["config"]))
         state = load_file(str(path))
         result = model.load_state_dict(state, strict=False)  # float16 tensors are widened on copy
-        missing = [k for k in result.missing_keys if not _is_float_twin(model, k)]
+        missing = [k for k in result.missing_keys if not model.is_float_twin(k)]
         if missing or result.unexpected_keys:
             keys = missing or result.unexpected_keys
             raise RuntimeError(f"{len(keys)} {'missing' if missing else 'unexpected'} tensors, e.g. {keys[0]}")
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise IcmError(f"{path}: not icmkit codec weights ({str(exc).splitlines()[0]})") from None
     return model.eval(), meta
-
-
-def _is_float_twin(model: CompressionModel, key: str) -> bool:
-    return key.split(".", 1)[0] in getattr(model, "float_twins", ())
 
 
 def _is_table(key: str) -> bool:

@@ -66,8 +66,7 @@ class IcmContainerCodec(Codec):
                 model = self._load(quality).eval()
                 # Float twins of integer networks are not stored in shipped files (random after loading):
                 # the digest covers only what coding reads, so it is the same in every process.
-                twins = tuple(f"{name}." for name in getattr(model, "float_twins", ()))
-                coding_state = {k: v for k, v in model.state_dict().items() if not (twins and k.startswith(twins))}
+                coding_state = getattr(model, "coding_state_dict", model.state_dict)()  # CompressAI models: all
                 self._models[quality] = (model, weights_digest(coding_state))
             return self._models[quality]
 

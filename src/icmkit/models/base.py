@@ -23,6 +23,16 @@ class NotFinalizedError(IcmError, RuntimeError):
 
 class CompressionModel(nn.Module):
     stride: int = 64  # H and W must be multiples of this
+    # Top-level float networks whose ExactIntegerNet twins are what coding runs (shipped files omit them).
+    float_twins: tuple[str, ...] = ()
+
+    def is_float_twin(self, key: str) -> bool:
+        """Whether state-dict entry ``key`` belongs to a float twin (not read by coding)."""
+        return key.split(".", 1)[0] in self.float_twins
+
+    def coding_state_dict(self) -> dict[str, torch.Tensor]:
+        """The state dict without the float twins: what encoding and decoding read."""
+        return {k: v for k, v in self.state_dict().items() if not self.is_float_twin(k)}
 
     def aux_loss(self) -> torch.Tensor:
         """Loss that trains the factorised priors' quantiles; optimise it with its own optimiser."""
