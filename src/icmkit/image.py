@@ -106,6 +106,14 @@ def to_rgb_array(img: Image.Image, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def resize_shorter_side(image: np.ndarray, side: int, resample: Image.Resampling) -> np.ndarray:
+    """Scale an H×W×3 image so its shorter side is ``side`` (aspect kept, neither side below ``side``)."""
+    height, width = image.shape[:2]
+    scale = side / min(height, width)
+    size = (max(side, round(width * scale)), max(side, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, resample))
+
+
 def encode_png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")

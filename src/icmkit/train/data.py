@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from icmkit.image import IMAGE_SUFFIXES, load_rgb
+from icmkit.image import IMAGE_SUFFIXES, load_rgb, resize_shorter_side
 
 
 def find_images(folders: list[str | Path]) -> list[Path]:
@@ -38,23 +38,25 @@ class RandomCrops(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def center_crop(self, index: int) -> torch.Tensor:
-        """The centre crop of image ``index`` (no randomness), padded by reflection when too small."""
-        image = self.images[index]
-        h, w, _ = image.shape
-        if h < self.crop or w < self.crop:
-            image = np.pad(image, ((0, max(0, self.crop - h)), (0, max(0, self.crop - w)), (0, 0)), mode="reflect")
-            h, w, _ = image.shape
-        top, left = (h - self.crop) // 2, (w - self.crop) // 2
-        return _to_tensor(image[top : top + self.crop, left : left + self.crop])
-
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def _padded(self, index: int) -> np.ndarray:
+        """Image ``index``, padded by reflection to at least ``crop`` a side."""
         image = self.images[index]
         h, w, _ = image.shape
         if h < self.crop or w < self.crop:
             pad = ((0, max(0, self.crop - h)), (0, max(0, self.crop - w)), (0, 0))
             image = np.pad(image, pad, mode="reflect")
-            h, w, _ = image.shape
+        return image
+
+    def center_crop(self, index: int) -> torch.Tensor:
+        """The centre crop of image ``index`` (no randomness), padded by reflection when too small."""
+        image = self._padded(index)
+        h, w, _ = image.shape
+        top, left = (h - self.crop) // 2, (w - self.crop) // 2
+        return _to_tensor(image[top : top + self.crop, left : left + self.crop])
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = self._padded(index)
+        h, w, _ = image.shape
         top = int(self.rng.integers(0, h - self.crop + 1))
         left = int(self.rng.integers(0, w - self.crop + 1))
         patch = image[top : top + self.crop, left : left + self.crop]
@@ -64,12 +66,7 @@ class RandomCrops(Dataset):
 
 
 def _resize_shorter(image: np.ndarray, side: int) -> np.ndarray:
-    if side <= 0:
-        return image
-    height, width, _ = image.shape
-    scale = side / min(height, width)
-    size = (max(side, round(width * scale)), max(side, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+    return resize_shorter_side(image, side, Image.Resampling.BICUBIC) if side > 0 else image
 
 
 def _to_tensor(patch: np.ndarray) -> torch.Tensor:
