@@ -93,15 +93,15 @@ class _ResNetFinish(nn.Module):
         return self.model.fc(torch.flatten(self.model.avgpool(x), 1))  # torchvision ResNet
 
 
-def _efficientnet_parts(model: nn.Module) -> tuple[list[nn.Module], list[tuple[str, nn.Module]], nn.Module, int]:
+def _efficientnet_parts(model: nn.Module) -> tuple[list[nn.Module], list[tuple[str, nn.Module]], nn.Module]:
     stages = [(f"blocks.{i}", block) for i, block in enumerate(model.blocks)]
-    return [model.conv_stem, model.bn1], stages, _TimmEfficientNetFinish(model), 2
+    return [model.conv_stem, model.bn1], stages, _TimmEfficientNetFinish(model)
 
 
-def _resnet_parts(model: nn.Module) -> tuple[list[nn.Module], list[tuple[str, nn.Module]], nn.Module, int]:
+def _resnet_parts(model: nn.Module) -> tuple[list[nn.Module], list[tuple[str, nn.Module]], nn.Module]:
     act = getattr(model, "act1", None) or getattr(model, "relu")
     stages = [(f"layer{i}", getattr(model, f"layer{i}")) for i in range(1, 5)]
-    return [model.conv1, model.bn1, act, model.maxpool], stages, _ResNetFinish(model), 4
+    return [model.conv1, model.bn1, act, model.maxpool], stages, _ResNetFinish(model)
 
 
 def _family_parts(model: nn.Module):
@@ -123,7 +123,7 @@ class SplitBackbone(nn.Module):
 
     def __init__(self, name: str, model: nn.Module, stage: str, mean, std):
         super().__init__()
-        stem, stages, finish, stem_stride = _family_parts(model)
+        stem, stages, finish = _family_parts(model)  # the stride is measured (_probe), not declared
         names = [n for n, _ in stages]
         if stage not in names:
             raise SplitError(f"{name} has no stage {stage!r}; stages: {', '.join(names)}")
