@@ -31,11 +31,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from icmkit.codecs.base import FeatureMaps
+from icmkit.codecs.base import FEATURES, FeatureMaps
 from icmkit.errors import IcmError, one_line
 from icmkit.fileio import atomic_write, read_user_file
 
-FEATURES = "features"
 FORMAT = "icmkit.features/1"
 SUFFIX = ".safetensors"
 _REQUIRED = ("backbone", "split", "head_digest", "stride", "image_size")

@@ -68,6 +68,9 @@ class Availability:
     reason: str = ""
 
 
+FEATURES = "features"  # the name of the tensor a feature codec decodes to
+
+
 @dataclass
 class FeatureMaps:
     """Decoded output of a feature codec: named tensors with their stride relative to the input."""

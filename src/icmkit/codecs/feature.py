@@ -30,14 +30,11 @@ import torch
 
 from icmkit import bitstream
 from icmkit.backbones import SplitBackbone, split_classifier
-from icmkit.codecs.base import Availability, CodecKind, FeatureMaps
+from icmkit.codecs.base import FEATURES, Availability, CodecKind, FeatureMaps
 from icmkit.codecs.learned import IcmContainerCodec
 from icmkit.errors import BitstreamError, IcmError, WeightsMismatchError
 from icmkit.weights import load_weights, read_metadata
 from icmkit.zoo import family
-
-FEATURES = "features"
-
 
 class FeatureCodec(IcmContainerCodec):
     """A :class:`~icmkit.models.DICMFeatureCodec` family plus the backbone whose head it was trained on."""

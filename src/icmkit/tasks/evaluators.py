@@ -40,10 +40,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from icmkit.codecs.base import Codec, CodecKind, FeatureMaps
+from icmkit.codecs.base import FEATURES, Codec, CodecKind, FeatureMaps
 from icmkit.errors import IcmError
 
-FEATURES = "features"  # the tensor a feature codec decodes to
 IMAGE = "image"  # the reference name of pixel inputs
 FEATURE_CODECS_SERVE = "feature codecs serve classification in this version"
 
