@@ -289,3 +289,13 @@ def test_default_download_failure_is_a_user_error(monkeypatch):
         with pytest.raises(ClassifierWeightsError, match="cannot load .*URLError") as info:
             load_classifier(name)
         assert "\n" not in str(info.value)
+
+
+def test_random_weights_are_the_same_in_every_process_and_leave_the_caller_rng_alone():
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(123)
+    first = load_classifier("resnet18", weights=None).model.state_dict()
+    assert torch.equal(torch.rand(3), expected_draw)
+    second = load_classifier("resnet18", weights=None).model.state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)

@@ -159,11 +159,14 @@ def load_classifier(name: str, weights: str | os.PathLike | None = "default") ->
     if weights is not None and not (isinstance(weights, str) and weights == "default"):
         weights = Path(weights)
     backend, arch = _resolve_name(name)
-    if backend == "lite":
-        return _load_lite(arch, weights)
-    if backend == "torchvision":
-        return _load_torchvision(arch, weights)
-    return _load_timm(arch, weights)
+    load = {"lite": _load_lite, "torchvision": _load_torchvision}.get(backend, _load_timm)
+    if weights is not None:
+        return load(arch, weights)
+    # Random weights are the same in every process (seed 0, without touching the caller's random stream):
+    # ranks of one sharded benchmark, or a resumed run, then score with one model.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return load(arch, None)
 
 
 def _resolve_name(name: str) -> tuple[str, str]:
