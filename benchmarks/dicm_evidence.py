@@ -38,8 +38,11 @@ def curve(folder: Path, codec: str, metric: str = "top1"):
 
 def compare(folder: Path, test: str, anchor: str) -> dict:
     a, t = curve(folder, anchor), curve(folder, test)
-    return {"test": test, "anchor": anchor, **bd(a.rates, a.metric, t.rates, t.metric, method="pchip",
-                                                 monotonic=True).as_dict()}
+    return {
+        "test": test,
+        "anchor": anchor,
+        **bd(a.rates, a.metric, t.rates, t.metric, method="pchip", monotonic=True).as_dict(),
+    }
 
 
 def reference_top1(folder: Path) -> dict[str, float]:
@@ -65,8 +68,10 @@ def verdict(value: float, target: float) -> str:
 
 def bd_line(label: str, r: dict, target: float | None = None) -> str:
     check = "" if target is None else f" — {verdict(r['bd_rate_pct'], target)}"
-    return (f"{label}: BD-rate {r['bd_rate_pct']:+.1f} %, BD-top-1 {r['bd_metric']:+.2f} pp, overlap "
-            f"{r['overlap_lo']:.3g}–{r['overlap_hi']:.3g} (top-1 %), {r['points']} points{check}")
+    return (
+        f"{label}: BD-rate {r['bd_rate_pct']:+.1f} %, BD-top-1 {r['bd_metric']:+.2f} pp, overlap "
+        f"{r['overlap_lo']:.3g}–{r['overlap_hi']:.3g} (top-1 %), {r['points']} points{check}"
+    )
 
 
 def report(args) -> dict:
@@ -89,14 +94,20 @@ def report(args) -> dict:
         best, inside = top1_at(points, rate)
         gap = None if best is None else image_top1 - best
         out[f"at_{rate}"] = {"best_measured": best, "interpolated": inside, "gap_pp": gap}
-        shown = "no point" if best is None else f"{best:.1f} % (gap {gap:.1f} pp, {'met' if gap <= allowed else 'NOT met'}"
-        print(f"≤ {rate} bpp: best {shown}, target ≤ {allowed:.0f} pp)"
-              + ("" if inside is None else f"; interpolated at {rate}: {inside:.1f} %"))
+        shown = (
+            "no point" if best is None else f"{best:.1f} % (gap {gap:.1f} pp, {'met' if gap <= allowed else 'NOT met'}"
+        )
+        print(
+            f"≤ {rate} bpp: best {shown}, target ≤ {allowed:.0f} pp)"
+            + ("" if inside is None else f"; interpolated at {rate}: {inside:.1f} %")
+        )
     lowest_bits = points[0][0] * CROP_PIXELS
     limit = math.log2(CLASSES)
     out["physical_limit"] = {"bits_per_image_limit": limit, "lowest_point_bits": lowest_bits}
-    print(f"physical limit: log2({CLASSES}) = {limit:.2f} bits per image ({limit / CROP_PIXELS:.6f} bpp); the lowest "
-          f"point spends {lowest_bits:.0f} bits ({lowest_bits / limit:.0f}× the limit)")
+    print(
+        f"physical limit: log2({CLASSES}) = {limit:.2f} bits per image ({limit / CROP_PIXELS:.6f} bpp); the lowest "
+        f"point spends {lowest_bits:.0f} bits ({lowest_bits / limit:.0f}× the limit)"
+    )
     if args.ablations:
         out["ablations"] = []
         print(f"# ablations at equal training budget ({args.ablations}): BD-rate vs the full model")
@@ -128,8 +139,9 @@ def ablate(args) -> None:
     if ABLATION_FULL not in names:
         raise SystemExit("one run must be labelled full=")
     # One process: the codecs registered here are not visible to worker processes.
-    outcome = run_bench(BenchOptions(out=args.out, data=args.data, codecs=",".join(names), anchor=ABLATION_FULL,
-                                     workers=1))
+    outcome = run_bench(
+        BenchOptions(out=args.out, data=args.data, codecs=",".join(names), anchor=ABLATION_FULL, workers=1)
+    )
     print(f"{outcome.results}: {len(outcome.summary)} summary rows")
 
 

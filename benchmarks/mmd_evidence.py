@@ -48,8 +48,10 @@ def row(label: str, r: dict, target: float | None = None) -> str:
     verdict = "" if target is None else (" met" if rate <= target else " not met") + f" (target ≤ {target:+.0f} %)"
     if math.isnan(rate):
         verdict = " no overlap"
-    return (f"| {label} | {r['test']} vs {r['anchor']} | {r['metric']} | {rate:+.1f} %{verdict} | "
-            f"{delta:+.2f} {unit} | {r['overlap_lo']:.4g}–{r['overlap_hi']:.4g} | {r['points']} |")
+    return (
+        f"| {label} | {r['test']} vs {r['anchor']} | {r['metric']} | {rate:+.1f} %{verdict} | "
+        f"{delta:+.2f} {unit} | {r['overlap_lo']:.4g}–{r['overlap_hi']:.4g} | {r['points']} |"
+    )
 
 
 def pointwise_gains(folder: Path) -> list[str]:
@@ -61,7 +63,9 @@ def pointwise_gains(folder: Path) -> list[str]:
         for (r0, t0), (r1, t1) in zip(reference, reference[1:]):
             if r0 <= rate <= r1:
                 expected = t0 + (t1 - t0) * math.log(rate / r0) / math.log(r1 / r0)
-                lines.append(f"{rate:.3f} bpp: icm-mmd {top1:.1f} %, icm-mse {expected:.1f} % ({top1 - expected:+.1f} pp)")
+                lines.append(
+                    f"{rate:.3f} bpp: icm-mmd {top1:.1f} %, icm-mse {expected:.1f} % ({top1 - expected:+.1f} pp)"
+                )
                 break
         else:
             lines.append(f"{rate:.3f} bpp: icm-mmd {top1:.1f} %, outside icm-mse's rate range")

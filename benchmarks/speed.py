@@ -61,9 +61,12 @@ def measure_icmkit(image: np.ndarray, codec_name: str, quality: int | None, repe
     data, encode_s = timed(lambda: codec.encode(image, quality), repeats)
     decoded, decode_s = timed(lambda: codec.decode(data), repeats)
     return {
-        "codec": f"icmkit {codec_name} q{quality}", "bytes": len(data),
-        "bpp": icmkit.bits_per_pixel(len(data), image.shape), "psnr": icmkit.psnr(image, decoded),
-        "encode_s": encode_s, "decode_s": decode_s,
+        "codec": f"icmkit {codec_name} q{quality}",
+        "bytes": len(data),
+        "bpp": icmkit.bits_per_pixel(len(data), image.shape),
+        "psnr": icmkit.psnr(image, decoded),
+        "encode_s": encode_s,
+        "decode_s": decode_s,
     }
 
 
@@ -88,8 +91,12 @@ def measure_compressai(image: np.ndarray, repeats: int, pretrained_quality: int 
         coded, encode_s = timed(lambda: model.compress(x), repeats)
         out, decode_s = timed(lambda: model.decompress(coded["strings"], coded["shape"]), repeats)
     size = sum(len(s[0]) for s in coded["strings"])
-    result = {"codec": f"CompressAI MeanScaleHyperprior(128,192) {label}", "bytes": size,
-              "encode_s": encode_s, "decode_s": decode_s}
+    result = {
+        "codec": f"CompressAI MeanScaleHyperprior(128,192) {label}",
+        "bytes": size,
+        "encode_s": encode_s,
+        "decode_s": decode_s,
+    }
     if pretrained_quality:
         decoded = (out["x_hat"][0, :, :height, :width].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
         result.update(bpp=8 * size / (height * width), psnr=icmkit.psnr(image, decoded))
@@ -167,23 +174,32 @@ def measure_uhd_memory(codec_name: str, quality: int | None, threads: int) -> di
 
 
 def print_speed_table(rows: list[dict], reference: dict | None, source: str, image: np.ndarray, args) -> None:
-    print(f"image: {source} ({image.shape[1]}×{image.shape[0]}), torch threads: {args.threads}, "
-          f"median of {args.repeats} runs")
+    print(
+        f"image: {source} ({image.shape[1]}×{image.shape[0]}), torch threads: {args.threads}, "
+        f"median of {args.repeats} runs"
+    )
     print(f"{'codec':58s} {'bytes':>8s} {'bpp':>7s} {'PSNR':>7s} {'enc s':>7s} {'dec s':>7s}")
     for row in rows:
         bpp = f"{row['bpp']:.4f}" if "bpp" in row else "n/a"
         quality = f"{row['psnr']:.2f}" if "psnr" in row else "n/a"
-        print(f"{row['codec']:58s} {row['bytes']:8d} {bpp:>7s} {quality:>7s} {row['encode_s']:7.3f} {row['decode_s']:7.3f}")
+        print(
+            f"{row['codec']:58s} {row['bytes']:8d} {bpp:>7s} {quality:>7s} "
+            f"{row['encode_s']:7.3f} {row['decode_s']:7.3f}"
+        )
     if reference:
-        print(f"speed-up vs CompressAI: encode {reference['encode_s'] / rows[0]['encode_s']:.2f}×, "
-              f"decode {reference['decode_s'] / rows[0]['decode_s']:.2f}×")
+        print(
+            f"speed-up vs CompressAI: encode {reference['encode_s'] / rows[0]['encode_s']:.2f}×, "
+            f"decode {reference['decode_s'] / rows[0]['decode_s']:.2f}×"
+        )
     else:
         print("CompressAI not installed: pip install -e '.[compressai]' (in its own venv) to compare")
 
 
 def print_memory_table(memory: dict, codec_label: str, threads: int) -> None:
-    print(f"\n{codec_label}, {UHD[0]}×{UHD[1]} (coffee.png resized), each step in a fresh process, "
-          f"torch threads: {threads}")
+    print(
+        f"\n{codec_label}, {UHD[0]}×{UHD[1]} (coffee.png resized), each step in a fresh process, "
+        f"torch threads: {threads}"
+    )
     print(f"{'step':8s} {'peak RSS (GB)':>14s} {'time (s)':>9s}")
     for name, row in memory.items():
         seconds = f"{row['seconds']:.2f}" if "seconds" in row else "—"
@@ -199,8 +215,12 @@ def main() -> None:
     parser.add_argument("--quality", type=int)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--compressai-pretrained", type=int, metavar="Q",
-                        help="use CompressAI's pretrained mbt2018-mean at quality Q (downloads weights)")
+    parser.add_argument(
+        "--compressai-pretrained",
+        type=int,
+        metavar="Q",
+        help="use CompressAI's pretrained mbt2018-mean at quality Q (downloads weights)",
+    )
     parser.add_argument("--no-4k", action="store_true", help="skip the 3840×2160 peak-memory measurement")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -216,8 +236,17 @@ def main() -> None:
         print_memory_table(memory, rows[0]["codec"], args.threads)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"image": source, "threads": args.threads, "repeats": args.repeats, "results": rows,
-                       "memory_3840x2160": memory}, handle, indent=2)
+            json.dump(
+                {
+                    "image": source,
+                    "threads": args.threads,
+                    "repeats": args.repeats,
+                    "results": rows,
+                    "memory_3840x2160": memory,
+                },
+                handle,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -60,9 +60,16 @@ def measure(stage: str, repeats: int) -> dict:
     coded = model.compress(features)
     encode_s = median_seconds(lambda: model.compress(features), repeats)
     decode_s = median_seconds(lambda: model.decompress(coded["strings"], coded["shape"]), repeats)
-    return {"stage": stage, "shape": tuple(features.shape[1:]), "values": features.numel(), "head_ms": 1e3 * head_s,
-            "tail_ms": 1e3 * tail_s, "train_step_s": step_s, "codec_encode_ms": 1e3 * encode_s,
-            "codec_decode_ms": 1e3 * decode_s}
+    return {
+        "stage": stage,
+        "shape": tuple(features.shape[1:]),
+        "values": features.numel(),
+        "head_ms": 1e3 * head_s,
+        "tail_ms": 1e3 * tail_s,
+        "train_step_s": step_s,
+        "codec_encode_ms": 1e3 * encode_s,
+        "codec_decode_ms": 1e3 * decode_s,
+    }
 
 
 def main() -> None:

@@ -28,8 +28,10 @@ def main() -> None:
     labels = np.array([s.label for s in samples])
     for name in args.models.split(","):
         top = load_classifier(name, "default").topk(images, k=5)
-        print(f"{name}: top-1 {100 * np.mean(top[:, 0] == labels):.1f} %, "
-              f"top-5 {100 * np.mean((top == labels[:, None]).any(1)):.1f} % ({len(samples)} images)")
+        print(
+            f"{name}: top-1 {100 * np.mean(top[:, 0] == labels):.1f} %, "
+            f"top-5 {100 * np.mean((top == labels[:, None]).any(1)):.1f} % ({len(samples)} images)"
+        )
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@
 #   → branch: 500 steps at that λ with the family's own loss, same seed, same crops, same schedule:
 #       icm-mse: bpp + λ·255²·MSE            icm-mmd: bpp + λ·255²·MSE + β·Σ MMD²(Lite0 features)
 #
-# Usage: [QUALITIES='0 1 2 3 4 5'] scripts/train_families.sh [RUNS_DIR]   (default runs/zoo); rerunning resumes
+# Usage: [DATA=../shared/data] [QUALITIES='0 1 2 3 4 5'] scripts/train_families.sh [RUNS_DIR]   (default runs/zoo); rerunning resumes
 # every run (a finished one is only exported again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/zoo}
 ICM=${ICM:-.venv/bin/icm}
+DATA=${DATA:-../shared/data}
+TRAIN_DATA="data=$DATA/imagenet-train500,$DATA/bsds500/train,$DATA/bsds500/val"
 # The base the shipped points started from is the icm-mse q3 file of commit bc3aa15; for an exact rerun:
 #   mkdir -p runs/zoo/base && git show bc3aa15:src/icmkit/zoo/weights/icm-mse-q3.safetensors > runs/zoo/base/icm-mse-q3.safetensors
 BASE=${BASE:-$RUNS/base/icm-mse-q3.safetensors}
@@ -22,7 +24,7 @@ QUALITIES=${QUALITIES:-0 1 2 3 4 5}  # run names; the zoo numbers the points 1�
 TRUNK_STEPS=500
 BRANCH_STEPS=500
 if [ ! -f "$BASE" ]; then  # the base itself: 13,000 MSE steps at λ=0.0067 (about 80 min on 2 threads here)
-  $ICM train out="$RUNS/base-run" lmbda=0.0067 crop=128 batch_size=8 steps=13000 lr=0.0005 lr_drop_at=0.9 \
+  $ICM train "$TRAIN_DATA" out="$RUNS/base-run" lmbda=0.0067 crop=128 batch_size=8 steps=13000 lr=0.0005 lr_drop_at=0.9 \
     threads=2 log_every=100 checkpoint_every=250
   mkdir -p "$(dirname "$BASE")" && cp "$RUNS/base-run/final.safetensors" "$BASE"
 fi
@@ -33,13 +35,13 @@ init_path() {  # the weights a rate point's branches start from
 
 trunk() {  # the MSE fine-tune that moves the base to rate point $1
   local q=$1
-  $ICM train --config configs/icm-mse.yaml out="$RUNS/trunk-q$q" lmbda="${LMBDA[$q]}" init_from="$BASE" \
+  $ICM train --config configs/icm-mse.yaml "$TRAIN_DATA" out="$RUNS/trunk-q$q" lmbda="${LMBDA[$q]}" init_from="$BASE" \
     steps=$TRUNK_STEPS lr=0.0002 lr_drop_at=1.0 seed="$q" threads=1 log_every=50 checkpoint_every=100
 }
 
 branch() {  # family $1 at rate point $2 from trunk $3
   local family=$1 q=$2 init=$3
-  $ICM train --config "configs/$family.yaml" out="$RUNS/$family-q$q" lmbda="${LMBDA[$q]}" init_from="$init" \
+  $ICM train --config "configs/$family.yaml" "$TRAIN_DATA" out="$RUNS/$family-q$q" lmbda="${LMBDA[$q]}" init_from="$init" \
     steps=$BRANCH_STEPS lr=0.0002 lr_drop_at=0.8 seed="$q" threads=1 log_every=50 checkpoint_every=100
 }
 

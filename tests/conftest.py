@@ -1,6 +1,10 @@
-"""Shared fixtures: small generated images and a tiny finalised learned codec (random weights)."""
+"""Shared fixtures: small generated images and a tiny finalised learned codec (random weights); and the seal:
+no test may open a network connection (see :func:`no_network`)."""
 
 from __future__ import annotations
+
+import ipaddress
+import socket
 
 import numpy as np
 import pytest
@@ -9,6 +13,60 @@ import torch
 from icmkit.codecs.learned import LearnedPixelCodec
 from icmkit.models import MeanScaleHyperprior
 from icmkit.weights import save_weights
+
+
+class NetworkUse(ConnectionError):
+    """Raised by the guard where a test opens a connection to another host (an OSError, as offline)."""
+
+
+def _loopback_or_local(family: int, address) -> bool:
+    if family == getattr(socket, "AF_UNIX", None) or not isinstance(address, tuple):
+        return True  # AF_UNIX paths (and other non-IP families) never leave the machine
+    host = str(address[0])
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a host name: resolving and reaching it is network use
+
+
+_ATTEMPTS = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """Turn a recorded connection attempt into the test's own failure (not a teardown error)."""
+    result = yield
+    attempts = item.stash.get(_ATTEMPTS, [])
+    if attempts:
+        pytest.fail(f"test opened network connections: {', '.join(attempts)}", pytrace=False)
+    return result
+
+
+@pytest.fixture(autouse=True)
+def no_network(request, monkeypatch):
+    """Fail any test that connects to another host: the suite runs offline and must not depend on it.
+    Loopback and AF_UNIX stay allowed (torch's process groups rendezvous on 127.0.0.1). The attempt is
+    refused and also recorded, so a test fails even when the code under test catches the error."""
+    attempts: list[str] = request.node.stash.setdefault(_ATTEMPTS, [])
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def check(sock: socket.socket, address) -> None:
+        if not _loopback_or_local(sock.family, address):
+            attempts.append(repr(address))
+            raise NetworkUse(f"tests must not use the network (connection to {address!r})")
+
+    def guarded_connect(sock, address):
+        check(sock, address)
+        return connect(sock, address)
+
+    def guarded_connect_ex(sock, address):
+        check(sock, address)
+        return connect_ex(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
 
 
 def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -62,8 +120,16 @@ def tiny_feature_weights(tmp_path_factory) -> str:
     backbone = split_classifier("tf_efficientnet_lite0", "blocks.2")
     torch.manual_seed(0)
     model = DICMFeatureCodec(
-        backbone.info.channels, backbone="tf_efficientnet_lite0", split="blocks.2",
-        head_digest=backbone.info.head_digest.hex(), N=32, M=32, hyper=32, re_levels=2, re_width=16, re_latent=16,
+        backbone.info.channels,
+        backbone="tf_efficientnet_lite0",
+        split="blocks.2",
+        head_digest=backbone.info.head_digest.hex(),
+        N=32,
+        M=32,
+        hyper=32,
+        re_levels=2,
+        re_width=16,
+        re_latent=16,
         qualities=2,
     ).eval()
     model.update()

@@ -175,3 +175,32 @@ def test_vvc_round_trip_or_reason() -> None:
     assert len(data) - len(stream) < 16
     decoded = codec.decode(data)
     assert decoded.shape == image.shape and psnr(image, decoded) > 30
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (8, 8), (37, 101), (64, 96), (300, 200)])
+def test_jxl_size_is_read_from_the_header_of_bare_and_contained_streams(shape) -> None:
+    from icmkit.codecs.anchors._jxlsize import CONTAINER, declared_size
+
+    codec = usable(CODECS[EXPECTED.index("jxl")])
+    data = codec.encode(textured_image(*shape), 50)
+    assert declared_size(data) == shape[::-1]
+    boxed = (
+        CONTAINER
+        + b"\x00\x00\x00\x14ftypjxl \x00\x00\x00\x00jxl "
+        + (8 + len(data)).to_bytes(4, "big")
+        + b"jxlc"
+        + data
+    )
+    assert declared_size(boxed) == shape[::-1]
+    assert codec.decode(boxed).shape == (*shape, 3)
+    for bad in (CONTAINER + b"\x00\x00\x00\x04ftyp", CONTAINER, b"\xff\x0a"):
+        with pytest.raises(BitstreamError):
+            codec.decode(bad)
+
+
+def test_raw_header_refuses_overlong_varints() -> None:
+    kind = _rawstream.StreamKind.HEVC_444
+    packed = _rawstream.pack(_rawstream.RawHeader(kind, 8, 16, 16), b"\x00\x00\x01x")
+    overlong = packed[:4] + b"\x90\x00" + packed[5:]  # width 16 in two bytes: not what pack writes
+    with pytest.raises(BitstreamError, match="too long"):
+        _rawstream.unpack(overlong, kind, 8, "t")

@@ -12,7 +12,9 @@ def lite0(one_torch_thread):
     return load_classifier("tf_efficientnet_lite0")
 
 
-@pytest.mark.parametrize(("stage", "channels", "stride"), [("blocks.1", 24, 4), ("blocks.2", 40, 8), ("blocks.4", 112, 16)])
+@pytest.mark.parametrize(
+    ("stage", "channels", "stride"), [("blocks.1", 24, 4), ("blocks.2", 40, 8), ("blocks.4", 112, 16)]
+)
 def test_lite0_split_equals_the_unsplit_model(lite0, stage, channels, stride):
     split = split_classifier("tf_efficientnet_lite0", stage)
     assert (split.info.channels, split.info.stride, split.info.stage) == (channels, stride, stage)
@@ -45,7 +47,9 @@ def test_head_digest_names_the_head_weights():
     default = split_classifier("tf_efficientnet_lite0", "blocks.2")
     assert split_classifier("tf_efficientnet_lite0", "blocks.2").info.head_digest == default.info.head_digest
     torch.manual_seed(1)
-    assert split_classifier("tf_efficientnet_lite0", "blocks.2", weights=None).info.head_digest != default.info.head_digest
+    assert (
+        split_classifier("tf_efficientnet_lite0", "blocks.2", weights=None).info.head_digest != default.info.head_digest
+    )
     # Only the head counts: the digest of an earlier split differs, a later stage's weights do not enter it.
     assert split_classifier("tf_efficientnet_lite0", "blocks.1").info.head_digest != default.info.head_digest
 

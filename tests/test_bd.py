@@ -42,8 +42,9 @@ def test_points_are_sorted_together_not_independently():
 def test_monotonic_fit_merges_non_monotonic_accuracy():
     rates, fitted = monotonic_fit(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.50, 0.70, 0.60, 0.80]))
     assert list(fitted) == pytest.approx([0.50, 0.65, 0.80]) and list(rates) == [0.1, 0.2, 0.4]
-    result = bd([0.1, 0.2, 0.3, 0.4], [0.5, 0.7, 0.6, 0.8], [0.05, 0.1, 0.15, 0.2], [0.5, 0.7, 0.6, 0.8],
-                monotonic=True)
+    result = bd(
+        [0.1, 0.2, 0.3, 0.4], [0.5, 0.7, 0.6, 0.8], [0.05, 0.1, 0.15, 0.2], [0.5, 0.7, 0.6, 0.8], monotonic=True
+    )
     assert result.bd_rate_pct == pytest.approx(-50.0, abs=1e-6)
 
 
@@ -87,8 +88,11 @@ def test_cli_picks_anchor_and_test_curves_from_one_summary(tmp_path):
     from test_cli import icm
 
     path = tmp_path / "summary.csv"
-    rows = [f"{name},{q},{rate * scale},{28 + 2 * q}" for name, scale in (("a", 1), ("b", 0.5), ("c", 1))
-            for q, rate in enumerate((0.1, 0.2, 0.4, 0.8), 1)]
+    rows = [
+        f"{name},{q},{rate * scale},{28 + 2 * q}"
+        for name, scale in (("a", 1), ("b", 0.5), ("c", 1))
+        for q, rate in enumerate((0.1, 0.2, 0.4, 0.8), 1)
+    ]
     path.write_text("codec,quality,bpp,psnr\n" + "\n".join(rows) + "\n")
     result = icm("bd", path, path, "--anchor-codec", "a", "--codec", "b", "--json")
     assert result.returncode == 0, result.stderr
@@ -96,7 +100,10 @@ def test_cli_picks_anchor_and_test_curves_from_one_summary(tmp_path):
     assert (record["codec"], record["anchor"]) == ("b", "a") and record["bd_rate_pct"] == pytest.approx(-50, abs=0.01)
     everything = json.loads(icm("bd", path, path, "--anchor-codec", "a", "--json").stdout)
     assert [r["codec"] for r in everything] == ["b", "c"]  # the anchor is not compared with itself
-    for args, message in ((["--anchor-codec", "zz"], "no psnr curve of codec 'zz'"), ([], "name the anchor"),
-                          (["--anchor-codec", "a", "--codec", "b,zz"], "zz")):
+    for args, message in (
+        (["--anchor-codec", "zz"], "no psnr curve of codec 'zz'"),
+        ([], "name the anchor"),
+        (["--anchor-codec", "a", "--codec", "b,zz"], "zz"),
+    ):
         failed = icm("bd", path, path, *args)
         assert failed.returncode == 2 and message in failed.stderr and "Traceback" not in failed.stderr

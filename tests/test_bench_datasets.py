@@ -69,8 +69,10 @@ def test_coco_layout(tmp_path):
     _save(tmp_path / "images" / "000000000001.jpg")
     (tmp_path / "annotations").mkdir()
     document = {
-        "images": [{"id": 1, "file_name": "000000000001.jpg", "width": 30, "height": 20},
-                   {"id": 2, "file_name": "absent.jpg", "width": 30, "height": 20}],
+        "images": [
+            {"id": 1, "file_name": "000000000001.jpg", "width": 30, "height": 20},
+            {"id": 2, "file_name": "absent.jpg", "width": 30, "height": 20},
+        ],
         "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0}],
         "categories": [{"id": 1, "name": "thing"}],
     }

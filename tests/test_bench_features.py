@@ -83,7 +83,8 @@ def test_rows_of_pixel_and_feature_codecs(bench):
     out, _ = bench
     rows = _csv(out / "results.csv")
     assert sorted((r["codec"], r["quality"]) for r in rows) == sorted(
-        [(c, q) for c, q in [("jpeg", "10"), ("jpeg", "50"), (FEATURE, "1"), (FEATURE, "2")]] * IMAGES)
+        [(c, q) for c, q in [("jpeg", "10"), ("jpeg", "50"), (FEATURE, "1"), (FEATURE, "2")]] * IMAGES
+    )
     for row in rows:
         assert (row["width"], row["height"]) == ("256", "256")
         assert float(row["bpp"]) == pytest.approx(8 * int(row["bytes"]) / 256**2)
@@ -114,7 +115,8 @@ def test_uncompressed_references(bench, lite0_split, samples):
     out, outcome = bench
     saved = _csv(out / "reference.csv")
     assert sorted((r["key"], r["reference"]) for r in saved) == sorted(
-        (s.key, name) for s in samples for name in ("image", "features@blocks.2"))
+        (s.key, name) for s in samples for name in ("image", "features@blocks.2")
+    )
     by = {(r["key"], r["reference"]): r for r in saved}
     for sample in samples:
         crop = _crop(sample)
@@ -171,7 +173,7 @@ def test_report_shows_heat_maps_of_decoded_and_original_features(bench):
     stripped = _without_data_uris(text)
     assert f'alt="{FEATURE} decoded features"' in stripped and f'alt="{FEATURE} original features"' in stripped
     assert "(uncompressed blocks.2 features)" in stripped and "nan" not in stripped.lower()
-    assert "src=\"http" not in text
+    assert 'src="http' not in text
     # plots, the original crop, one decoded JPEG crop, and the feature codec's two heat maps
     assert text.count("data:image/png;base64,") == len(list((out / "plots").glob("*.png"))) + 1 + 1 + 2
 
@@ -187,8 +189,10 @@ def test_resumed_run_prints_the_references_and_codes_nothing(bench, tmp_path, mo
     before = (copy / "results.csv").read_text(), (copy / "reference.csv").read_text()
     coded = []
     monkeypatch.setattr(runner, "code_chunk", lambda *args: coded.append(args) or pytest.fail("coded again"))
-    result = CliRunner().invoke(app, ["bench", "--out", str(copy), "--codecs", SPEC, "--anchor", "jpeg",
-                                      "--limit", str(IMAGES), "--workers", "1"])
+    result = CliRunner().invoke(
+        app,
+        ["bench", "--out", str(copy), "--codecs", SPEC, "--anchor", "jpeg", "--limit", str(IMAGES), "--workers", "1"],
+    )
     assert result.exit_code == 0, result.output
     assert "(uncompressed image)" in result.output and "(uncompressed blocks.2 features)" in result.output
     assert FEATURE in result.output and not coded
@@ -213,8 +217,9 @@ def test_workers_get_back_numpy_features(feature_codec, samples, one_torch_threa
         (LITE0, None, "head digest"),  # the right architecture with other (random) weights
     ],
 )
-def test_mismatched_classifier_is_refused_before_coding(model, weights, fragment, feature_codec, one_torch_thread,
-                                                         tmp_path, monkeypatch):
+def test_mismatched_classifier_is_refused_before_coding(
+    model, weights, fragment, feature_codec, one_torch_thread, tmp_path, monkeypatch
+):
     monkeypatch.setattr(runner, "code_chunk", lambda *args: pytest.fail("coded before refusing"))
     out = tmp_path / "refused"
     with pytest.raises(IcmError, match=re.escape(fragment)) as caught:
@@ -230,8 +235,15 @@ def test_feature_codecs_serve_classification_only(feature_codec, tmp_path):
         run_bench(BenchOptions(out=tmp_path / "f", task="fidelity", codecs=f"jpeg:50,{FEATURE}", anchor="jpeg"))
     assert not (tmp_path / "f").exists()
     coco = tmp_path / "instances.json"
-    coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}],
-                                "annotations": [], "categories": [{"id": 1, "name": "person"}]}))
+    coco.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}],
+                "annotations": [],
+                "categories": [{"id": 1, "name": "person"}],
+            }
+        )
+    )
     for segm in (False, True):
         evaluator = DetectionEvaluator(detector=None, annotations=coco, image_ids={"a.jpg": 1}, segm=segm)
         evaluator.check_codec(runner.api.get_codec("jpeg"), [50])  # pixel codecs are fine

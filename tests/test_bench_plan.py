@@ -18,8 +18,14 @@ def test_spec_with_defaults_and_lists():
 
 @pytest.mark.parametrize(
     "spec, error",
-    [("nope", UnknownCodecError), ("jpeg:500", QualityError), ("3,jpeg", IcmError), ("jpeg,jpeg:5", IcmError),
-     ("jpeg:x", IcmError), ("", IcmError)],
+    [
+        ("nope", UnknownCodecError),
+        ("jpeg:500", QualityError),
+        ("3,jpeg", IcmError),
+        ("jpeg,jpeg:5", IcmError),
+        ("jpeg:x", IcmError),
+        ("", IcmError),
+    ],
 )
 def test_bad_specs(spec, error):
     with pytest.raises(error):

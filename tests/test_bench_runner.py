@@ -31,8 +31,13 @@ def classifier():
 
 def _run(labelled, classifier, out, workers=1, spec="jpeg:10,50,webp:30,70"):
     return runner.BenchRun(
-        dataset=open_dataset(labelled, "classify"), task="classify", plans=parse_codec_spec(spec), out=out,
-        classifier=classifier, workers=workers, chunk=2,
+        dataset=open_dataset(labelled, "classify"),
+        task="classify",
+        plans=parse_codec_spec(spec),
+        out=out,
+        classifier=classifier,
+        workers=workers,
+        chunk=2,
     )
 
 
@@ -71,7 +76,8 @@ def test_resume_codes_only_what_is_missing(labelled, classifier, tmp_path, monke
 
 def test_parallel_workers_give_the_same_rows(labelled, classifier, tmp_path):
     single = runner.read_results(runner.execute(_run(labelled, classifier, tmp_path / "one", spec="jpeg:30")))
-    double = runner.read_results(runner.execute(_run(labelled, classifier, tmp_path / "two", workers=2, spec="jpeg:30")))
+    two = _run(labelled, classifier, tmp_path / "two", workers=2, spec="jpeg:30")
+    double = runner.read_results(runner.execute(two))
     drop = ("enc_s", "dec_s")
     key = lambda r: r["key"]  # noqa: E731
     strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in sorted(rows, key=key)]  # noqa: E731
@@ -101,11 +107,12 @@ def test_report_is_self_contained(labelled, classifier, tmp_path):
     summary = summarize(rows)
     table = bd_table(summary, anchor="jpeg")
     plots = plot_curves(summary, tmp_path / "plots")
-    path = write_report(tmp_path, {"task": "classify", "anchor": "jpeg"}, rows, summary, table, plots,
-                        SUMMARY_COLUMNS, BD_COLUMNS)
+    path = write_report(
+        tmp_path, {"task": "classify", "anchor": "jpeg"}, rows, summary, table, plots, SUMMARY_COLUMNS, BD_COLUMNS
+    )
     text = path.read_text()
     assert text.count("data:image/png;base64,") == len(plots) + 1 + 2  # plots, original, one per codec
-    assert "<table>" in text and "webp" in text and "src=\"http" not in text
+    assert "<table>" in text and "webp" in text and 'src="http' not in text
 
 
 def test_resume_refuses_rows_of_other_weights_or_models(tmp_path):

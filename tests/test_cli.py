@@ -70,7 +70,8 @@ def test_learned_round_trip_and_info(coded, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "codec", [c.name for c in list_codecs() if c.availability().ok and c.name != "icm-mse" and c.kind == CodecKind.PIXEL]
+    "codec",
+    [c.name for c in list_codecs() if c.availability().ok and c.name != "icm-mse" and c.kind == CodecKind.PIXEL],
 )
 def test_every_available_pixel_codec_round_trips(codec, photo_png, tmp_path):
     coded = tmp_path / "coded.bin"

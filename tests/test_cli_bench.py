@@ -11,8 +11,18 @@ from PIL import Image
 from conftest import synthetic_photo
 from test_cli import assert_user_error, icm
 
-FAST = ["--codecs", "jpeg:10,50,webp:30,70", "--anchor", "jpeg", "--model", "resnet18", "--model-weights", "none",
-        "--workers", "1"]
+FAST = [
+    "--codecs",
+    "jpeg:10,50,webp:30,70",
+    "--anchor",
+    "jpeg",
+    "--model",
+    "resnet18",
+    "--model-weights",
+    "none",
+    "--workers",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +43,32 @@ def test_bench_writes_every_output(labelled, tmp_path):
     with (out / "summary.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["codec"], r["quality"], r["n"]) for r in rows] == [
-        ("jpeg", "10", "2"), ("jpeg", "50", "2"), ("webp", "30", "2"), ("webp", "70", "2"),
-        ("(uncompressed image)", "", "2")]  # the classifier on the uncompressed crops: no rate
+        ("jpeg", "10", "2"),
+        ("jpeg", "50", "2"),
+        ("webp", "30", "2"),
+        ("webp", "70", "2"),
+        ("(uncompressed image)", "", "2"),
+    ]  # the classifier on the uncompressed crops: no rate
     assert rows[-1]["bpp"] == "" and 0 <= float(rows[-1]["top1"]) <= 100
     assert "report:" in result.stdout and "(uncompressed image)" in result.stdout
 
 
 def test_bench_fidelity_task(labelled, tmp_path):
-    result = icm("bench", "--data", labelled, "--task", "fidelity", "--out", tmp_path / "f", "--codecs",
-                 "jpeg:10,50,webp:30,70", "--anchor", "jpeg", "--workers", "2")
+    result = icm(
+        "bench",
+        "--data",
+        labelled,
+        "--task",
+        "fidelity",
+        "--out",
+        tmp_path / "f",
+        "--codecs",
+        "jpeg:10,50,webp:30,70",
+        "--anchor",
+        "jpeg",
+        "--workers",
+        "2",
+    )
     assert result.returncode == 0, result.stderr
     header = (tmp_path / "f" / "summary.csv").read_text().splitlines()[1].split(",")
     assert header[6] == ""  # top1 column stays empty without a task model
@@ -68,8 +95,7 @@ def test_bench_bad_data(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert_user_error(icm("bench", "--data", empty, "--out", tmp_path / "o", *FAST), "needs labels")
-    assert_user_error(icm("bench", "--data", empty, "--task", "fidelity", "--out", tmp_path / "o", *FAST),
-                      "no images")
+    assert_user_error(icm("bench", "--data", empty, "--task", "fidelity", "--out", tmp_path / "o", *FAST), "no images")
 
 
 def test_bench_corrupt_image_is_named(tmp_path):
@@ -88,13 +114,30 @@ def test_torchrun_two_ranks_match_one_process(labelled, tmp_path):
 
     single = icm("bench", "--data", labelled, "--out", tmp_path / "one", *FAST)
     assert single.returncode == 0, single.stderr
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "icmkit", "bench", "--data", str(labelled), "--out", str(tmp_path / "two"), *FAST]
-    double = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "icmkit",
+        "bench",
+        "--data",
+        str(labelled),
+        "--out",
+        str(tmp_path / "two"),
+        *FAST,
+    ]
+    double = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert double.returncode == 0, double.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "two").glob("results.rank*")) == [
-        "results.rank0-of-2.csv", "results.rank1-of-2.csv"]
+        "results.rank0-of-2.csv",
+        "results.rank1-of-2.csv",
+    ]
     assert summary_without_times(tmp_path / "one") == summary_without_times(tmp_path / "two")
     assert (tmp_path / "two" / "report.html").is_file()
 
@@ -110,8 +153,17 @@ def tiny_coco(tmp_path_factory):
     for i in range(2):
         Image.fromarray(synthetic_photo(64, 80, seed=i)).save(root / "images" / f"{i + 1:012d}.jpg")
         images.append({"id": i + 1, "file_name": f"{i + 1:012d}.jpg", "width": 80, "height": 64})
-        annotations.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [10, 10, 30, 20], "area": 600,
-                            "iscrowd": 0, "segmentation": [[10, 10, 40, 10, 40, 30, 10, 30]]})
+        annotations.append(
+            {
+                "id": i + 1,
+                "image_id": i + 1,
+                "category_id": 1,
+                "bbox": [10, 10, 30, 20],
+                "area": 600,
+                "iscrowd": 0,
+                "segmentation": [[10, 10, 40, 10, 40, 30, 10, 30]],
+            }
+        )
     document = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "person"}]}
     (root / "annotations" / "instances_tiny.json").write_text(json.dumps(document))
     return root
@@ -119,14 +171,33 @@ def tiny_coco(tmp_path_factory):
 
 @pytest.mark.parametrize("task", ["detect", "segment"])
 def test_bench_coco_tasks_on_random_detectors(task, tiny_coco, tmp_path):
-    result = icm("bench", "--data", tiny_coco, "--task", task, "--model-weights", "none", "--codecs",
-                 "jpeg:10,50,webp:50", "--anchor", "jpeg", "--workers", "1", "--out", tmp_path / task,
-                 "--detector-min-size", "96",
-                 env={"OMP_NUM_THREADS": "2"})
+    result = icm(
+        "bench",
+        "--data",
+        tiny_coco,
+        "--task",
+        task,
+        "--model-weights",
+        "none",
+        "--codecs",
+        "jpeg:10,50,webp:50",
+        "--anchor",
+        "jpeg",
+        "--workers",
+        "1",
+        "--out",
+        tmp_path / task,
+        "--detector-min-size",
+        "96",
+        env={"OMP_NUM_THREADS": "2"},
+    )
     assert result.returncode == 0, result.stderr
     with (tmp_path / task / "summary.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 and all(r["map"] != "" and 0 <= float(r["map"]) <= 100 for r in rows)
     assert all(r["top1"] == "" for r in rows)
     assert sorted(p.name for p in (tmp_path / task / "detections").iterdir()) == [
-        "jpeg-10.jsonl", "jpeg-50.jsonl", "webp-50.jsonl"]
+        "jpeg-10.jsonl",
+        "jpeg-50.jsonl",
+        "webp-50.jsonl",
+    ]

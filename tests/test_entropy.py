@@ -36,17 +36,62 @@ def test_coder_rate_close_to_entropy(gaussian):
     scale = float(gaussian.scale_table[20])
     values = np.round(rng.normal(0, scale, index.size)).astype(np.int64)
     data = encode_with_tables(values, index, gaussian.tables())
-    lik = GaussianConditional.likelihood(torch.tensor(values, dtype=torch.float64), torch.tensor(scale), torch.tensor(0.0))
+    lik = GaussianConditional.likelihood(
+        torch.tensor(values, dtype=torch.float64), torch.tensor(scale), torch.tensor(0.0)
+    )
     ideal_bits = float(-torch.log2(lik).sum())
     assert 8 * len(data) < ideal_bits * 1.01 + 64
 
 
-def test_decoding_garbage_raises_or_returns_values(gaussian):
-    index = np.zeros(50, dtype=np.int64)
-    out = decode_with_tables(b"\x13\x37" * 9, index, gaussian.tables())
-    assert out.shape == (50,)
-    with pytest.raises(BitstreamError):
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=24), st.integers(0, 63), st.integers(1, 60))
+def test_decoding_any_bytes_gives_encodable_values_or_a_bitstream_error(gaussian, data, table, count):
+    index = np.full(count, table)
+    try:
+        out = decode_with_tables(data, index, gaussian.tables())
+    except BitstreamError:
+        return
+    assert out.shape == (count,) and np.abs(out).max() <= MAX_ESCAPE_VALUE // 2
+    encode_with_tables(out, index, gaussian.tables())  # what the decoder returns, an encoder can write
+
+
+def test_table_index_out_of_range_is_refused(gaussian):
+    with pytest.raises(BitstreamError, match="table index"):
         decode_with_tables(b"", np.full(3, 999), gaussian.tables())
+
+
+def test_data_constriction_rejects_is_a_bitstream_error(gaussian):
+    # Found by search: constriction raises AssertionError (its InvalidData) on these two bytes.
+    with pytest.raises(BitstreamError, match="invalid for its probability tables"):
+        decode_with_tables(bytes.fromhex("0ae2"), np.full(5, 44), gaussian.tables())
+
+
+def test_data_left_after_the_last_symbol_is_refused(gaussian):
+    index = np.full(40, 30)
+    data = encode_with_tables(np.arange(40) % 5 - 2, index, gaussian.tables())
+    decode_with_tables(data, index, gaussian.tables())
+    with pytest.raises(BitstreamError, match="data left"):
+        decode_with_tables(data + b"\x5a" * 8, index, gaussian.tables())  # a word more is seen as read-ahead
+    with pytest.raises(BitstreamError, match="no symbols"):
+        decode_with_tables(data, np.zeros(0, dtype=np.int64), gaussian.tables())
+
+
+def test_escaped_value_beyond_the_encoders_range_is_refused(gaussian):
+    from icmkit.entropy.coder import MAX_ESCAPE_BITS, _model, _queue, _to_bytes
+
+    tables = gaussian.tables()
+    # One escape symbol, then sign +, the largest bit count and all-ones low bits: 2**21 - 1 > the limit.
+    encoder = _queue.RangeEncoder()
+    encoder.encode(np.array([int(tables.length[0])], dtype=np.int32), tables.model(0))
+    encoder.encode(np.array([0], dtype=np.int32), _model.Uniform(2))
+    encoder.encode(np.array([MAX_ESCAPE_BITS], dtype=np.int32), _model.Uniform(MAX_ESCAPE_BITS + 1))
+    encoder.encode(
+        np.array([(1 << MAX_ESCAPE_BITS) - 1], dtype=np.int32),
+        _model.Uniform(),
+        np.array([1 << MAX_ESCAPE_BITS], dtype=np.int32),
+    )
+    with pytest.raises(BitstreamError, match="out of range"):
+        decode_with_tables(_to_bytes(encoder.get_compressed()), np.zeros(1, dtype=np.int64), tables)
 
 
 def test_factorized_prior_tables_survive_state_dict():

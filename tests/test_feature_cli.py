@@ -102,8 +102,14 @@ def _file(tensors: dict, metadata: dict) -> bytes:
 
 def _good(decoded) -> tuple[dict, dict]:
     tensors = {"features": decoded.tensors["features"].clone()}
-    metadata = {"format": "icmkit.features/1", "backbone": "tf_efficientnet_lite0", "split": "blocks.2",
-                "head_digest": decoded.meta["head_digest"], "stride": "8", "image_size": "100x77"}
+    metadata = {
+        "format": "icmkit.features/1",
+        "backbone": "tf_efficientnet_lite0",
+        "split": "blocks.2",
+        "head_digest": decoded.meta["head_digest"],
+        "stride": "8",
+        "image_size": "100x77",
+    }
     return tensors, metadata
 
 
@@ -192,7 +198,7 @@ def test_saving_refuses_features_it_could_not_read_back(decoded):
 
 
 # -- the CLI in-process, with the tiny codec registered ------------------------------------------------
-def run(*args) -> "CliRunner.invoke":
+def run(*args) -> CliRunner.invoke:
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
@@ -214,8 +220,17 @@ def test_info_shows_the_feature_header(feature_stream, registered):
     assert fields["stride"] == 8 and fields["head_digest"] == digest
     assert fields["weights"] == "match installed" and fields["bytes"] == feature_stream.stat().st_size
     text = run("info", feature_stream).stdout
-    for fragment in ("backbone", "tf_efficientnet_lite0", "split", "blocks.2", "feature_shape", "40x16x16",
-                     "stride", "head_digest", digest):
+    for fragment in (
+        "backbone",
+        "tf_efficientnet_lite0",
+        "split",
+        "blocks.2",
+        "feature_shape",
+        "40x16x16",
+        "stride",
+        "head_digest",
+        digest,
+    ):
         assert fragment in text
 
 
@@ -255,7 +270,7 @@ def test_decompress_of_pixel_streams_still_writes_png(tiny_codec, tmp_path):
         path = tmp_path / "p.icm"
         path.write_bytes(tiny_codec.encode(synthetic_photo(40, 50), 1))
         assert run("decompress", path).exit_code == 0
-        assert np.asarray(Image.open(tmp_path / "p.png")).shape == (40, 50, 3)
+        assert np.asarray(Image.open(tmp_path / "p.decoded.png")).shape == (40, 50, 3)
         assert_user_error(run("decompress", path, "-o", tmp_path / "p.safetensors"), "name the output *.png")
     finally:
         unregister_codec(tiny_codec.name)
@@ -340,7 +355,7 @@ def test_predict_png_and_icm_mse_stream_through_the_entry_point(tmp_path):
 
 
 def test_predict_entry_point_errors_are_one_line(tmp_path):
-    png = tmp_path / "p.png"
+    png = tmp_path / "p.decoded.png"
     Image.fromarray(synthetic_photo(32, 32)).save(png)
     assert_user_error(icm("predict", png, "--model", "no_such_net"), "unknown classifier 'no_such_net'")
     assert_user_error(icm("predict", tmp_path / "missing.icm"), "no such file")

@@ -130,12 +130,14 @@ def test_foreign_and_mismatched_streams_are_refused(tiny_feature_codec, tiny_cod
     # A stream whose header names another head (CRC recomputed): refused before decoding.
     header, streams = bitstream.unpack(data)
     extra = bitstream.unpack_extra(header.extra)
-    forged = bitstream.IcmHeader(**{**header.__dict__, "extra": bitstream.pack_extra({**extra, "h": b"\0" * 8}),
-                                    "stream_lengths": ()})
+    forged = bitstream.IcmHeader(
+        **{**header.__dict__, "extra": bitstream.pack_extra({**extra, "h": b"\0" * 8}), "stream_lengths": ()}
+    )
     with pytest.raises(WeightsMismatchError, match="another tf_efficientnet_lite0 head"):
         tiny_feature_codec.decode(bitstream.pack(forged, streams))
-    forged = bitstream.IcmHeader(**{**header.__dict__, "extra": bitstream.pack_extra({**extra, "s": "blocks.1"}),
-                                    "stream_lengths": ()})
+    forged = bitstream.IcmHeader(
+        **{**header.__dict__, "extra": bitstream.pack_extra({**extra, "s": "blocks.1"}), "stream_lengths": ()}
+    )
     with pytest.raises(WeightsMismatchError, match="after blocks.1"):
         tiny_feature_codec.decode(bitstream.pack(forged, streams))
 
@@ -189,3 +191,25 @@ def test_ablation_variants_round_trip(variant):
     features = torch.randn(1, 40, 32, 32) * 3
     coded = model.compress(features)
     assert model.decompress(coded["strings"], coded["shape"])["f_hat"].shape == features.shape
+
+
+def test_edited_feature_header_fields_are_refused_before_decoding(tiny_feature_codec):
+    data = tiny_feature_codec.encode(synthetic_photo(64, 64, seed=5), 1)
+    header, streams = bitstream.unpack(data)
+    extra = bitstream.unpack_extra(header.extra)
+    forge = lambda streams=streams, **fields: bitstream.pack(  # noqa: E731
+        bitstream.IcmHeader(**{**header.__dict__, "stream_lengths": (), **fields}), streams
+    )
+    cases = [
+        (forge(extra=bitstream.pack_extra({**extra, "f": "40x9x8"})), "shape 40x9x8"),
+        (forge(extra=bitstream.pack_extra({k: v for k, v in extra.items() if k != "f"})), "fields b, h, s"),
+        (forge(extra=bitstream.pack_extra({**extra, "b": b"\xff"})), "non-ASCII"),
+        (forge(extra=header.extra + b"\x00"), "trailing bytes"),
+        (forge(streams=streams[:2]), "expected 3 streams"),
+        (forge(width=header.width + 128), "shape 40x16x16, expected 40x16x32"),  # larger than the coded map
+        (forge(pad_right=header.pad_right + 128), "padding"),  # a multiple of the stride, but not minimal
+        (forge(quality=3), "quality 3"),
+    ]
+    for forged, message in cases:
+        with pytest.raises(BitstreamError, match=message):
+            tiny_feature_codec.decode(forged)

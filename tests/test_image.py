@@ -39,11 +39,55 @@ def test_alpha_is_dropped_with_a_warning(photo):
 
 
 def test_sixteen_bit_is_rounded_with_a_warning():
-    array = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000)
+    array = np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000
     with pytest.warns(IcmWarning, match="8 bits"):
         out = load_rgb(_png(Image.fromarray(array)))
     assert out.dtype == np.uint8 and out.shape == (4, 4, 3)
     assert out[3, 3, 0] == round(60000 * 255 / 65535)
+
+
+@pytest.mark.parametrize("encode", ["png", "tiff"])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_sixteen_bit_colour_is_rounded_not_truncated(encode, channels):
+    import imagecodecs
+
+    rng = np.random.default_rng(0)
+    samples = rng.integers(0, 65536, (6, 7, channels), dtype=np.uint16)
+    samples[0, 0, 0] = 0x12FF  # the high byte alone would give 0x12 = 18, rounding gives 19
+    data = getattr(imagecodecs, f"{encode}_encode")(samples)
+    with pytest.warns(IcmWarning) as caught:
+        out = load_rgb(data)
+    expected = np.round(samples[..., :3].astype(np.float64) * 255 / 65535).astype(np.uint8)
+    assert np.array_equal(out, expected) and out[0, 0, 0] == 19
+    messages = [str(w.message) for w in caught]
+    assert any("16-bit" in m for m in messages) and any("alpha" in m for m in messages) == (channels == 4)
+
+
+def test_sixteen_bit_ppm_warns():
+    samples = np.full((3, 4, 3), 65535, dtype=np.uint16)
+    with pytest.warns(IcmWarning, match="16-bit"):
+        out = load_rgb(b"P6 4 3 65535\n" + samples.astype(">u2").tobytes())
+    assert np.array_equal(out, np.full((3, 4, 3), 255, np.uint8))
+
+
+def test_sixteen_bit_keeps_exif_orientation():
+    import imagecodecs
+
+    png = imagecodecs.png_encode(np.zeros((4, 10, 3), dtype=np.uint16))
+    assert Image.open(io.BytesIO(png)).mode == "RGB"  # Pillow holds it as 8 bits: icmkit re-decodes the samples
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    # Pillow writes an eXIf chunk only for 8-bit images: copy one into the 16-bit file before its IEND.
+    with_exif = io.BytesIO()
+    Image.fromarray(np.zeros((4, 10, 3), np.uint8)).save(with_exif, format="PNG", exif=exif)
+    chunk = with_exif.getvalue()
+    start = chunk.index(b"eXIf") - 4
+    length = int.from_bytes(chunk[start : start + 4], "big")
+    exif_chunk = chunk[start : start + 12 + length]
+    iend = png.index(b"IEND") - 4
+    with pytest.warns(IcmWarning, match="16-bit"):
+        out = load_rgb(png[:iend] + exif_chunk + png[iend:])
+    assert out.shape == (10, 4, 3)
 
 
 def test_exif_orientation_is_applied():

@@ -24,7 +24,10 @@ def brute_force_mmd2(x, y, multipliers, bandwidth):
 
 def test_matches_brute_force_on_tiny_inputs():
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g, dtype=torch.float64) + 0.5
+    x, y = (
+        torch.randn(5, 3, generator=g, dtype=torch.float64),
+        torch.randn(4, 3, generator=g, dtype=torch.float64) + 0.5,
+    )
     multipliers = (0.5, 1.0, 2.0)
     pooled = torch.cat([x, y])
     d = squared_distances(pooled, pooled)
@@ -32,7 +35,8 @@ def test_matches_brute_force_on_tiny_inputs():
     expected = brute_force_mmd2(x, y, multipliers, median)
     assert float(mmd2_unbiased(x, y, multipliers)) == pytest.approx(expected, rel=1e-9)
     assert float(mmd2_unbiased(x, y, multipliers, bandwidth=0.7)) == pytest.approx(
-        brute_force_mmd2(x, y, multipliers, 0.7), rel=1e-9)
+        brute_force_mmd2(x, y, multipliers, 0.7), rel=1e-9
+    )
 
 
 def test_same_distribution_is_near_zero_and_shifts_are_positive():
@@ -127,7 +131,9 @@ def test_objective_composes_rate_distortion_and_perception():
     assert float(plain["bpp"]) == pytest.approx(bpp)
     assert float(plain["loss"]) == pytest.approx(bpp + 0.01 * 255**2 * float(plain["mse"]), rel=1e-5)
     perceptual = CodecObjective(0.01, beta=2.0, perception=tiny_perception())(output, x)
-    assert float(perceptual["loss"]) == pytest.approx(float(plain["loss"]) + 2.0 * float(perceptual["perception"]), rel=1e-5)
+    assert float(perceptual["loss"]) == pytest.approx(
+        float(plain["loss"]) + 2.0 * float(perceptual["perception"]), rel=1e-5
+    )
     with pytest.raises(ValueError):
         CodecObjective(0.01, beta=1.0)
 

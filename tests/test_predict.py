@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
@@ -74,8 +72,11 @@ def test_image_prediction_is_the_classifiers_softmax_with_imagenet_labels():
         assert top.probability == pytest.approx(probabilities[top.index], rel=1e-5)
         assert top.label == class_label(top.index)
     assert result.probabilities.shape == (1000,) and result.probabilities.sum() == pytest.approx(1, abs=1e-5)
-    assert result.as_dict()["top_k"][0] == {"index": ESPRESSO, "label": "espresso",
-                                            "probability": result.top_k[0].probability}
+    assert result.as_dict()["top_k"][0] == {
+        "index": ESPRESSO,
+        "label": "espresso",
+        "probability": result.top_k[0].probability,
+    }
 
 
 def test_labels_come_from_imagenet_only_for_1000_classes():
@@ -126,7 +127,9 @@ def test_feature_stream_runs_the_backbones_tail(registered, tiny_feature_codec, 
     assert [t.probability for t in result.top_k] == pytest.approx(sorted(probabilities)[::-1][:5], rel=1e-5)
     # the same backbone on the undistorted head features would differ: the tail really sees decoded features
     with torch.no_grad():
-        clean = lite0_split.tail(lite0_split.features(torch.from_numpy(np.array(coffee_128())).permute(2, 0, 1)[None] / 255.0))
+        clean = lite0_split.tail(
+            lite0_split.features(torch.from_numpy(np.array(coffee_128())).permute(2, 0, 1)[None] / 255.0)
+        )
     assert not np.allclose(softmax(clean[0].numpy()), probabilities)
 
 
@@ -172,8 +175,12 @@ def test_features_without_backbone_metadata_or_of_other_shape_are_refused(regist
     bare = FeatureMaps(tensors=features.tensors, strides=features.strides, image_size=features.image_size)
     with pytest.raises(IcmError, match="no backbone"):
         icmkit.predict(bare)
-    narrow = FeatureMaps(tensors={"features": features.tensors["features"][:, :8]}, strides=features.strides,
-                         image_size=features.image_size, meta=features.meta)
+    narrow = FeatureMaps(
+        tensors={"features": features.tensors["features"][:, :8]},
+        strides=features.strides,
+        image_size=features.image_size,
+        meta=features.meta,
+    )
     with pytest.raises(IcmError, match="8 channels"):
         icmkit.predict(narrow)
 

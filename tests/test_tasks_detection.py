@@ -61,8 +61,15 @@ def _ann(ann_id: int, image_id: int, category_id: int, polygon: list[float]) -> 
     x, y = min(xs), min(ys)
     bbox = [x, y, max(xs) - x, max(ys) - y]
     area = float(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects([polygon], HEIGHT, WIDTH))))
-    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "segmentation": [polygon],
-            "bbox": bbox, "area": area, "iscrowd": 0}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "segmentation": [polygon],
+        "bbox": bbox,
+        "area": area,
+        "iscrowd": 0,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +144,12 @@ def test_only_updated_images_count(instances):
     evaluator = CocoEvaluator(instances)
     evaluator.update(1, _ground_truth(instances, 1))
     assert evaluator.compute()["map"] == pytest.approx(100.0)  # image 2's annotations are not missed
-    empty = {"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0, np.float32),
-             "labels": np.zeros(0, np.int64), "masks": []}
+    empty = {
+        "boxes": np.zeros((0, 4), np.float32),
+        "scores": np.zeros(0, np.float32),
+        "labels": np.zeros(0, np.int64),
+        "masks": [],
+    }
     evaluator.update(2, empty)  # an image without detections: its ground truth is missed
     result = evaluator.compute()
     assert result["images"] == 2 and result["map"] < 60.0 and result["segm_map"] < 60.0

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from icmkit.codecs import get_codec
-from icmkit.codecs.learned import LearnedPixelCodec, image_to_tensor
+from icmkit.codecs.learned import LearnedPixelCodec
+from icmkit.image import image_to_tensor
 from icmkit.models import MeanScaleHyperprior
-from icmkit.threads import single_threaded
 from icmkit.models.tiling import Halo, split_axis, tile_grid
+from icmkit.threads import single_threaded
 from icmkit.weights import load_weights
 from icmkit.zoo import family
 
@@ -36,7 +37,7 @@ def shipped_model() -> MeanScaleHyperprior:
 def latent_of(model: MeanScaleHyperprior, height: int, width: int) -> torch.Tensor:
     """A realistic ŷ: the rounded analysis of a synthetic photo."""
     with torch.no_grad():
-        return torch.round(model.g_a(image_to_tensor(synthetic_photo(height, width, seed=3))))
+        return torch.round(model.g_a(image_to_tensor(synthetic_photo(height, width, seed=3)).unsqueeze(0)))
 
 
 def full_and_tiled(model: MeanScaleHyperprior, y_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,8 +80,11 @@ def small_pair():
 
 def test_tiles_are_near_equal_and_depend_on_the_size_only():
     spans = split_axis(33, 16, Halo(1, 2))
-    assert [(s.start, s.stop, s.grown_start, s.grown_stop) for s in spans] == [(0, 11, 0, 13), (11, 22, 10, 24),
-                                                                               (22, 33, 21, 33)]
+    assert [(s.start, s.stop, s.grown_start, s.grown_stop) for s in spans] == [
+        (0, 11, 0, 13),
+        (11, 22, 10, 24),
+        (22, 33, 21, 33),
+    ]
     assert len(tile_grid(33, 65, 32, Halo(1, 2))) == 2 * 3
     assert len(tile_grid(32, 64, 32, Halo(1, 2))) == 1 * 2
 
@@ -175,7 +179,7 @@ def test_shipped_multi_tile_decoding_is_bit_identical_across_threads():
 def test_tiled_analysis_gives_the_untiled_symbols(make_model, one_torch_thread):
     model = make_model()
     model.analysis_tile = 4  # 64-px tiles: 4×5 tiles on a 256×320 photo
-    x = image_to_tensor(synthetic_photo(16 * SCALE, 20 * SCALE, seed=4))  # multiple of the hyper stride 64
+    x = image_to_tensor(synthetic_photo(16 * SCALE, 20 * SCALE, seed=4)).unsqueeze(0)  # multiple of the hyper stride 64
     with torch.no_grad():
         full, tiled = model.g_a(x), model.analyse(x)
         means = model.h_s(torch.round(model.h_a(full))).chunk(2, 1)[1]  # any fixed means do for this check
@@ -192,7 +196,7 @@ def test_large_images_are_transformed_in_bounded_tiles(one_torch_thread):
     for name in seen:
         getattr(model, name).register_forward_pre_hook(lambda _, args, name=name: seen[name].append(args[0].shape))
     side = 20 * SCALE
-    coded = model.compress(image_to_tensor(synthetic_photo(side, side)))
+    coded = model.compress(image_to_tensor(synthetic_photo(side, side)).unsqueeze(0))
     model.decompress(coded["strings"], coded["shape"])
     reach = (model.analysis_tile + model.analysis_halo.before + model.analysis_halo.after) * SCALE
     assert len(seen["g_a"]) == 25 and max(s[-1] for s in seen["g_a"]) <= reach

@@ -47,6 +47,18 @@ def test_resume_is_exact(image_folder, tmp_path):
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
 
 
+def test_stop_at_keeps_the_schedule_and_resumes_exactly(image_folder, tmp_path):
+    straight = Trainer(tiny_config(image_folder, tmp_path / "a", lr_drop_at=0.5)).run()
+    Trainer(tiny_config(image_folder, tmp_path / "b", lr_drop_at=0.5, stop_at=3)).run()
+    log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3]
+    rates = [r["lr"] for r in log if "loss" in r]
+    assert rates[-1] < rates[0]  # the drop of the 4-step schedule happened at step 2
+    resumed = Trainer(tiny_config(image_folder, tmp_path / "b", lr_drop_at=0.5)).run()
+    a, b = load_file(straight), load_file(resumed)
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
 def test_export_of_a_running_checkpoint(image_folder, tmp_path):
     Trainer(tiny_config(image_folder, tmp_path / "run")).run()
     meta = export_checkpoint(tmp_path / "run", tmp_path / "exported.safetensors")
@@ -54,7 +66,7 @@ def test_export_of_a_running_checkpoint(image_folder, tmp_path):
     LearnedPixelCodec.from_weights_file(tmp_path / "exported.safetensors").model(1)
 
 
-@pytest.mark.parametrize("override", ["crop=100", "steps=0", "nope=1", "lmbda=abc", "batch_size"])
+@pytest.mark.parametrize("override", ["crop=100", "steps=0", "nope=1", "lmbda=abc", "batch_size", "stop_at=-1"])
 def test_invalid_configs_are_refused(override, image_folder):
     with pytest.raises(ConfigError):
         apply_overrides(TrainConfig(data=[str(image_folder)]), [override])

@@ -48,12 +48,15 @@ def test_train_from_a_yaml_file(image_folder, tmp_path):
     LearnedPixelCodec.from_weights_file(weights).model(1)
 
 
-@pytest.mark.parametrize("contents, overrides, fragment", [
-    ({"stpes": 3}, [], "unknown field 'stpes'"),
-    ({"crop": 100}, [], "crop must be a multiple of 64"),
-    ({}, ["lmbda=abc"], "lmbda expects float"),
-    ({}, ["data=/no/such/folder"], "training folder not found: /no/such/folder"),
-])
+@pytest.mark.parametrize(
+    "contents, overrides, fragment",
+    [
+        ({"stpes": 3}, [], "unknown field 'stpes'"),
+        ({"crop": 100}, [], "crop must be a multiple of 64"),
+        ({}, ["lmbda=abc"], "lmbda expects float"),
+        ({}, ["data=/no/such/folder"], "training folder not found: /no/such/folder"),
+    ],
+)
 def test_bad_configs_exit_2_with_one_line(contents, overrides, fragment, image_folder, tmp_path):
     config = write_yaml(tmp_path / "c.yaml", data=[str(image_folder)], out=str(tmp_path / "run"), **contents)
     assert_user_error(icm("train", "--config", config, *overrides, env=ONE_THREAD), fragment)
@@ -67,8 +70,9 @@ def test_python_dash_m_icmkit_train_is_the_same_command(tmp_path):
     command = [sys.executable, "-m", "icmkit.train", "--config", str(tmp_path / "nope.yaml")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert_user_error(result, "nope.yaml: cannot read config")
-    help_text = subprocess.run([sys.executable, "-m", "icmkit.train", "--help"], capture_output=True, text=True,
-                               timeout=120)
+    help_text = subprocess.run(
+        [sys.executable, "-m", "icmkit.train", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert help_text.returncode == 0 and "python -m icmkit.train" in help_text.stdout
 
 
@@ -82,15 +86,17 @@ def test_feature_codec_smoke_config_trains_resumes_and_codes(tmp_path):
 
     config = Path(__file__).parents[1] / "configs" / "smoke-dicm.yaml"
     run = tmp_path / "run"
-    result = icm("train", "--config", config, f"out={run}", "steps=4", "log_every=2", "tensorboard=false",
-                 env=ONE_THREAD)
+    result = icm(
+        "train", "--config", config, f"out={run}", "steps=4", "log_every=2", "tensorboard=false", env=ONE_THREAD
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     progress = [r for r in records if "loss" in r]
     assert [r["step"] for r in progress] == [2, 4]
     assert {"bpp", "nmse", "stage/blocks.6", "distill", "bpp_re"} <= set(progress[0]) and "psnr" not in progress[0]
-    resumed = icm("train", "--config", config, f"out={run}", "steps=6", "log_every=2", "tensorboard=false",
-                  env=ONE_THREAD)
+    resumed = icm(
+        "train", "--config", config, f"out={run}", "steps=6", "log_every=2", "tensorboard=false", env=ONE_THREAD
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert '"event": "resumed", "step": 4' in resumed.stdout
     codec = FeatureCodec.from_weights_file(run / "final.safetensors", name="icm-feature-smoke")

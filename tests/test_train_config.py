@@ -21,8 +21,16 @@ def image_folder(tmp_path_factory):
 
 
 def test_yaml_values_are_typed_and_overrides_come_last(image_folder, tmp_path):
-    path = write_yaml(tmp_path / "c.yaml", data=str(image_folder), lr="1e-4", lmbda=1, steps=10, amp=False,
-                      mmd_bandwidths=[1, 2.5], perception_layers=["blocks.1"])
+    path = write_yaml(
+        tmp_path / "c.yaml",
+        data=str(image_folder),
+        lr="1e-4",
+        lmbda=1,
+        steps=10,
+        amp=False,
+        mmd_bandwidths=[1, 2.5],
+        perception_layers=["blocks.1"],
+    )
     config = load_config(path, ["steps=20", "out=2024"])
     assert config.data == [str(image_folder)]  # a lone folder is a one-item list
     assert config.lr == 1e-4 and config.lmbda == 1.0 and isinstance(config.lmbda, float)  # YAML reads 1e-4 as text
@@ -36,16 +44,19 @@ def test_empty_yaml_means_defaults(image_folder, tmp_path):
     assert dataclasses.replace(config, data=TrainConfig().data) == TrainConfig()
 
 
-@pytest.mark.parametrize("text, message", [
-    ("lmbad: 0.01\n", "unknown field 'lmbad' (did you mean 'lmbda'?)"),
-    ("steps: ten\n", "steps expects int, got 'ten'"),
-    ("N: true\n", "N expects int, got True"),
-    ("amp: 1\n", "amp expects bool, got 1"),
-    ("lr: .nan\n", "lr must be finite"),
-    ("data: {a: 1}\n", "data expects a list of str"),
-    ("steps: [1\n", "invalid YAML at line 2, column 1"),
-    ("- steps\n- 3\n", "expected a mapping of field: value, got a list"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("lmbad: 0.01\n", "unknown field 'lmbad' (did you mean 'lmbda'?)"),
+        ("steps: ten\n", "steps expects int, got 'ten'"),
+        ("N: true\n", "N expects int, got True"),
+        ("amp: 1\n", "amp expects bool, got 1"),
+        ("lr: .nan\n", "lr must be finite"),
+        ("data: {a: 1}\n", "data expects a list of str"),
+        ("steps: [1\n", "invalid YAML at line 2, column 1"),
+        ("- steps\n- 3\n", "expected a mapping of field: value, got a list"),
+    ],
+)
 def test_bad_yaml_is_refused_naming_file_and_field(text, message, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -73,12 +84,15 @@ def test_values_are_validated_after_loading(image_folder, tmp_path):
         load_config(None, [f"data={image_folder}", "device=tpu"])
 
 
-@pytest.mark.parametrize("override, message", [
-    ("lmbda=abc", "override 'lmbda=abc': lmbda expects float"),
-    ("tensorboard=yes", "tensorboard expects bool"),
-    ("nope=1", "unknown field 'nope'"),
-    ("batch_size", "expected key=value"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("lmbda=abc", "override 'lmbda=abc': lmbda expects float"),
+        ("tensorboard=yes", "tensorboard expects bool"),
+        ("nope=1", "unknown field 'nope'"),
+        ("batch_size", "expected key=value"),
+    ],
+)
 def test_bad_overrides_name_themselves(override, message, image_folder):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         apply_overrides(TrainConfig(data=[str(image_folder)]), [override])
@@ -109,3 +123,11 @@ def test_shipped_configs_load(image_folder):
     # The ablation: the MMD recipe is the MSE recipe plus the perception term (β and its sample count) alone.
     assert dataclasses.replace(mmd, beta=0.0, out=mse.out, mmd_samples=mse.mmd_samples) == mse
     assert (mmd.beta, mmd.mmd_samples) == (5.0, 512)
+
+
+def test_no_data_default_assumes_a_folder_layout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # wherever it runs from, the default names no folder
+    assert TrainConfig().data == []
+    assert {r["name"]: r["default"] for r in describe_fields()}["data"] == "[]"  # what --list-fields shows
+    with pytest.raises(ConfigError, match="no training data: name image folders with data="):
+        load_config(None, [])

@@ -27,10 +27,21 @@ WORKER = Path(__file__).with_name("ddp_train_worker.py")
 
 def torchrun(config: Path, dump: Path, *overrides: str) -> None:
     dump.mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(WORKER), str(config), str(dump), *overrides]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(WORKER),
+        str(config),
+        str(dump),
+        *overrides,
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -65,5 +76,7 @@ def test_two_gloo_ranks_end_identical_and_train_the_quantiles(tmp_path):
     resumed0, resumed1 = rank_parameters(tmp_path / "resumed")
     assert_identical(resumed0, resumed1)
     assert json.loads((run / "checkpoint.json").read_text())["step"] == 5
-    assert any(r.get("event") == "resumed" and r["step"] == 3 and "random_streams" not in r
-               for r in (json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()))
+    assert any(
+        r.get("event") == "resumed" and r["step"] == 3 and "random_streams" not in r
+        for r in (json.loads(line) for line in (run / "log.jsonl").read_text().splitlines())
+    )

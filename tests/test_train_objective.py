@@ -24,16 +24,32 @@ def folder(tmp_path_factory):
 
 
 def config(folder, out, **changes) -> TrainConfig:
-    base = TrainConfig(out=str(out), data=[str(folder)], N=8, M=8, crop=64, batch_size=2, steps=2,
-                       log_every=1, checkpoint_every=10, lr=1e-3)
+    base = TrainConfig(
+        out=str(out),
+        data=[str(folder)],
+        N=8,
+        M=8,
+        crop=64,
+        batch_size=2,
+        steps=2,
+        log_every=1,
+        checkpoint_every=10,
+        lr=1e-3,
+    )
     for key, value in changes.items():
         setattr(base, key, value)
     return base
 
 
 def test_perception_term_trains_and_is_logged(folder, tmp_path):
-    run = config(folder, tmp_path / "mmd", beta=2.0, perception_weights="none", mmd_samples=64,
-                 perception_layers=["blocks.1", "blocks.3"])
+    run = config(
+        folder,
+        tmp_path / "mmd",
+        beta=2.0,
+        perception_weights="none",
+        mmd_samples=64,
+        perception_layers=["blocks.1", "blocks.3"],
+    )
     Trainer(run).run()
     records = [json.loads(line) for line in (tmp_path / "mmd" / "log.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]

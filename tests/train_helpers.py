@@ -10,8 +10,18 @@ from PIL import Image
 from conftest import synthetic_photo
 
 # Small enough for a few CPU steps per second; crop 64 is the smallest the model's stride allows.
-TINY_FIELDS = {"N": 8, "M": 8, "crop": 64, "batch_size": 2, "steps": 4, "log_every": 1, "checkpoint_every": 2,
-               "lr": 1e-3, "tensorboard": False, "device": "cpu"}
+TINY_FIELDS = {
+    "N": 8,
+    "M": 8,
+    "crop": 64,
+    "batch_size": 2,
+    "steps": 4,
+    "log_every": 1,
+    "checkpoint_every": 2,
+    "lr": 1e-3,
+    "tensorboard": False,
+    "device": "cpu",
+}
 
 
 def make_image_folder(folder: Path, count: int = 4) -> Path:

@@ -1,41 +1,43 @@
 """icmkit — image coding for machines: codecs, training and benchmarks on rate vs machine accuracy."""
 
-from icmkit.api import (
-    DEFAULT_CLASSIFIER,
-    DEFAULT_CODEC,
-    Prediction,
-    TopClass,
-    bits_per_pixel,
-    compress,
-    decompress,
-    predict,
-    psnr,
-    read_image,
-)
-from icmkit.codecs import FeatureMaps, get_codec, list_codecs, register_codec, unregister_codec
-from icmkit.feature_io import load_features, save_features
-from icmkit.errors import IcmError
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DEFAULT_CLASSIFIER",
-    "DEFAULT_CODEC",
-    "FeatureMaps",
-    "IcmError",
-    "Prediction",
-    "TopClass",
-    "__version__",
-    "bits_per_pixel",
-    "compress",
-    "decompress",
-    "get_codec",
-    "list_codecs",
-    "load_features",
-    "predict",
-    "psnr",
-    "read_image",
-    "register_codec",
-    "save_features",
-    "unregister_codec",
-]
+# Public names → the module defining them, imported on first use (PEP 562), so that `import icmkit` — and
+# with it the `icm` command's argument parsing and --help — loads no numpy, Pillow or torch.
+_EXPORTS = {
+    "DEFAULT_CLASSIFIER": "icmkit.defaults",
+    "DEFAULT_CODEC": "icmkit.defaults",
+    "FeatureMaps": "icmkit.codecs",
+    "IcmError": "icmkit.errors",
+    "Prediction": "icmkit.api",
+    "TopClass": "icmkit.api",
+    "bits_per_pixel": "icmkit.api",
+    "compress": "icmkit.api",
+    "decompress": "icmkit.api",
+    "get_codec": "icmkit.codecs",
+    "list_codecs": "icmkit.codecs",
+    "load_features": "icmkit.feature_io",
+    "predict": "icmkit.api",
+    "psnr": "icmkit.api",
+    "read_image": "icmkit.api",
+    "register_codec": "icmkit.codecs",
+    "save_features": "icmkit.feature_io",
+    "unregister_codec": "icmkit.codecs",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'icmkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # once imported, an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

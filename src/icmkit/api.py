@@ -12,15 +12,14 @@ import numpy as np
 from PIL import Image
 
 from icmkit import bitstream
-from icmkit.codecs.base import Codec, FeatureMaps, check_rgb
+from icmkit.codecs.base import Codec, FeatureMaps
 from icmkit.codecs.registry import get_codec
 from icmkit.codecs.sniff import sniff_codec
+from icmkit.defaults import DEFAULT_CLASSIFIER, DEFAULT_CODEC  # noqa: F401 (re-exported)
 from icmkit.errors import BitstreamError, IcmError, InputImageError, WeightsMismatchError
 from icmkit.fileio import read_user_file
-from icmkit.image import load_rgb, to_rgb_array
+from icmkit.image import check_rgb, load_rgb, to_rgb_array
 
-DEFAULT_CODEC = "icm-mse"
-DEFAULT_CLASSIFIER = "tf_efficientnet_lite0"
 MAX_STREAM_BYTES = 1 << 31
 
 ImageLike = str | Path | bytes | np.ndarray | Image.Image
@@ -44,12 +43,14 @@ def compress(image: ImageLike, codec: str | Codec = DEFAULT_CODEC, quality: int 
     return codec.encode(read_image(image), quality)
 
 
-def codec_for_stream(data: bytes, codec: str | Codec | None = None) -> Codec:
+def codec_for_stream(data: bytes, codec: str | Codec | None = None, how_to_name: str = "codec=...") -> Codec:
+    """The codec that decodes ``data``: ``codec`` if given, else the one its header or signature names.
+    ``how_to_name`` is how the caller names a codec in the error (the command line says ``--codec NAME``)."""
     if isinstance(codec, Codec):
         return codec
     name = codec or sniff_codec(data)
     if name is None:
-        raise BitstreamError("unrecognised stream: not .icm and no known image signature (pass codec=...)")
+        raise BitstreamError(f"unrecognised stream: not .icm and no known image signature (pass {how_to_name})")
     found = get_codec(name)
     found.require_available()
     return found
@@ -113,8 +114,12 @@ class Prediction:
     probabilities: np.ndarray = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "model": self.model, "codec": self.codec,
-                "top_k": [{"index": t.index, "label": t.label, "probability": t.probability} for t in self.top_k]}
+        return {
+            "kind": self.kind,
+            "model": self.model,
+            "codec": self.codec,
+            "top_k": [{"index": t.index, "label": t.label, "probability": t.probability} for t in self.top_k],
+        }
 
 
 ClassifierWeights = str | os.PathLike | None
@@ -209,8 +214,10 @@ def _with_prefix(exc: IcmError, label: str) -> IcmError:
 
 def _refuse_other_model(backbone: str, split: str, model: str | None) -> None:
     if model is not None and model != backbone:
-        raise IcmError(f"these features come from {backbone}'s head (after {split}); only {backbone}'s "
-                       f"tail can classify them, not {model} (leave out --model / model=)")
+        raise IcmError(
+            f"these features come from {backbone}'s head (after {split}); only {backbone}'s "
+            f"tail can classify them, not {model} (leave out --model / model=)"
+        )
 
 
 def _check_feature_header(data: bytes, model: str | None) -> None:
@@ -245,8 +252,10 @@ def _open_source(source, codec, model: str | None = None) -> tuple[str, np.ndarr
         path = Path(source)
         data = read_stream_file(path)
     else:
-        raise IcmError(f"cannot predict on a {type(source).__name__}: pass a path, bytes, an image array, a PIL "
-                       "image or FeatureMaps")
+        raise IcmError(
+            f"cannot predict on a {type(source).__name__}: pass a path, bytes, an image array, a PIL "
+            "image or FeatureMaps"
+        )
     if codec is not None or bitstream.peek_is_icm(data):
         _check_feature_header(data, model)
         chosen = codec_for_stream(data, codec)
@@ -269,8 +278,9 @@ def _decoded(codec: Codec, decoded) -> tuple[str, np.ndarray | FeatureMaps, Code
     return ("feature_stream" if isinstance(decoded, FeatureMaps) else "pixel_stream"), decoded, codec
 
 
-def _predict_features(features: FeatureMaps, model: str | None, k: int, weights: ClassifierWeights, kind: str,
-                      decoder: Codec | None) -> Prediction:
+def _predict_features(
+    features: FeatureMaps, model: str | None, k: int, weights: ClassifierWeights, kind: str, decoder: Codec | None
+) -> Prediction:
     import torch
 
     meta = features.meta
@@ -295,23 +305,27 @@ def _predict_features(features: FeatureMaps, model: str | None, k: int, weights:
         split_backbone = cached_split_backbone(backbone_name, split, weights)
     info = split_backbone.info
     if info.head_digest.hex() != digest:
-        which = "default" if isinstance(weights, str) and weights == "default" else "random" if weights is None else weights
+        default = isinstance(weights, str) and weights == "default"
+        which = "default" if default else "random" if weights is None else weights
         raise WeightsMismatchError(
             f"features were made by a {backbone_name} head with digest {digest}; the {backbone_name} loaded here "
             f"({which} weights) has head digest {info.head_digest.hex()}"
         )
     stride = features.strides.get(name)
     if tensor.shape[1] != info.channels or (stride is not None and int(stride) != info.stride):
-        raise IcmError(f"features of {tensor.shape[1]} channels at stride {stride} do not fit {backbone_name} "
-                       f"after {split} ({info.channels} channels at stride {info.stride})")
+        raise IcmError(
+            f"features of {tensor.shape[1]} channels at stride {stride} do not fit {backbone_name} "
+            f"after {split} ({info.channels} channels at stride {info.stride})"
+        )
     with torch.inference_mode():
         logits = split_backbone.tail(tensor)[0].float().numpy()
     num_classes = int(logits.shape[-1])
     return _prediction(logits, num_classes, k, kind, backbone_name, decoder)
 
 
-def _prediction(logits: np.ndarray, num_classes: int, k: int, kind: str, model: str,
-                decoder: Codec | None) -> Prediction:
+def _prediction(
+    logits: np.ndarray, num_classes: int, k: int, kind: str, model: str, decoder: Codec | None
+) -> Prediction:
     from icmkit.tasks.labels import class_label
 
     logits = np.asarray(logits, dtype=np.float64)
@@ -319,5 +333,10 @@ def _prediction(logits: np.ndarray, num_classes: int, k: int, kind: str, model: 
     probabilities = shifted / shifted.sum()
     order = np.argsort(-probabilities, kind="stable")[: min(k, len(probabilities))]
     top = [TopClass(int(i), class_label(int(i), num_classes), float(probabilities[i])) for i in order]
-    return Prediction(kind=kind, model=model, top_k=top, codec=decoder.name if decoder is not None else None,
-                      probabilities=probabilities.astype(np.float32))
+    return Prediction(
+        kind=kind,
+        model=model,
+        top_k=top,
+        codec=decoder.name if decoder is not None else None,
+        probabilities=probabilities.astype(np.float32),
+    )

@@ -20,7 +20,9 @@ Layout (integers little-endian; ``uv`` = unsigned LEB128 varint, at most 5 bytes
     crc32        4   CRC-32 (zlib) of every byte before it
 
 Every byte is counted in the rate. Readers refuse a foreign magic, a newer version, a CRC mismatch,
-inconsistent lengths and dimensions beyond the pixel limit — before allocating anything image-sized.
+inconsistent lengths and dimensions beyond the pixel limit — before allocating anything image-sized —
+and every field :func:`pack` cannot write (empty codec name, quality 0, overlong varints), so a stream
+:func:`unpack` accepts is exactly ``pack(*unpack(stream))``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 
 from icmkit.digest import DIGEST_BYTES
 from icmkit.errors import BitstreamError
+from icmkit.limits import check_declared_size
 from icmkit.varint import VarintError, decode_uv, encode_uv
 
 MAGIC = b"\x89ICM"
@@ -102,7 +105,7 @@ class _Reader:
         except VarintError as exc:
             if exc.truncated:
                 raise BitstreamError(f"truncated .icm stream (ends inside the {what})") from None
-            raise BitstreamError(f"malformed .icm header ({what} varint too long)") from None
+            raise BitstreamError(f"malformed .icm header ({what} varint too long or overlong)") from None
         return value
 
 
@@ -130,7 +133,8 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[IcmHeader, list[
     if data[4] != FORMAT_VERSION:
         if data[4] > FORMAT_VERSION:
             raise BitstreamError(
-                f".icm format version {data[4]} is newer than this icmkit reads (version {FORMAT_VERSION}); upgrade icmkit"
+                f".icm format version {data[4]} is newer than this icmkit reads (version {FORMAT_VERSION}); "
+                "upgrade icmkit"
             )
         raise BitstreamError(f"unknown .icm format version {data[4]}")
     if len(data) < 10:
@@ -148,17 +152,18 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[IcmHeader, list[
         codec = reader.take(name_len, "codec name").decode("ascii")
     except UnicodeDecodeError:
         raise BitstreamError("malformed .icm header (codec name is not ASCII)") from None
+    if not codec:
+        raise BitstreamError("malformed .icm header (empty codec name)")
     quality = reader.byte("quality")
+    if quality == 0:
+        raise BitstreamError("malformed .icm header (quality id 0)")
     digest = reader.take(DIGEST_BYTES, "weights digest")
     width, height = reader.uv("width"), reader.uv("height")
     channels = reader.byte("channels")
     if width < 1 or height < 1 or channels != 3:
         raise BitstreamError(f"malformed .icm header ({width}×{height}×{channels})")
-    if max_pixels is not None and width * height > max_pixels:
-        raise BitstreamError(
-            f".icm header declares {width}×{height} = {width * height:,} pixels, over the limit of {max_pixels:,} "
-            "(set ICM_MAX_PIXELS to raise it)"
-        )
+    if max_pixels is not None:
+        check_declared_size(width, height, ".icm header", limit=max_pixels)
     pad_bottom, pad_right = reader.uv("padding"), reader.uv("padding")
     if pad_bottom > 4096 or pad_right > 4096:
         raise BitstreamError("malformed .icm header (padding too large)")
@@ -175,8 +180,17 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[IcmHeader, list[
         streams.append(payload[pos : pos + length])
         pos += length
     header = IcmHeader(
-        codec=codec, quality=quality, digest=digest, width=width, height=height, kind=KINDS[kind_id],
-        channels=channels, pad_bottom=pad_bottom, pad_right=pad_right, extra=extra, stream_lengths=lengths,
+        codec=codec,
+        quality=quality,
+        digest=digest,
+        width=width,
+        height=height,
+        kind=KINDS[kind_id],
+        channels=channels,
+        pad_bottom=pad_bottom,
+        pad_right=pad_right,
+        extra=extra,
+        stream_lengths=lengths,
     )
     return header, streams
 

@@ -90,8 +90,9 @@ def load_features(source: str | Path | bytes, name: str | None = None) -> Featur
         held = ", ".join(sorted(tensors)) or "none"
         raise FeatureFileError(f"{label}: expected one tensor named {FEATURES!r}, found {held}")
     if metadata.get("format") != FORMAT:
-        raise FeatureFileError(f"{label}: not an icmkit features file (format {metadata.get('format')!r}, "
-                               f"expected {FORMAT!r})")
+        raise FeatureFileError(
+            f"{label}: not an icmkit features file (format {metadata.get('format')!r}, expected {FORMAT!r})"
+        )
     try:
         from safetensors.torch import load
 
@@ -116,6 +117,8 @@ def _header(data: bytes, label: str) -> dict[str, Any]:
         header = json.loads(data[8 : 8 + length].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise FeatureFileError(f"{label}: not a safetensors file (header is not JSON)") from None
+    except RecursionError:  # json's parser recurses per nesting level: "[[[[…" exhausts the stack
+        raise FeatureFileError(f"{label}: not a safetensors file (header nested too deeply)") from None
     if not isinstance(header, dict):
         raise FeatureFileError(f"{label}: not a safetensors file (header is not a JSON object)")
     return header
@@ -153,13 +156,18 @@ def _build_maps(tensor, metadata: dict[str, str], label: str) -> FeatureMaps:
             f"{label}: a {height}×{width} image at stride {stride} has {expected[0]}×{expected[1]} features, "
             f"the file holds {tensor.shape[-2]}×{tensor.shape[-1]}"
         )
-    meta: dict[str, Any] = {"backbone": metadata["backbone"], "split": metadata["split"],
-                            "head_digest": metadata["head_digest"], "stride": stride}
+    meta: dict[str, Any] = {
+        "backbone": metadata["backbone"],
+        "split": metadata["split"],
+        "head_digest": metadata["head_digest"],
+        "stride": stride,
+    }
     if "feature_shape" in metadata:
         shape = _SHAPE.match(metadata["feature_shape"])
         if shape is None or int(shape[1]) != tensor.shape[1]:
-            raise FeatureFileError(f"{label}: metadata feature_shape={metadata['feature_shape']!r} does not fit "
-                                   f"{tensor.shape[1]} channels")
+            raise FeatureFileError(
+                f"{label}: metadata feature_shape={metadata['feature_shape']!r} does not fit {tensor.shape[1]} channels"
+            )
         meta["feature_shape"] = metadata["feature_shape"]
     if "codec" in metadata:
         meta["codec"] = metadata["codec"]
@@ -175,7 +183,9 @@ def _check_maps(features: FeatureMaps) -> tuple[Any, dict[str, str]]:
     if not isinstance(features, FeatureMaps):
         raise IcmError(f"expected FeatureMaps, got {type(features).__name__}")
     if sorted(features.tensors) != [FEATURES]:
-        raise IcmError(f"icmkit writes one feature tensor named {FEATURES!r}, not {', '.join(sorted(features.tensors))}")
+        raise IcmError(
+            f"icmkit writes one feature tensor named {FEATURES!r}, not {', '.join(sorted(features.tensors))}"
+        )
     tensor = features.tensors[FEATURES]
     stride = features.strides.get(FEATURES) or features.meta.get("stride")
     missing = [k for k in ("backbone", "split", "head_digest") if not features.meta.get(k)]

@@ -29,8 +29,13 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         raise
 
 
-def read_user_file(path: str | Path, max_bytes: int, error: type[Exception], too_large: type[Exception] | None = None,
-                   label: str | None = None) -> bytes:
+def read_user_file(
+    path: str | Path,
+    max_bytes: int,
+    error: type[Exception],
+    too_large: type[Exception] | None = None,
+    label: str | None = None,
+) -> bytes:
     """A user's file, read whole if at most ``max_bytes``; ``error`` (``too_large`` for size) when it cannot be."""
     path = Path(path)
     label = label or str(path)
@@ -45,3 +50,21 @@ def read_user_file(path: str | Path, max_bytes: int, error: type[Exception], too
         raise error(f"{label}: is a directory") from None
     except PermissionError:
         raise error(f"{label}: permission denied") from None
+
+
+def complete_lines(path: str | Path) -> str:
+    """A file appended line by line, up to its last complete line: a run killed mid-append leaves a partial
+    last line, which must not be read as a (truncated) record."""
+    text = Path(path).read_text()
+    return text[: text.rfind("\n") + 1]
+
+
+def drop_partial_line(path: str | Path) -> None:
+    """Cut such a file back to its last complete line before appending to it again."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with path.open("rb+") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)

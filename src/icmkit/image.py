@@ -8,54 +8,43 @@ from the header before any pixel is decoded.
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from icmkit.errors import BitstreamError, InputImageError
+from icmkit.errors import InputImageError
+from icmkit.limits import (  # noqa: F401 (re-exported: the limit's older home)
+    DEFAULT_MAX_PIXELS,
+    check_declared_size,
+    check_pixel_count,
+    max_pixels,
+)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif"}
-DEFAULT_MAX_PIXELS = 1 << 26  # 67 MP: above 8K UHD (33 MP); learned decoders need ~150 bytes per pixel
+_DEEP_REDECODED = ("PNG", "TIFF")  # formats whose 16-bit colour samples imagecodecs decodes in full
 
 
 class IcmWarning(UserWarning):
     """A lossy but accepted conversion of the user's input (alpha dropped, bit depth reduced)."""
 
 
-def max_pixels() -> int:
-    """The configured pixel limit: ``ICM_MAX_PIXELS`` in the environment, else the default."""
-    value = os.environ.get("ICM_MAX_PIXELS")
-    if value is None:
-        return DEFAULT_MAX_PIXELS
-    try:
-        limit = int(value)
-    except ValueError:
-        raise InputImageError(f"ICM_MAX_PIXELS must be an integer, got {value!r}") from None
-    if limit <= 0:
-        raise InputImageError("ICM_MAX_PIXELS must be positive")
-    return limit
+def check_rgb(image: object, label: str = "image") -> np.ndarray:
+    """Refuse anything that is not a non-empty ``H×W×3`` uint8 array (the codecs' and task models' input)."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        what = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise InputImageError(f"{label}: expected an H×W×3 uint8 RGB array, got {what}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InputImageError(f"{label}: empty image of shape {image.shape}")
+    return np.ascontiguousarray(image)
 
 
-def check_pixel_count(width: int, height: int, limit: int | None = None) -> None:
-    limit = max_pixels() if limit is None else limit
-    if width * height > limit:
-        raise InputImageError(
-            f"image of {width}×{height} = {width * height:,} pixels exceeds the limit of {limit:,} "
-            "(set ICM_MAX_PIXELS to raise it)"
-        )
+def image_to_tensor(image: np.ndarray):
+    """An ``H×W×3`` uint8 image as a ``(3, H, W)`` float32 tensor in [0, 1] (torch imported only here)."""
+    import torch
 
-
-def check_declared_size(width: int, height: int, what: str) -> None:
-    """Refuse a stream whose header declares more pixels than the limit, before decoding it."""
-    limit = max_pixels()
-    if width * height > limit:
-        raise BitstreamError(
-            f"{what}: stream declares {width}×{height} = {width * height:,} pixels, over the limit of {limit:,} "
-            "(set ICM_MAX_PIXELS to raise it)"
-        )
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div_(255)
 
 
 def load_rgb(source: str | Path | bytes, limit: int | None = None) -> np.ndarray:
@@ -75,25 +64,61 @@ def load_rgb(source: str | Path | bytes, limit: int | None = None) -> np.ndarray
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 img = Image.open(handle)
                 check_pixel_count(*img.size, limit)
+                if _sixteen_bit_colour(img):
+                    img = _rounded_sixteen_bit(img, handle, name)
                 img.load()
                 img = ImageOps.exif_transpose(img)
         except InputImageError:
             raise
         except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
             raise InputImageError(f"{name}: not a readable image ({exc.__class__.__name__})") from None
-        except (OSError, ValueError, SyntaxError) as exc:
+        except (OSError, ValueError, SyntaxError, RuntimeError) as exc:
             raise InputImageError(f"{name}: corrupt or truncated image ({exc})") from None
         return to_rgb_array(img, name)
+
+
+def _sixteen_bit_colour(img: Image.Image) -> bool:
+    """Whether the file stores more than 8 bits per colour sample in a mode Pillow holds as 8 bits
+    (it decodes 16-bit RGB / RGBA / LA PNG and TIFF by dropping the low byte, and scales 16-bit PPM).
+    Read from the decoder's raw mode before decoding; 16-bit grayscale stays exact (mode I;16)."""
+    if img.mode.startswith("I") or not img.tile:
+        return False
+    args = img.tile[0][3]  # (decoder, extents, offset, args)
+    rawmode = args[0] if isinstance(args, tuple) else args
+    if isinstance(rawmode, str) and ";16" in rawmode:
+        return True
+    maxval = args[1] if isinstance(args, tuple) and len(args) > 1 else None  # PPM: (rawmode, declared maximum)
+    return img.format == "PPM" and isinstance(maxval, int) and maxval > 255
+
+
+def _rounded_sixteen_bit(img: Image.Image, handle, name: str) -> Image.Image:
+    """The image with every sample rounded from 16 to 8 bits (not truncated), its EXIF kept for orientation."""
+    warnings.warn(f"{name}: 16-bit {img.mode} image rounded to 8 bits per channel", IcmWarning, stacklevel=4)
+    if img.format not in _DEEP_REDECODED:
+        return img  # e.g. PPM: Pillow already scales by the declared maximum value
+    import imagecodecs
+
+    handle.seek(0)
+    samples = np.asarray(imagecodecs.imread(handle.read()))
+    if samples.dtype != np.uint16 or samples.shape[:2] != (img.height, img.width):
+        raise InputImageError(f"{name}: cannot decode its 16-bit samples ({samples.dtype}, {samples.shape})")
+    rounded = Image.fromarray(_to_8_bits(samples, 65535.0))
+    if exif := img.getexif():
+        rounded.info["exif"] = exif.tobytes()
+    return rounded
+
+
+def _to_8_bits(samples: np.ndarray, peak: float) -> np.ndarray:
+    return np.clip(np.round(samples.astype(np.float64) * (255.0 / peak)), 0, 255).astype(np.uint8)
 
 
 def to_rgb_array(img: Image.Image, name: str = "image") -> np.ndarray:
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(img, dtype=np.float64)
+        array = np.asarray(img)
         peak = 65535.0 if mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
         warnings.warn(f"{name}: {mode} image rounded to 8 bits per channel", IcmWarning, stacklevel=3)
-        gray = np.clip(np.round(array * (255.0 / peak)), 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+        return np.ascontiguousarray(np.repeat(_to_8_bits(array, peak)[..., None], 3, axis=2))
     if mode == "F":
         raise InputImageError(f"{name}: floating-point images are not supported")
     if "A" in mode or (mode == "P" and "transparency" in img.info):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 class VarintError(ValueError):
-    """``truncated`` is True when the data ended inside the varint, False when it ran too long."""
+    """``truncated`` is True when the data ended inside the varint, False when it ran too long or was
+    overlong (padded with zero groups: only the shortest encoding is valid, so every value has one form)."""
 
     def __init__(self, truncated: bool):
         super().__init__("truncated varint" if truncated else "varint too long")
@@ -32,5 +33,7 @@ def decode_uv(data: bytes, pos: int, max_bytes: int = 5) -> tuple[int, int]:
         byte = data[pos + i]
         value |= (byte & 0x7F) << (7 * i)
         if not byte & 0x80:
+            if byte == 0 and i:  # an overlong encoding: writers never make one, so it is corrupt
+                raise VarintError(truncated=False)
             return value, pos + i + 1
     raise VarintError(truncated=False)

@@ -10,7 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save
 
 from icmkit.digest import DIGEST_BYTES, weights_digest  # noqa: F401 (re-exported)
-from icmkit.errors import IcmError
+from icmkit.errors import IcmError, one_line
 from icmkit.fileio import atomic_write
 from icmkit.models import CompressionModel, build_model
 
@@ -52,7 +52,7 @@ def load_weights(path: str | Path) -> tuple[CompressionModel, dict[str, str]]:
             keys = missing or result.unexpected_keys
             raise RuntimeError(f"{len(keys)} {'missing' if missing else 'unexpected'} tensors, e.g. {keys[0]}")
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise IcmError(f"{path}: not icmkit codec weights ({str(exc).splitlines()[0]})") from None
+        raise IcmError(f"{path}: not icmkit codec weights ({one_line(exc)})") from None
     return model.eval(), meta
 
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from icmkit.digest import weights_digest
 from icmkit.errors import IcmError
+from icmkit.image import image_to_tensor
 
 
 class SplitError(IcmError):
@@ -99,7 +100,7 @@ def _efficientnet_parts(model: nn.Module) -> tuple[list[nn.Module], list[tuple[s
 
 
 def _resnet_parts(model: nn.Module) -> tuple[list[nn.Module], list[tuple[str, nn.Module]], nn.Module]:
-    act = getattr(model, "act1", None) or getattr(model, "relu")
+    act = getattr(model, "act1", None) or model.relu
     stages = [(f"layer{i}", getattr(model, f"layer{i}")) for i in range(1, 5)]
     return [model.conv1, model.bn1, act, model.maxpool], stages, _ResNetFinish(model)
 
@@ -109,8 +110,9 @@ def _family_parts(model: nn.Module):
         return _efficientnet_parts(model)
     if all(hasattr(model, a) for a in ("conv1", "bn1", "maxpool", "layer1", "layer4")):
         return _resnet_parts(model)
-    raise SplitError(f"cannot split a {type(model).__name__}: icmkit splits EfficientNet/MobileNet-style timm "
-                     "models and ResNets")
+    raise SplitError(
+        f"cannot split a {type(model).__name__}: icmkit splits EfficientNet/MobileNet-style timm models and ResNets"
+    )
 
 
 def split_stages(model: nn.Module) -> list[str]:
@@ -134,8 +136,9 @@ class SplitBackbone(nn.Module):
         channels, stride = _probe(self.head)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
-        self.info = SplitInfo(name, stage, channels, stride, tuple(mean), tuple(std),
-                              weights_digest(self.head.state_dict()))
+        self.info = SplitInfo(
+            name, stage, channels, stride, tuple(mean), tuple(std), weights_digest(self.head.state_dict())
+        )
 
     def train(self, mode: bool = True) -> SplitBackbone:
         return super().train(False)  # frozen: batch norms always use their running statistics
@@ -169,4 +172,4 @@ def split_classifier(name: str, stage: str, weights="default") -> SplitBackbone:
 
 def images_to_batch(images: list[np.ndarray]) -> torch.Tensor:
     """Equal-sized H×W×3 uint8 arrays → a float batch in [0, 1]."""
-    return torch.stack([torch.from_numpy(np.ascontiguousarray(i)).permute(2, 0, 1) for i in images]).float() / 255
+    return torch.stack([image_to_tensor(i) for i in images])

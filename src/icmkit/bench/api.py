@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from icmkit.bench import distributed, provenance, runner
 from icmkit.bench.datasets import open_dataset
+from icmkit.bench.lock import folder_lock
 from icmkit.bench.plan import DEFAULT_CODECS, parse_codec_spec  # noqa: F401 (DEFAULT_CODECS re-exported)
 from icmkit.bench.plots import plot_curves
 from icmkit.bench.report import write_report
 from icmkit.bench.summary import BD_COLUMNS, SUMMARY_COLUMNS, bd_table, summarize, write_csv
 from icmkit.errors import IcmError
+from icmkit.fileio import atomic_write
 
 TASKS = ("classify", "detect", "segment", "fidelity")
-DEFAULT_MODELS = {"classify": "tf_efficientnet_lite0", "detect": "fasterrcnn_resnet50_fpn",
-                  "segment": "maskrcnn_resnet50_fpn"}
+DEFAULT_MODELS = {
+    "classify": "tf_efficientnet_lite0",
+    "detect": "fasterrcnn_resnet50_fpn",
+    "segment": "maskrcnn_resnet50_fpn",
+}
 
 
 @dataclass
@@ -44,9 +50,11 @@ class BenchOutcome:
     reference: list[dict] = field(default_factory=list)  # also the last rows of summary: uncompressed inputs
 
 
-def run_bench(options: BenchOptions, progress=None) -> BenchOutcome | None:
+def run_bench(options: BenchOptions, progress=None, resumed=None) -> BenchOutcome | None:
     """Run the benchmark; under torchrun every rank codes its shard and rank 0 alone reports
-    (other ranks return None)."""
+    (other ranks return None). ``progress(total)`` is called once with the number of codings to do and
+    returns a callback taking how many finished; ``resumed(rows, path)`` when rows of an earlier,
+    interrupted run are kept. One run per ``options.out`` at a time (:mod:`icmkit.bench.lock`)."""
     if options.task not in TASKS:
         raise IcmError(f"unknown task {options.task!r}; choose one of {', '.join(TASKS)}")
     if options.workers < 1:
@@ -64,40 +72,65 @@ def run_bench(options: BenchOptions, progress=None) -> BenchOutcome | None:
     from icmkit.tasks.evaluators import load_evaluator
 
     evaluator = load_evaluator(
-        options.task, model_name, options.model_weights, detector_min_size=options.detector_min_size,
+        options.task,
+        model_name,
+        options.model_weights,
+        detector_min_size=options.detector_min_size,
         labels={s.key: s.label for s in dataset.samples if s.label is not None},
         image_ids={s.key: s.image_id for s in dataset.samples if s.image_id is not None},
         annotations=dataset.annotations,
     )
     runner.check_codecs(plans, evaluator)  # e.g. a feature codec of another backbone: refused before any coding
     rank, world = distributed.rank_and_world()
-    sharded = world > 1
     options.out.mkdir(parents=True, exist_ok=True)
-    scored_by = (model_name, options.model_weights) if options.task != "fidelity" else (None, None)
-    identity = provenance.describe(options.task, *scored_by, plans)
-    # Every rank checks (so all refuse together); rank 0 alone writes.
-    has_rows = any(options.out.glob("results*.csv")) or any(options.out.glob("reference*.csv"))
-    provenance.check_and_record(options.out, identity, has_rows, write=rank == 0)
-    if sharded:
-        distributed.init()
-    run = runner.BenchRun(
-        dataset=dataset.shard(rank, world) if sharded else dataset, task=options.task, plans=plans,
-        out=options.out, evaluator=evaluator, workers=options.workers,
-        results_name=distributed.rank_results_name(rank, world) if sharded else "results.csv",
-    )
-    if progress is not None:
-        run.progress = progress(runner.count_pending(run))
-    results = runner.execute(run)
-    if sharded:
-        distributed.barrier()
-        if rank != 0:
+    # Rank 0 holds the lock for the ranks of its torchrun job (they share the folder by design).
+    with folder_lock(options.out) if rank == 0 else nullcontext():
+        sharded = world > 1
+        scored_by = (model_name, options.model_weights) if options.task != "fidelity" else (None, None)
+        identity = provenance.describe(options.task, *scored_by, plans)
+        # Every rank checks (so all refuse together); rank 0 alone writes.
+        has_rows = any(options.out.glob("results*.csv")) or any(options.out.glob("reference*.csv"))
+        provenance.check_and_record(options.out, identity, has_rows, write=rank == 0)
+        if sharded:
+            distributed.init()
+        run = runner.BenchRun(
+            dataset=dataset.shard(rank, world) if sharded else dataset,
+            task=options.task,
+            plans=plans,
+            out=options.out,
+            evaluator=evaluator,
+            workers=options.workers,
+            results_name=distributed.rank_results_name(rank, world) if sharded else "results.csv",
+        )
+        kept = runner.count_kept(run)
+        if kept and resumed is not None:
+            resumed(kept, options.out / run.results_name)
+        if progress is not None:
+            run.progress = progress(runner.count_pending(run))
+        results = runner.execute(run)
+        if sharded:
+            distributed.barrier()
+            if rank != 0:
+                distributed.finish()
+                return None
+            results = distributed.merge(options.out, world, [s.key for s in dataset.samples])
             distributed.finish()
-            return None
-        results = distributed.merge(options.out, world, [s.key for s in dataset.samples])
-        distributed.finish()
+        return _report(options, run, dataset.samples, plans, model_name, results, started)
+
+
+def _report(
+    options: BenchOptions,
+    run: runner.BenchRun,
+    samples: list,
+    plans: list,
+    model_name: str | None,
+    results: Path,
+    started: float,
+) -> BenchOutcome:
+    """summary.csv, bd.csv, plots, report.html and run.json from the rows on disk."""
     # The folder may hold rows of earlier runs (other codecs, a larger --limit): report this run's only.
     planned = {(p.codec, str(q)) for p in plans for q in p.qualities}
-    keys = {s.key for s in dataset.samples}
+    keys = {s.key for s in samples}
     rows = [r for r in runner.read_results(results) if (r["codec"], r["quality"]) in planned and r["key"] in keys]
     summary = summarize(rows, runner.set_metrics(run))
     reference = runner.reference_summary(run, keys)
@@ -105,12 +138,19 @@ def run_bench(options: BenchOptions, progress=None) -> BenchOutcome | None:
     table = bd_table(summary, options.anchor)
     write_csv(options.out / "summary.csv", SUMMARY_COLUMNS, summary)
     write_csv(options.out / "bd.csv", BD_COLUMNS, table)
-    meta = {"data": str(options.data or "icmkit sample photos"), "task": options.task, "images": len(dataset.samples),
-            "model": model_name if options.task != "fidelity" else "—", "anchor": options.anchor, "codecs": options.codecs}
-    plots = plot_curves(summary, options.out / "plots", title=f"{Path(str(meta['data'])).name or meta['data']} — {options.task}")
+    data = str(options.data or "icmkit sample photos")
+    meta = {
+        "data": data,
+        "task": options.task,
+        "images": len(samples),
+        "model": model_name if options.task != "fidelity" else "—",
+        "anchor": options.anchor,
+        "codecs": options.codecs,
+    }
+    plots = plot_curves(summary, options.out / "plots", title=f"{Path(data).name or data} — {options.task}")
     report = write_report(options.out, meta, rows, summary, table, plots, SUMMARY_COLUMNS, BD_COLUMNS)
-    (options.out / "run.json").write_text(json.dumps({**asdict(options), "out": str(options.out),
-                                                      "data": meta["data"], "model": model_name}, indent=2))
+    record = {**asdict(options), "out": str(options.out), "data": data, "model": model_name}
+    atomic_write(options.out / "run.json", json.dumps(record, indent=2).encode())
     return BenchOutcome(results, summary, table, report, time.monotonic() - started, reference)
 
 

@@ -30,6 +30,7 @@ class BDResult:
     overlap_lo: float  # metric range over which BD-rate was integrated
     overlap_hi: float
     points: int  # points used: min over both curves
+    note: str = ""  # why the figures are NaN (no overlap, a flat curve), empty otherwise
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -59,12 +60,14 @@ def _prepare(rates, metric, monotonic: bool, label: str) -> tuple[np.ndarray, np
         order = np.argsort(rates, kind="stable")  # sort the points together, never each array alone
         rates, metric = rates[order], metric[order]
     if len(rates) < 2:
-        raise IcmError(f"{label}: need at least 2 usable rate points, got {len(rates)}")
+        flat = " (its curve is flat: the same value at every rate)" if monotonic and len(metric) == 1 else ""
+        raise IcmError(f"{label}: need at least 2 usable rate points, got {len(rates)}{flat}")
     return rates, metric
 
 
-def bd(anchor_rates, anchor_metric, test_rates, test_metric, method: str = "pchip",
-       monotonic: bool = False) -> BDResult:
+def bd(
+    anchor_rates, anchor_metric, test_rates, test_metric, method: str = "pchip", monotonic: bool = False
+) -> BDResult:
     """BD-rate (%) and BD-metric of a test curve against an anchor curve."""
     import bjontegaard
 
@@ -74,8 +77,12 @@ def bd(anchor_rates, anchor_metric, test_rates, test_metric, method: str = "pchi
     rt, mt = _prepare(test_rates, test_metric, monotonic, "test")
     lo, hi = max(ma.min(), mt.min()), min(ma.max(), mt.max())
     points = min(len(ra), len(rt))
-    if lo >= hi or max(ra.min(), rt.min()) >= min(ra.max(), rt.max()):
-        return BDResult(math.nan, math.nan, method, lo, hi, points)
+    if lo >= hi:
+        note = f"no overlap: anchor {ma.min():.4g}…{ma.max():.4g}, test {mt.min():.4g}…{mt.max():.4g}"
+        return BDResult(math.nan, math.nan, method, lo, hi, points, note)
+    if max(ra.min(), rt.min()) >= min(ra.max(), rt.max()):
+        note = f"rates do not overlap: anchor {ra.min():.4g}…{ra.max():.4g} bpp, test {rt.min():.4g}…{rt.max():.4g} bpp"
+        return BDResult(math.nan, math.nan, method, lo, hi, points, note)
     options = {"method": METHODS[method], "require_matching_points": False, "min_overlap": 0}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

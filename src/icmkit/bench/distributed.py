@@ -9,14 +9,15 @@ a barrier (gloo, so it works on CPUs), rank 0 merges the files into ``results.cs
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from icmkit.bench.runner import REFERENCE_COLUMNS, RESULT_COLUMNS, read_results
+from icmkit.train.distributed import launch_environment
 
 
 def rank_and_world() -> tuple[int, int]:
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    rank, world, _ = launch_environment()
+    return rank, world
 
 
 def init() -> None:

@@ -26,8 +26,9 @@ Opener = Callable[[str], bytes]
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("ICM_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"),
-                                                       "icmkit")
+    root = os.environ.get("ICM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "icmkit"
+    )
     return Path(root)
 
 

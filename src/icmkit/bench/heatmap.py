@@ -33,8 +33,13 @@ def energy_scale(energy: np.ndarray) -> float:
     return peak if np.isfinite(peak) and peak > 0 else 1.0
 
 
-def heatmap_image(energy: np.ndarray, scale: float, stride: int, image_size: tuple[int, int],
-                  window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+def heatmap_image(
+    energy: np.ndarray,
+    scale: float,
+    stride: int,
+    image_size: tuple[int, int],
+    window: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
     """``H×W×3`` uint8 RGB: ``energy / scale`` through the colour map, each sample a ``stride``² block,
     cut to the coded image's size; ``window`` (``top, left, height, width`` in samples) is outlined."""
     from matplotlib import colormaps

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from icmkit.codecs.registry import get_codec
+from icmkit.defaults import DEFAULT_BENCH_CODECS
 from icmkit.errors import IcmError
 
-DEFAULT_CODECS = "jpeg,webp,hevc444,avif,icm-mse,icm-mmd,icm-dicm-lite0"
+DEFAULT_CODECS = DEFAULT_BENCH_CODECS
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class CodecPlan:
 def parse_codec_spec(spec: str) -> list[CodecPlan]:
     """``name`` takes the codec's default grid; ``name:q1,q2`` lists qualities (later bare numbers
     continue the previous codec's list). Every codec and quality is validated before any work."""
+    from icmkit.codecs.registry import get_codec
+
     plans: list[tuple[str, list[int]]] = []
     for token in (t.strip() for t in spec.split(",")):
         if not token:

@@ -37,12 +37,16 @@ def check_and_record(out: Path, current: dict, has_rows: bool, write: bool = Tru
         before = (previous.get("task"), previous.get("model"), previous.get("model_weights"))
         now = (current["task"], current["model"], current["model_weights"])
         if before[0] == now[0] and before != now:
-            raise IcmError(f"{out} holds results scored with task model {before[1]} (weights {before[2]}), not "
-                           f"{now[1]} (weights {now[2]}); use another --out")
+            raise IcmError(
+                f"{out} holds results scored with task model {before[1]} (weights {before[2]}), not "
+                f"{now[1]} (weights {now[2]}); use another --out"
+            )
         stale = sorted(k for k, v in current["codecs"].items() if previous.get("codecs", {}).get(k, v) != v)
         if stale:
-            raise IcmError(f"{out} holds results of {', '.join(stale)} made with other weights; "
-                           "use another --out or delete those rows from results.csv and provenance.json")
+            raise IcmError(
+                f"{out} holds results of {', '.join(stale)} made with other weights; "
+                "use another --out or delete those rows from results.csv and provenance.json"
+            )
     if not write:
         return
     codecs = {**(previous or {}).get("codecs", {}), **current["codecs"]} if has_rows else current["codecs"]

@@ -62,8 +62,11 @@ def _heatmaps(folder: Path) -> dict:
         return {"maps": {}, "originals": {}}
     if not isinstance(index, dict):
         return {"maps": {}, "originals": {}}
-    return {"maps": index.get("maps") or {}, "originals": index.get("originals") or {},
-            "statistic": index.get("statistic", "")}
+    return {
+        "maps": index.get("maps") or {},
+        "originals": index.get("originals") or {},
+        "statistic": index.get("statistic", ""),
+    }
 
 
 def _heatmap_files(folder: Path, index: dict, name: str) -> tuple[Path, Path, str] | None:
@@ -108,8 +111,13 @@ def _showcase(out: Path, results: list[dict], anchor: str) -> str:
         best = chosen.get(row["codec"])
         if best is None or abs(math.log(float(row["bpp"]) / target)) < abs(math.log(float(best["bpp"]) / target)):
             chosen[row["codec"]] = row
-    figures = [f'<figure><img alt="original" src="{_data_uri(folder / "original.png")}">'
-               f"<figcaption><b>original</b></figcaption></figure>"]
+    original = _original_prediction(out, key)
+    figures = [
+        f'<figure><img alt="original" src="{_data_uri(folder / "original.png")}">'
+        f"<figcaption><b>original</b> (uncompressed)"
+        + (f"<br>→ {html.escape(original)}" if original else "")
+        + "</figcaption></figure>"
+    ]
     any_features = False
     for codec, row in chosen.items():
         name = f"{codec}-{row['quality']}"
@@ -119,12 +127,15 @@ def _showcase(out: Path, results: list[dict], anchor: str) -> str:
         psnr = _float(row.get("psnr", ""))
         if psnr is not None:
             figures_of += f", {psnr:.2f} dB"
-        caption = (f"<b>{html.escape(codec)}</b> q{html.escape(str(row['quality']))}: {figures_of}"
-                   + (f"<br>→ {html.escape(prediction)}{verdict}" if prediction else ""))
+        caption = f"<b>{html.escape(codec)}</b> q{html.escape(str(row['quality']))}: {figures_of}" + (
+            f"<br>→ {html.escape(prediction)}{verdict}" if prediction else ""
+        )
         pixels = folder / f"{name}.png"
         if pixels.is_file():
-            figures.append(f'<figure><img alt="{html.escape(codec)}" src="{_data_uri(pixels)}">'
-                           f"<figcaption>{caption}</figcaption></figure>")
+            figures.append(
+                f'<figure><img alt="{html.escape(codec)}" src="{_data_uri(pixels)}">'
+                f"<figcaption>{caption}</figcaption></figure>"
+            )
             continue
         decoded, original, reference = _heatmap_files(folder, index, name)
         any_features = True
@@ -136,13 +147,34 @@ def _showcase(out: Path, results: list[dict], anchor: str) -> str:
             f"{html.escape(split)} features</span></figcaption></figure>"
         )
     features_note = (
-        f"; feature codecs decode no image: their decoded features are shown as a heat map "
-        f"({html.escape(str(index.get('statistic') or 'feature magnitude'))}, one block per feature sample, both "
-        "maps on the uncompressed map's scale) beside the uncompressed features, the white box being the window "
-        "the classifier's tail sees, and ✓ compares with the top-1 on the uncompressed features"
-    ) if any_features else ""
-    return (f"<h2>One image at about {target:.3f} bpp</h2><p class=meta>{html.escape(key)}; ✓ = same top-1 as on "
-            f"the uncompressed image{features_note}</p><div class=gallery>{''.join(figures)}</div>")
+        (
+            f"; feature codecs decode no image: their decoded features are shown as a heat map "
+            f"({html.escape(str(index.get('statistic') or 'feature magnitude'))}, one block per feature sample, both "
+            "maps on the uncompressed map's scale) beside the uncompressed features, the white box being the window "
+            "the classifier's tail sees, and ✓ compares with the top-1 on the uncompressed features"
+        )
+        if any_features
+        else ""
+    )
+    shown_rates = sorted(float(row["bpp"]) for row in chosen.values())
+    low, high = shown_rates[0], shown_rates[-1]
+    # The heading states the rates actually shown: each codec's point nearest the target, not the target.
+    rates_text = f"{low:.3f} bpp" if f"{low:.3f}" == f"{high:.3f}" else f"{low:.3f}–{high:.3f} bpp"
+    return (
+        f"<h2>One image at {rates_text}</h2><p class=meta>{html.escape(key)}: each codec at its point nearest "
+        f"{target:.3f} bpp (the {'anchor' if anchor_rates else 'overall'} median); ✓ = same top-1 as on "
+        f"the uncompressed image{features_note}</p><div class=gallery>{''.join(figures)}</div>"
+    )
+
+
+def _original_prediction(out: Path, key: str) -> str:
+    """The task model's class on the uncompressed showcase image (its ``reference.csv`` row), if scored."""
+    from icmkit.bench.runner import read_results
+
+    for row in read_results(out / "reference.csv"):
+        if row.get("key") == key and row.get("reference") == "image":
+            return _class_name(row.get("pred", ""))
+    return ""
 
 
 def _references(summary: list[dict]) -> str:
@@ -151,18 +183,35 @@ def _references(summary: list[dict]) -> str:
         return ""
     parts = []
     for row in rows:
-        values = [f"{metric} {value:.1f} %" for metric in ("top1", "top5")
-                  if (value := _float(row.get(metric))) is not None]
+        values = [
+            f"{metric} {value:.1f} %" for metric in ("top1", "top5") if (value := _float(row.get(metric))) is not None
+        ]
         parts.append(f"{html.escape(str(row['codec']))}: {', '.join(values) or '—'}")
     features = any("features" in str(row["codec"]) for row in rows)
-    return ("<p class=meta>Rows in parentheses are the task model on uncompressed inputs (no rate): "
-            + "; ".join(parts) + "." + (" Uncompressed features are the classifier's own head features of the "
+    return (
+        "<p class=meta>Rows in parentheses are the task model on uncompressed inputs (no rate): "
+        + "; ".join(parts)
+        + "."
+        + (
+            " Uncompressed features are the classifier's own head features of the "
             "coded crop, through its tail on the same centre window as a feature codec's decoded features."
-            if features else "") + "</p>")
+            if features
+            else ""
+        )
+        + "</p>"
+    )
 
 
-def write_report(out: Path, meta: dict, results: list[dict], summary: list[dict], bd_rows: list[dict],
-                 plots: list[Path], summary_columns: list[str], bd_columns: list[str]) -> Path:
+def write_report(
+    out: Path,
+    meta: dict,
+    results: list[dict],
+    summary: list[dict],
+    bd_rows: list[dict],
+    plots: list[Path],
+    summary_columns: list[str],
+    bd_columns: list[str],
+) -> Path:
     from icmkit.fileio import atomic_write
 
     info = " · ".join(f"{html.escape(str(k))}: {html.escape(str(v))}" for k, v in meta.items())

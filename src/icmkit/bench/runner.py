@@ -21,6 +21,7 @@ it beside the codecs.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -38,12 +39,27 @@ from icmkit.bench.metrics import ms_ssim
 from icmkit.bench.plan import CodecPlan
 from icmkit.bench.protocols import resize_center_crop
 from icmkit.codecs.base import FeatureMaps
-from icmkit.fileio import atomic_write
+from icmkit.fileio import atomic_write, complete_lines, drop_partial_line
 from icmkit.image import encode_png
 from icmkit.tasks.evaluators import Evaluator, build_evaluator, input_name, portable
 
-RESULT_COLUMNS = ["key", "codec", "quality", "width", "height", "bytes", "bpp", "psnr", "ms_ssim",
-                  "pred", "top1", "top5", "agree", "enc_s", "dec_s"]
+RESULT_COLUMNS = [
+    "key",
+    "codec",
+    "quality",
+    "width",
+    "height",
+    "bytes",
+    "bpp",
+    "psnr",
+    "ms_ssim",
+    "pred",
+    "top1",
+    "top5",
+    "agree",
+    "enc_s",
+    "dec_s",
+]
 REFERENCE_COLUMNS = ["key", "reference", "pred", "top1", "top5", "agree"]
 SHOWCASE_DIR = "showcase"  # decoded versions of one image, for the report's side-by-side crops
 HEATMAPS_INDEX = "heatmaps.json"  # in SHOWCASE_DIR: the feature heat maps and what they show
@@ -69,7 +85,9 @@ class BenchRun:
     def __post_init__(self):
         if self.evaluator is None:
             self.evaluator = build_evaluator(
-                self.task, classifier=self.classifier, detector=self.detector,
+                self.task,
+                classifier=self.classifier,
+                detector=self.detector,
                 labels={s.key: s.label for s in self.dataset.samples if s.label is not None},
                 image_ids={s.key: s.image_id for s in self.dataset.samples if s.image_id is not None},
                 annotations=self.dataset.annotations,
@@ -110,24 +128,35 @@ def code_chunk(codec_name: str, quality: int, samples: list[Sample], crop: int |
             decoded, psnr, msssim = portable(decoded), "", ""
         else:
             psnr, msssim = api.psnr(image, decoded), ms_ssim(image, decoded)
-        rows.append({
-            "key": sample.key, "codec": codec_name, "quality": quality, "width": width, "height": height,
-            "bytes": len(data), "bpp": 8 * len(data) / (width * height), "psnr": psnr, "ms_ssim": msssim,
-            "enc_s": encoded - start, "dec_s": decode_s,
-        })
+        rows.append(
+            {
+                "key": sample.key,
+                "codec": codec_name,
+                "quality": quality,
+                "width": width,
+                "height": height,
+                "bytes": len(data),
+                "bpp": 8 * len(data) / (width * height),
+                "psnr": psnr,
+                "ms_ssim": msssim,
+                "enc_s": encoded - start,
+                "dec_s": decode_s,
+            }
+        )
         decoded_items.append(decoded)
     return rows, decoded_items
 
 
 def read_results(path: Path) -> list[dict]:
+    """The complete rows of a results file (a partial last row, from a killed run, is left out)."""
     if not path.is_file():
         return []
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+    return list(csv.DictReader(io.StringIO(complete_lines(path), newline="")))
 
 
 class _CsvAppender:
     def __init__(self, path: Path, columns: list[str]):
+        drop_partial_line(path)  # a killed run's half-written row: coded again, not kept
         new = not path.is_file() or path.stat().st_size == 0
         self.handle = path.open("a", newline="")
         self.writer = csv.DictWriter(self.handle, fieldnames=columns, extrasaction="ignore")
@@ -165,7 +194,7 @@ def read_sidecar(out: Path, folder: str, codec: str, quality: int | str) -> dict
     base = out / folder
     paths = [base / f"{codec}-{quality}.jsonl", *sorted(base.glob(f"{codec}-{quality}.rank*-of-*.jsonl"))]
     for path in (p for p in paths if p.is_file()):
-        for line in path.read_text().splitlines():
+        for line in complete_lines(path).splitlines():
             if line.strip():
                 entry = json.loads(line)
                 found[entry["key"]] = entry
@@ -220,6 +249,7 @@ def _persist(run: BenchRun, rows: list[dict], records: list[dict]) -> None:
     if evaluator.sidecar:
         path = sidecar_file(run, evaluator.sidecar, rows[0]["codec"], rows[0]["quality"])
         path.parent.mkdir(exist_ok=True)
+        drop_partial_line(path)
         lines = [json.dumps({"key": row["key"], **record}) for row, record in zip(rows, records)]
         with path.open("a") as handle:  # before the rows: a row on disk always has its records
             handle.write("\n".join(lines) + "\n")
@@ -269,10 +299,16 @@ class _Heatmaps:
             original = self.run.evaluator.uncompressed([image], reference)[0]
             energy = feature_energy(original.tensors["features"])
             scale = energy_scale(energy)
-            picture = heatmap_image(energy, scale, int(original.strides["features"]), tuple(original.image_size),
-                                    self.run.evaluator.feature_window(original))
-            self._write(picture, f"original.{reference.replace('@', '-')}.png", "originals", reference,
-                        {"scale": scale})
+            picture = heatmap_image(
+                energy,
+                scale,
+                int(original.strides["features"]),
+                tuple(original.image_size),
+                self.run.evaluator.feature_window(original),
+            )
+            self._write(
+                picture, f"original.{reference.replace('@', '-')}.png", "originals", reference, {"scale": scale}
+            )
             self.originals[reference] = scale
         return self.originals[reference]
 
@@ -282,8 +318,9 @@ class _Heatmaps:
         window = self.run.evaluator.feature_window(decoded)
         energy = feature_energy(decoded.tensors["features"])
         picture = heatmap_image(energy, scale, int(decoded.strides["features"]), tuple(decoded.image_size), window)
-        self._write(picture, f"{name}.features.png", "maps", name,
-                    {"reference": reference, "window": list(window or [])})
+        self._write(
+            picture, f"{name}.features.png", "maps", name, {"reference": reference, "window": list(window or [])}
+        )
 
 
 def execute(run: BenchRun) -> Path:
@@ -328,6 +365,12 @@ def execute(run: BenchRun) -> Path:
     finally:
         writer.close()
     return path
+
+
+def count_kept(run: BenchRun) -> int:
+    """Rows of this run's codings already on disk (kept from an interrupted run, not coded again)."""
+    planned = sum(len(plan.qualities) for plan in run.plans) * len(run.dataset.samples)
+    return planned - count_pending(run)
 
 
 def count_pending(run: BenchRun) -> int:

@@ -20,9 +20,33 @@ from icmkit.bench.bd import bd
 from icmkit.errors import IcmError
 from icmkit.fileio import atomic_write
 
-SUMMARY_COLUMNS = ["codec", "quality", "n", "bpp", "psnr", "ms_ssim", "top1", "top5", "agree", "map", "map50",
-                   "enc_s", "dec_s"]
-BD_COLUMNS = ["codec", "anchor", "metric", "bd_rate_pct", "bd_metric", "method", "overlap_lo", "overlap_hi", "points"]
+SUMMARY_COLUMNS = [
+    "codec",
+    "quality",
+    "n",
+    "bpp",
+    "psnr",
+    "ms_ssim",
+    "top1",
+    "top5",
+    "agree",
+    "map",
+    "map50",
+    "enc_s",
+    "dec_s",
+]
+BD_COLUMNS = [
+    "codec",
+    "anchor",
+    "metric",
+    "bd_rate_pct",
+    "bd_metric",
+    "method",
+    "overlap_lo",
+    "overlap_hi",
+    "points",
+    "note",
+]
 ACCURACY_METRICS = ("top1", "top5", "agree", "map", "map50")  # in %, fitted monotonically for BD
 PSNR_CAP = 100.0  # a lossless image's infinite PSNR counts as 100 dB in means
 
@@ -76,8 +100,11 @@ def bd_table(summary: list[dict], anchor: str) -> list[dict]:
     if anchor not in curves:
         return []
     table = []
-    metrics = [m for m in ("psnr", "ms_ssim", *ACCURACY_METRICS)
-               if any(r.get(m, "") != "" for points in curves.values() for r in points)]
+    metrics = [
+        m
+        for m in ("psnr", "ms_ssim", *ACCURACY_METRICS)
+        if any(r.get(m, "") != "" for points in curves.values() for r in points)
+    ]
     for codec, points in curves.items():
         if codec == anchor:
             continue
@@ -88,9 +115,16 @@ def bd_table(summary: list[dict], anchor: str) -> list[dict]:
                 continue
             try:
                 result = bd(*zip(*a), *zip(*t), method="pchip", monotonic=metric in ACCURACY_METRICS).as_dict()
-            except IcmError:  # e.g. an accuracy curve that is flat everywhere: no BD figure exists
-                result = {"bd_rate_pct": math.nan, "bd_metric": math.nan, "method": "pchip",
-                          "overlap_lo": math.nan, "overlap_hi": math.nan, "points": min(len(a), len(t))}
+            except IcmError as exc:  # e.g. an accuracy curve that is flat everywhere: no BD figure exists
+                result = {
+                    "bd_rate_pct": math.nan,
+                    "bd_metric": math.nan,
+                    "method": "pchip",
+                    "overlap_lo": math.nan,
+                    "overlap_hi": math.nan,
+                    "points": min(len(a), len(t)),
+                    "note": str(exc),
+                }
             table.append({"codec": codec, "anchor": anchor, "metric": metric, **result})
     return table
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -42,18 +43,29 @@ def user_errors(command):
     return wrapper
 
 
-def check_output(path: Path, inputs: list[Path], force: bool, create_parent: bool = False) -> None:
-    """Refuse to overwrite an input ever, or an existing file without ``--force``; the parent folder
-    must exist unless the command creates it (``create_parent``)."""
-    resolved = path.resolve()
-    if any(resolved == p.resolve() for p in inputs):
-        raise OutputExistsError(f"{path}: output would overwrite an input file")
+def check_output(
+    path: Path, inputs: list[Path], force: bool, create_parent: bool = False, hint: str = "use --force to overwrite"
+) -> None:
+    """Refuse to overwrite an input ever (``--force`` included), or an existing file without ``--force``;
+    the parent folder must exist unless the command creates it (``create_parent``)."""
+    if any(same_file(path, source) for source in inputs):
+        raise OutputExistsError(f"{path}: output would overwrite an input file (choose another output with -o)")
     if path.is_dir():
         raise OutputExistsError(f"{path}: output is a directory")
     if path.exists() and not force:
-        raise OutputExistsError(f"{path}: already exists (use --force to overwrite)")
+        raise OutputExistsError(f"{path}: already exists ({hint})")
     if not create_parent and not path.parent.exists():
         raise OutputExistsError(f"{path.parent}: output folder does not exist")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """The same file, by resolved path (symbolic links followed) or by identity (hard links, other spellings)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist: they cannot be one file
+        return False
 
 
 def is_interactive() -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from icmkit.errors import CodecUnavailableError, InputImageError, QualityError
+from icmkit.errors import CodecUnavailableError, QualityError
 
 
 class CodecKind(str, enum.Enum):
@@ -120,14 +120,3 @@ class Codec(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} ({self.kind.value})>"
-
-
-def check_rgb(image: np.ndarray) -> np.ndarray:
-    """Refuse anything that is not a non-empty ``H×W×3`` uint8 array (codecs' input contract)."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        shape = getattr(image, "shape", None)
-        dtype = getattr(image, "dtype", type(image).__name__)
-        raise InputImageError(f"codecs take an H×W×3 uint8 RGB array, got shape {shape} dtype {dtype}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise InputImageError(f"empty image of shape {image.shape}")
-    return np.ascontiguousarray(image)

@@ -4,7 +4,8 @@ Any model with CompressAI's contract (``compress(x) -> {"strings", "shape"}``, `
 shape)``, ``update()``) is wrapped: the image is padded to a multiple of 64 by edge replication, the
 streams go into an ``.icm`` container whose header names the codec, the quality and the digest of
 the weights, and the latent shape travels in the header's ``extra`` field. CompressAI's pretrained
-zoo weights are downloaded by CompressAI itself (torch hub cache) on first use.
+zoo weights are downloaded on first use into torch hub's cache, from CompressAI's own URLs, and checked
+against the SHA-256 prefix those URLs end in (``…-<sha256 prefix>.pth.tar``) on download and on every load.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -41,8 +43,14 @@ def compressai_installed() -> bool:
 class CompressAICodec(IcmContainerCodec):
     """Wraps CompressAI-contract models; ``loader(quality)`` returns the model for a quality."""
 
-    def __init__(self, name: str, loader: Callable[[int], torch.nn.Module], qualities: tuple[int, ...],
-                 description: str = "", needs_compressai: bool = True):
+    def __init__(
+        self,
+        name: str,
+        loader: Callable[[int], torch.nn.Module],
+        qualities: tuple[int, ...],
+        description: str = "",
+        needs_compressai: bool = True,
+    ):
         super().__init__(name, qualities, description, "CompressAI zoo quality index, low → high rate")
         self._loader = loader
         self._needs_compressai = needs_compressai
@@ -52,12 +60,18 @@ class CompressAICodec(IcmContainerCodec):
         function, qualities = ZOO[architecture]
 
         def load(quality: int) -> torch.nn.Module:
-            from compressai import zoo
+            from compressai.zoo.image import model_architectures, model_urls
+            from compressai.zoo.pretrained import load_pretrained
 
-            return getattr(zoo, function)(quality=quality, pretrained=True)
+            state = verified_state_dict(model_urls[architecture]["mse"][quality])
+            return model_architectures[architecture].from_state_dict(load_pretrained(state))
 
-        return cls(f"compressai-{architecture}", load, tuple(qualities),
-                   f"CompressAI {architecture}, pretrained MSE weights (downloaded by CompressAI on first use)")
+        return cls(
+            f"compressai-{architecture}",
+            load,
+            tuple(qualities),
+            f"CompressAI {architecture}, pretrained MSE weights (downloaded by CompressAI on first use)",
+        )
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, architecture: str, name: str | None = None) -> CompressAICodec:
@@ -107,6 +121,32 @@ class CompressAICodec(IcmContainerCodec):
         with torch.no_grad():
             x_hat = model.decompress([[s] for s in streams], (h, w))["x_hat"]
         return tensor_to_image(x_hat[0, :, : header.height, : header.width])
+
+
+def verified_state_dict(url: str) -> dict:
+    """A state dict from ``url`` via torch hub's cache, verified against the SHA-256 prefix in its file name
+    (torch.hub's ``check_hash`` convention) — also when it is already cached, which torch.hub does not
+    re-check — and read with ``weights_only`` (no pickled code runs)."""
+    import hashlib
+
+    import torch.hub as hub
+
+    name = Path(urlparse(url).path).name
+    match = hub.HASH_REGEX.search(name)
+    if match is None or not match.group(1):
+        raise CodecUnavailableError(f"{url}: no SHA-256 prefix in the file name; refusing unverifiable weights")
+    prefix = match.group(1)
+    path = Path(hub.get_dir()) / "checkpoints" / name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        hub.download_url_to_file(url, str(path), hash_prefix=prefix, progress=False)  # verifies, then renames
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not digest.startswith(prefix):
+        raise CodecUnavailableError(
+            f"{path}: SHA-256 {digest[: len(prefix)]}… does not match {prefix} from its URL "
+            "(corrupt or replaced); delete it to download it again"
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _accepts_force(model: torch.nn.Module) -> bool:

@@ -36,6 +36,7 @@ from icmkit.errors import BitstreamError, IcmError, WeightsMismatchError
 from icmkit.weights import load_weights, read_metadata
 from icmkit.zoo import family
 
+
 class FeatureCodec(IcmContainerCodec):
     """A :class:`~icmkit.models.DICMFeatureCodec` family plus the backbone whose head it was trained on."""
 
@@ -55,8 +56,9 @@ class FeatureCodec(IcmContainerCodec):
         return cls(family_name, {e.quality: e.path for e in family(family_name)}, description)
 
     @classmethod
-    def from_weights_file(cls, path: str | Path, name: str = "icm-feature-custom",
-                          backbone_weights="default") -> FeatureCodec:
+    def from_weights_file(
+        cls, path: str | Path, name: str = "icm-feature-custom", backbone_weights="default"
+    ) -> FeatureCodec:
         """A codec over one weights file: qualities 1 … the file's number of gain units."""
         config = json.loads(read_metadata(path).get("config", "{}"))
         qualities = range(1, int(config.get("qualities", 1)) + 1)
@@ -106,9 +108,14 @@ class FeatureCodec(IcmContainerCodec):
     def header_extra(self, model, x: torch.Tensor) -> bytes:
         info = self.backbone(model).info
         height, width = (side // info.stride for side in x.shape[-2:])
-        return bitstream.pack_extra({
-            "b": info.backbone, "s": info.stage, "h": info.head_digest, "f": f"{info.channels}x{height}x{width}",
-        })
+        return bitstream.pack_extra(
+            {
+                "b": info.backbone,
+                "s": info.stage,
+                "h": info.head_digest,
+                "f": f"{info.channels}x{height}x{width}",
+            }
+        )
 
     # -- the codec protocol ------------------------------------------------------------------------
     def encode(self, image: np.ndarray, quality: int | None = None) -> bytes:
@@ -129,8 +136,11 @@ class FeatureCodec(IcmContainerCodec):
         padded_h, padded_w = header.height + header.pad_bottom, header.width + header.pad_right
         z_stride = info.stride * model.hyper_scale  # input pixels per hyper-latent sample
         with torch.no_grad():
-            f_hat = model.decompress([[streams[0]], [streams[1]], [streams[2]]],
-                                     (padded_h // z_stride, padded_w // z_stride), header.quality - 1)["f_hat"]
+            f_hat = model.decompress(
+                [[streams[0]], [streams[1]], [streams[2]]],
+                (padded_h // z_stride, padded_w // z_stride),
+                header.quality - 1,
+            )["f_hat"]
         height, width = math.ceil(header.height / info.stride), math.ceil(header.width / info.stride)
         return FeatureMaps(
             tensors={FEATURES: f_hat[:, :, :height, :width].contiguous()},
@@ -159,8 +169,13 @@ class FeatureCodec(IcmContainerCodec):
         expected = f"{info.channels}x{padded[0] // info.stride}x{padded[1] // info.stride}"
         if shape != expected:
             raise BitstreamError(f"malformed feature stream header (shape {shape}, expected {expected})")
-        return {"backbone": backbone, "split": stage, "head_digest": extra["h"].hex(), "feature_shape": shape,
-                "stride": info.stride}
+        return {
+            "backbone": backbone,
+            "split": stage,
+            "head_digest": extra["h"].hex(),
+            "feature_shape": shape,
+            "stride": info.stride,
+        }
 
 
 def _dicm_lite0_family() -> FeatureCodec:

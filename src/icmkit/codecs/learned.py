@@ -15,16 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from icmkit import bitstream
-from icmkit.codecs.base import Availability, Codec, CodecKind, QualitySpec, check_rgb
+from icmkit.codecs.base import Availability, Codec, CodecKind, QualitySpec
 from icmkit.errors import BitstreamError, QualityError, WeightsMismatchError
-from icmkit.image import max_pixels
+from icmkit.image import check_rgb, image_to_tensor
+from icmkit.limits import max_pixels
 from icmkit.models import CompressionModel
 from icmkit.weights import load_weights, weights_digest
 from icmkit.zoo import family
-
-
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1).unsqueeze(0).float().div_(255)
 
 
 def tensor_to_image(x: torch.Tensor) -> np.ndarray:
@@ -48,8 +45,13 @@ class IcmContainerCodec(Codec):
         self._models: dict[int, tuple[torch.nn.Module, bytes]] = {}
         self._lock = threading.Lock()
         self.quality = QualitySpec(
-            knob="quality", grid=qualities, lo=min(qualities, default=1), hi=max(qualities, default=255),
-            default=qualities[len(qualities) // 2] if qualities else 1, doc=doc, allowed=qualities,
+            knob="quality",
+            grid=qualities,
+            lo=min(qualities, default=1),
+            hi=max(qualities, default=255),
+            default=qualities[len(qualities) // 2] if qualities else 1,
+            doc=doc,
+            allowed=qualities,
         )
 
     def _load(self, quality: int) -> torch.nn.Module:
@@ -79,7 +81,7 @@ class IcmContainerCodec(Codec):
         height, width, _ = image.shape
         stride = self.stride(model)
         pad_bottom, pad_right = -height % stride, -width % stride
-        x = F.pad(image_to_tensor(image), (0, pad_right, 0, pad_bottom), mode="replicate")
+        x = F.pad(image_to_tensor(image).unsqueeze(0), (0, pad_right, 0, pad_bottom), mode="replicate")
         return x, pad_bottom, pad_right
 
     def run_compress(self, model: torch.nn.Module, x: torch.Tensor, quality: int) -> dict:
@@ -101,8 +103,15 @@ class IcmContainerCodec(Codec):
         with torch.no_grad():
             coded = self.run_compress(model, x, quality)
         header = bitstream.IcmHeader(
-            codec=self.name, quality=quality, digest=digest, width=width, height=height, kind=self.kind.value,
-            pad_bottom=pad_bottom, pad_right=pad_right, extra=self.header_extra(model, x),
+            codec=self.name,
+            quality=quality,
+            digest=digest,
+            width=width,
+            height=height,
+            kind=self.kind.value,
+            pad_bottom=pad_bottom,
+            pad_right=pad_right,
+            extra=self.header_extra(model, x),
         )
         return coded, header
 
@@ -117,7 +126,9 @@ class IcmContainerCodec(Codec):
         try:
             quality = self.quality.validate(header.quality)
         except QualityError:
-            raise BitstreamError(f"stream uses quality {header.quality}, which this installation does not have") from None
+            raise BitstreamError(
+                f"stream uses quality {header.quality}, which this installation does not have"
+            ) from None
         model, digest = self.model(quality)
         if header.digest != digest:
             raise WeightsMismatchError(
@@ -168,6 +179,8 @@ class LearnedPixelCodec(IcmContainerCodec):
         parsed = [self._parse(data) for data in streams]
         if any(len(p[1]) != 2 for p in parsed):
             raise BitstreamError("malformed stream for a learned pixel codec (expected 2 streams)")
+        if any(p[0].extra for p in parsed):
+            raise BitstreamError("malformed stream for a learned pixel codec (unexpected extra header)")
         results: list[np.ndarray | None] = [None] * len(parsed)
         groups: dict[tuple, list[int]] = {}
         for i, (header, _, _) in enumerate(parsed):
@@ -188,14 +201,16 @@ class LearnedPixelCodec(IcmContainerCodec):
 
 def _mse_family() -> LearnedPixelCodec:
     return LearnedPixelCodec.from_zoo(
-        "icm-mse", "icmkit mean-scale hyperprior (N=64, M=160), trained for MSE + rate; exact-integer entropy parameters"
+        "icm-mse",
+        "icmkit mean-scale hyperprior (N=64, M=160), trained for MSE + rate; exact-integer entropy parameters",
     )
 
 
 def _mmd_family() -> LearnedPixelCodec:
     return LearnedPixelCodec.from_zoo(
-        "icm-mmd", "icm-mse's architecture trained with rate + MSE + MMD² between EfficientNet-Lite0 features of "
-        "original and decoded images (perception consistency)"
+        "icm-mmd",
+        "icm-mse's architecture trained with rate + MSE + MMD² between EfficientNet-Lite0 features of "
+        "original and decoded images (perception consistency)",
     )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from icmkit.codecs.base import Codec
 from icmkit.errors import UnknownCodecError
 
@@ -47,6 +45,3 @@ def get_codec(name: str) -> Codec:
 def list_codecs() -> list[Codec]:
     _ensure_builtins()
     return list(_CODECS.values())
-
-
-CodecFactory = Callable[[], Codec]

@@ -112,38 +112,57 @@ def encode_with_tables(values: np.ndarray, table_index: np.ndarray, tables: Tabl
 
 
 def decode_with_tables(data: bytes, table_index: np.ndarray, tables: TableSet) -> np.ndarray:
-    """Inverse of :func:`encode_with_tables`; returns int64 values shaped like ``table_index``."""
+    """Inverse of :func:`encode_with_tables`; returns int64 values shaped like ``table_index``.
+
+    This is the one boundary every learned codec decodes through, so it is total on any ``data``: the
+    result is either what an encoder could have written or a :class:`BitstreamError`.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"entropy-coded data must be bytes, not {type(data).__name__}")
     shape = np.shape(table_index)
     table_index = np.asarray(table_index, dtype=np.int64).ravel()
     if table_index.size == 0:
+        if len(data):
+            raise BitstreamError("corrupt entropy-coded stream (data where no symbols are coded)")
         return np.zeros(shape, dtype=np.int64)
     if table_index.min() < 0 or table_index.max() >= tables.count:
         raise BitstreamError("entropy table index out of range (corrupt stream)")
     try:
-        decoder = _queue.RangeDecoder(_from_bytes(data))
-        symbols = np.empty(table_index.size, dtype=np.int64)
-        order, groups = _groups(table_index)
-        for k, start, end in groups:
-            symbols[order[start:end]] = decoder.decode(tables.model(k), end - start)
-        offset = tables.offset.astype(np.int64)[table_index]
-        length = tables.length.astype(np.int64)[table_index]
-        values = symbols + offset
-        escaped = symbols >= length
-        esc_pos = order[escaped[order]]
-        if esc_pos.size:
-            count = esc_pos.size
-            negative = decoder.decode(_model.Uniform(2), count).astype(bool)
-            nbits = decoder.decode(_model.Uniform(MAX_ESCAPE_BITS + 1), count).astype(np.int64)
-            magnitude = np.left_shift(1, nbits)
-            has_low = nbits > 0
-            if has_low.any():
-                sizes = np.left_shift(1, nbits[has_low]).astype(np.int32)
-                magnitude[has_low] += decoder.decode(_model.Uniform(), sizes).astype(np.int64)
-            magnitude -= 1
-            rel = np.where(negative, -magnitude - 1, magnitude + length[esc_pos])
-            values[esc_pos] = rel + offset[esc_pos]
-    # constriction's errors on corrupt data; it reports data that no symbol sequence could produce with
-    # an AssertionError (seen with crafted streams whose CRC was recomputed).
-    except (ValueError, RuntimeError, OverflowError, AssertionError) as exc:
-        raise BitstreamError(f"corrupt entropy-coded stream ({exc})") from None
+        values = _decode_symbols(_queue.RangeDecoder(_from_bytes(bytes(data))), table_index, tables)
+    # constriction reports data that no symbol sequence could produce (its DecoderFrontendError::InvalidData)
+    # as an AssertionError, and nothing else on data; anything else here is a bug and keeps its traceback.
+    except AssertionError:
+        raise BitstreamError("corrupt entropy-coded stream (invalid for its probability tables)") from None
     return values.reshape(shape)
+
+
+def _decode_symbols(decoder, table_index: np.ndarray, tables: TableSet) -> np.ndarray:
+    symbols = np.empty(table_index.size, dtype=np.int64)
+    order, groups = _groups(table_index)
+    for k, start, end in groups:
+        symbols[order[start:end]] = decoder.decode(tables.model(k), end - start)
+    offset = tables.offset.astype(np.int64)[table_index]
+    length = tables.length.astype(np.int64)[table_index]
+    values = symbols + offset
+    escaped = symbols >= length
+    esc_pos = order[escaped[order]]
+    if esc_pos.size:
+        count = esc_pos.size
+        negative = decoder.decode(_model.Uniform(2), count).astype(bool)
+        nbits = decoder.decode(_model.Uniform(MAX_ESCAPE_BITS + 1), count).astype(np.int64)
+        magnitude = np.left_shift(1, nbits)
+        has_low = nbits > 0
+        if has_low.any():
+            sizes = np.left_shift(1, nbits[has_low]).astype(np.int32)
+            magnitude[has_low] += decoder.decode(_model.Uniform(), sizes).astype(np.int64)
+        magnitude -= 1
+        rel = np.where(negative, -magnitude - 1, magnitude + length[esc_pos])
+        values[esc_pos] = rel + offset[esc_pos]
+        # The encoder refuses larger magnitudes, so only a corrupt stream holds them.
+        if np.abs(values[esc_pos]).max() > MAX_ESCAPE_VALUE // 2:
+            raise BitstreamError("corrupt entropy-coded stream (escaped symbol out of range)")
+    # Every stream an encoder writes is consumed to its last word, so more data (beyond the one word the
+    # decoder reads ahead) means a corrupt or extended stream; a cut one reads as zeros, which CRCs catch.
+    if not decoder.maybe_exhausted():
+        raise BitstreamError("corrupt entropy-coded stream (data left after its last symbol)")
+    return values

@@ -86,7 +86,6 @@ class FactorizedPrior(HasTables):
             rows.append(torch.cat([row, escape.reshape(1)]))
         self.set_tables(pad_rows(rows), lo, length)
 
-
     def compress(self, z_hat: torch.Tensor) -> bytes:
         """Code integer latents ``z_hat`` of shape (C, H, W) channel by channel."""
         self._require_tables()

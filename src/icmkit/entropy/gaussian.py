@@ -81,6 +81,5 @@ class GaussianConditional(HasTables):
         return torch.from_numpy(decode_with_tables(data, table_index.long().numpy(), self.tables())).float()
 
 
-
 def _inverse_normal_cdf(p: float) -> float:
     return math.sqrt(2) * float(torch.erfinv(torch.tensor(2 * p - 1, dtype=torch.float64)))

@@ -18,8 +18,9 @@ from torch import nn
 class ConvModulation(nn.Module):
     def __init__(self, dim: int, kernel: int = 7):
         super().__init__()
-        self.a = nn.Sequential(nn.Conv2d(dim, dim, 1), nn.GELU(), nn.Conv2d(dim, dim, kernel, padding=kernel // 2,
-                                                                           groups=dim))
+        self.a = nn.Sequential(
+            nn.Conv2d(dim, dim, 1), nn.GELU(), nn.Conv2d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        )
         self.v = nn.Conv2d(dim, dim, 1)
         self.proj = nn.Conv2d(dim, dim, 1)
 

@@ -27,8 +27,9 @@ class GnConv(nn.Module):
             raise ValueError(f"gnConv width {dim} must be divisible by 2^(order-1) = {1 << (order - 1)}")
         self.widths = [dim // (1 << i) for i in range(order)][::-1]
         self.proj_in = nn.Conv2d(dim, 2 * dim, 1)
-        self.dwconv = nn.Conv2d(sum(self.widths), sum(self.widths), kernel, padding=kernel // 2,
-                                groups=sum(self.widths))
+        self.dwconv = nn.Conv2d(
+            sum(self.widths), sum(self.widths), kernel, padding=kernel // 2, groups=sum(self.widths)
+        )
         self.widen = nn.ModuleList(nn.Conv2d(self.widths[i], self.widths[i + 1], 1) for i in range(order - 1))
         self.proj_out = nn.Conv2d(dim, dim, 1)
         self.scale = scale  # damps the product chain at initialisation (HorNet's choice)

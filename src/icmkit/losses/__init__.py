@@ -7,6 +7,12 @@ from icmkit.losses.perception import DEFAULT_LAYERS, FeatureTap, PerceptionConsi
 from icmkit.losses.rate import RateLoss, bits_per_pixel
 
 __all__ = [
-    "DEFAULT_LAYERS", "CodecObjective", "Distortion", "FeatureTap", "PerceptionConsistencyLoss", "RateLoss",
-    "bits_per_pixel", "mmd2_unbiased",
+    "DEFAULT_LAYERS",
+    "CodecObjective",
+    "Distortion",
+    "FeatureTap",
+    "PerceptionConsistencyLoss",
+    "RateLoss",
+    "bits_per_pixel",
+    "mmd2_unbiased",
 ]

@@ -8,6 +8,10 @@ import torch.nn.functional as F
 
 def logit_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     t = temperature
-    return F.kl_div(
-        F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), reduction="batchmean", log_target=True
-    ) * t * t
+    return (
+        F.kl_div(
+            F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), reduction="batchmean", log_target=True
+        )
+        * t
+        * t
+    )

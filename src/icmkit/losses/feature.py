@@ -35,16 +35,23 @@ class FeatureObjective(nn.Module):
     pixel_output = False  # no x_hat: the trainer reports feature MSE, not PSNR
 
     def __init__(
-        self, backbone: SplitBackbone, lmbda: float | Sequence[float], feature_weight: float = 1.0,
-        stage_weights: dict[str, float] | None = None, distill_weight: float = 0.0, temperature: float = 2.0,
-        re_rate_weight: float = 0.0, re_distortion_weight: float = 0.0,
+        self,
+        backbone: SplitBackbone,
+        lmbda: float | Sequence[float],
+        feature_weight: float = 1.0,
+        stage_weights: dict[str, float] | None = None,
+        distill_weight: float = 0.0,
+        temperature: float = 2.0,
+        re_rate_weight: float = 0.0,
+        re_distortion_weight: float = 0.0,
     ):
         super().__init__()
         stage_weights = dict(stage_weights or {})
         unknown = [s for s in stage_weights if s not in backbone.tail.stage_names]
         if unknown:
-            raise ValueError(f"unknown tail stage(s) {', '.join(unknown)}; tail stages: "
-                             f"{', '.join(backbone.tail.stage_names)}")
+            raise ValueError(
+                f"unknown tail stage(s) {', '.join(unknown)}; tail stages: {', '.join(backbone.tail.stage_names)}"
+            )
         self.backbone = backbone
         self.lmbdas = [float(lmbda)] if isinstance(lmbda, (int, float)) else [float(v) for v in lmbda]
         self.feature_weight = feature_weight

@@ -20,4 +20,11 @@ def build_model(architecture: str, **config) -> CompressionModel:
     return cls(**config)
 
 
-__all__ = ["ARCHITECTURES", "CompressionModel", "DICMFeatureCodec", "MeanScaleHyperprior", "NotFinalizedError", "build_model"]
+__all__ = [
+    "ARCHITECTURES",
+    "CompressionModel",
+    "DICMFeatureCodec",
+    "MeanScaleHyperprior",
+    "NotFinalizedError",
+    "build_model",
+]

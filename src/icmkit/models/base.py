@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from icmkit.entropy._tables import HasTables
-from icmkit.errors import IcmError
 from icmkit.entropy.factorized import FactorizedPrior
+from icmkit.errors import IcmError
 from icmkit.layers.integer import ExactIntegerNet
 
 

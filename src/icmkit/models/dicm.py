@@ -49,6 +49,7 @@ from icmkit.entropy.coder import MAX_ESCAPE_VALUE
 from icmkit.entropy.factorized import FactorizedPrior
 from icmkit.entropy.gaussian import GaussianConditional
 from icmkit.entropy.quantize import ste_round
+from icmkit.errors import BitstreamError
 from icmkit.layers.conv2former import Conv2FormerBlock
 from icmkit.layers.gnconv import HorBlock, ResidualConvBlock
 from icmkit.layers.integer import ACT_FRAC_BITS, ExactIntegerNet
@@ -111,19 +112,44 @@ class DICMFeatureCodec(CompressionModel):
     float_twins = ("h_s", "context", "entropy_parameters")
 
     def __init__(
-        self, channels: int, backbone: str = "", split: str = "", head_digest: str = "", N: int = 64, M: int = 128,
-        hyper: int = 64, re_levels: int = 2, re_width: int = 48, re_latent: int = 64, block: str = "gnconv",
-        context: str = "checkerboard", gnconv_order: int = 3, transformer_depth: int = 1, qualities: int = 1,
+        self,
+        channels: int,
+        backbone: str = "",
+        split: str = "",
+        head_digest: str = "",
+        N: int = 64,
+        M: int = 128,
+        hyper: int = 64,
+        re_levels: int = 2,
+        re_width: int = 48,
+        re_latent: int = 64,
+        block: str = "gnconv",
+        context: str = "checkerboard",
+        gnconv_order: int = 3,
+        transformer_depth: int = 1,
+        qualities: int = 1,
         latent_levels: int = 2,
     ):
         super().__init__()
         if block not in BLOCKS or context not in CONTEXTS:
             raise ValueError(f"block must be one of {list(BLOCKS)} and context one of {list(CONTEXTS)}")
         self.config = {
-            "channels": channels, "backbone": backbone, "split": split, "head_digest": head_digest, "N": N, "M": M,
-            "hyper": hyper, "re_levels": re_levels, "re_width": re_width, "re_latent": re_latent, "block": block,
-            "context": context, "gnconv_order": gnconv_order, "transformer_depth": transformer_depth,
-            "qualities": qualities, "latent_levels": latent_levels,
+            "channels": channels,
+            "backbone": backbone,
+            "split": split,
+            "head_digest": head_digest,
+            "N": N,
+            "M": M,
+            "hyper": hyper,
+            "re_levels": re_levels,
+            "re_width": re_width,
+            "re_latent": re_latent,
+            "block": block,
+            "context": context,
+            "gnconv_order": gnconv_order,
+            "transformer_depth": transformer_depth,
+            "qualities": qualities,
+            "latent_levels": latent_levels,
         }
         self.M = M
         depths = (1,) * (re_levels - 1) + (2,)  # the paper's (1, 1, 2) at three levels
@@ -140,11 +166,15 @@ class DICMFeatureCodec(CompressionModel):
         self.g_a = nn.Sequential(*analysis)
         self.g_s = nn.Sequential(*synthesis, nn.Conv2d(N, channels, 1))
         self.h_a = nn.Sequential(
-            nn.Conv2d(M, hyper, 1), TokenTransformer(hyper, transformer_depth), _down(hyper, hyper, 3), nn.GELU(),
+            nn.Conv2d(M, hyper, 1),
+            TokenTransformer(hyper, transformer_depth),
+            _down(hyper, hyper, 3),
+            nn.GELU(),
             _down(hyper, hyper, 3),
         )
-        self.h_s = nn.Sequential(_up(hyper, hyper), nn.ReLU(), _up(hyper, hyper), nn.ReLU(),
-                                 nn.Conv2d(hyper, 2 * M, 3, padding=1))
+        self.h_s = nn.Sequential(
+            _up(hyper, hyper), nn.ReLU(), _up(hyper, hyper), nn.ReLU(), nn.Conv2d(hyper, 2 * M, 3, padding=1)
+        )
         self.qualities = qualities
         self.use_context = context == "checkerboard"
         self.context = nn.Sequential(nn.Conv2d(M, M, 5, padding=2)) if self.use_context else None
@@ -305,6 +335,8 @@ class DICMFeatureCodec(CompressionModel):
                 symbols[i][others[i]] = decode(data, index_n[i][others[i]])
             means_fixed = torch.where(anchors, means_fixed, means_n)
         else:
+            if any(other_strings):  # compress() writes them empty: anything else is not its stream
+                raise BitstreamError("malformed stream (data in the second pass of a model without context)")
             symbols = torch.stack([decode(data, index[i]) for i, data in enumerate(anchor_strings)])
         y_hat = symbols + ExactIntegerNet.from_fixed(means_fixed).float()
         with single_threaded():  # decoded features independent of the thread count and of batching

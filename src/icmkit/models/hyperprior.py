@@ -58,18 +58,24 @@ class MeanScaleHyperprior(CompressionModel):
         super().__init__()
         self.config = {"N": N, "M": M}
         self.M = M
-        self.g_a = nn.Sequential(
-            conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
-        )
+        self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
         self.g_s = nn.Sequential(
-            deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
-            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
+            deconv(M, N),
+            GDN(N, inverse=True),
+            deconv(N, N),
+            GDN(N, inverse=True),
+            deconv(N, N),
+            GDN(N, inverse=True),
+            deconv(N, 3),
         )
         self.h_a = nn.Sequential(
             conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N)
         )
         self.h_s = nn.Sequential(
-            deconv(N, M), nn.ReLU(inplace=True), deconv(M, M * 3 // 2), nn.ReLU(inplace=True),
+            deconv(N, M),
+            nn.ReLU(inplace=True),
+            deconv(M, M * 3 // 2),
+            nn.ReLU(inplace=True),
             conv(M * 3 // 2, M * 2, 3, 1),
         )
         self.entropy_bottleneck = FactorizedPrior(N)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 
-import numpy as np
-
-from icmkit.errors import IcmError, InputImageError, one_line
+from icmkit.errors import IcmError, one_line
+from icmkit.image import check_rgb
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -55,12 +55,7 @@ def mismatch_summary(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
 
 
 def check_image(image: np.ndarray, index: int) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        what = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise InputImageError(f"image {index}: expected an H×W×3 uint8 RGB array, got {what}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise InputImageError(f"image {index}: empty image of shape {image.shape}")
-    return image
+    return check_rgb(image, f"image {index}")
 
 
 def freeze(model: torch.nn.Module) -> torch.nn.Module:

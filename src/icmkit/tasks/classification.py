@@ -322,5 +322,3 @@ def _num_classes(model: torch.nn.Module) -> int:
         return model.num_classes
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     return linears[-1].out_features if linears else 1000
-
-

@@ -68,6 +68,7 @@ import numpy as np
 import torch
 
 from icmkit.errors import IcmError, one_line
+from icmkit.image import image_to_tensor
 from icmkit.tasks._common import check_image, freeze, mismatch_summary, read_state_dict
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
@@ -150,7 +151,7 @@ class Detector:
         results: list[dict[str, Any]] = []
         device = self.device
         for start in range(0, len(images), batch_size):
-            batch = [_to_tensor(image).to(device) for image in images[start : start + batch_size]]
+            batch = [image_to_tensor(image).to(device) for image in images[start : start + batch_size]]
             with torch.inference_mode():
                 outputs = self.model(batch)
             results += [self._to_numpy(output) for output in outputs]
@@ -284,11 +285,6 @@ def _load_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], nam
     except RuntimeError as exc:
         summary = mismatch_summary(model, state, ignore_suffix="num_batches_tracked")
         raise DetectorWeightsError(f"{path}: weights do not fit {name} ({summary or one_line(exc)})") from None
-
-
-def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    """H×W×3 uint8 → 3×H×W float32 in [0, 1] (torchvision detectors normalise internally)."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(torch.float32).div_(255.0)
 
 
 # --- COCO results and evaluation ----------------------------------------------------------------------

@@ -68,10 +68,13 @@ def input_name(decoded: np.ndarray | FeatureMaps) -> str:
 
 def portable(features: FeatureMaps) -> FeatureMaps:
     """The same features with numpy tensors: cheap to send between processes (no torch storage sharing)."""
-    tensors = {name: t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
-               for name, t in features.tensors.items()}
-    return FeatureMaps(tensors=tensors, strides=dict(features.strides), image_size=tuple(features.image_size),
-                       meta=dict(features.meta))
+    tensors = {
+        name: t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+        for name, t in features.tensors.items()
+    }
+    return FeatureMaps(
+        tensors=tensors, strides=dict(features.strides), image_size=tuple(features.image_size), meta=dict(features.meta)
+    )
 
 
 def _probe_image(side: int = 64) -> np.ndarray:
@@ -91,8 +94,10 @@ def probe_feature_codec(codec: Codec, quality: int) -> FeatureMaps:
         raise EvaluatorError(f"codec {codec.name!r} is of kind 'feature' but decodes {type(decoded).__name__}")
     missing = [k for k in ("backbone", "split", "head_digest") if not decoded.meta.get(k)]
     if missing or FEATURES not in decoded.tensors:
-        raise EvaluatorError(f"codec {codec.name!r} decodes features without {', '.join(missing) or 'a tensor'} "
-                             f"{'in their meta' if missing else 'named features'}: no tail can be chosen for them")
+        raise EvaluatorError(
+            f"codec {codec.name!r} decodes features without {', '.join(missing) or 'a tensor'} "
+            f"{'in their meta' if missing else 'named features'}: no tail can be chosen for them"
+        )
     return decoded
 
 
@@ -107,8 +112,10 @@ class Evaluator(ABC):
     def check_codec(self, codec: Codec, qualities: Iterable[int]) -> None:
         """Refuse (:class:`EvaluatorError`) a codec whose decoded output this evaluator cannot score."""
         if codec.kind == CodecKind.FEATURE:
-            raise EvaluatorError(f"codec {codec.name!r} decodes features, not pixels: {FEATURE_CODECS_SERVE}; "
-                                 f"leave it out of --codecs for --task {self.task}")
+            raise EvaluatorError(
+                f"codec {codec.name!r} decodes features, not pixels: {FEATURE_CODECS_SERVE}; "
+                f"leave it out of --codecs for --task {self.task}"
+            )
 
     @abstractmethod
     def reset(self) -> None:
@@ -141,7 +148,8 @@ class Evaluator(ABC):
         return []
 
     def restore_reference(self, records: Iterable[Mapping[str, Any]]) -> None:
-        """Take back reference records saved by an earlier (interrupted) run."""
+        """Take back reference records saved by an earlier (interrupted) run (none by default)."""
+        return None
 
     def feature_window(self, features: FeatureMaps) -> tuple[int, int, int, int] | None:
         """``(top, left, height, width)`` of the part of a feature map the task model sees, in feature samples."""
@@ -280,10 +288,15 @@ class ClassificationEvaluator(Evaluator):
                     features = split.features(images_to_batch([images[i] for i in part]).to(device)).float().cpu()
                 for j, i in enumerate(part):
                     out[i] = FeatureMaps(
-                        tensors={FEATURES: features[j : j + 1].numpy()}, strides={FEATURES: info.stride},
+                        tensors={FEATURES: features[j : j + 1].numpy()},
+                        strides={FEATURES: info.stride},
                         image_size=(shape[0], shape[1]),
-                        meta={"backbone": info.backbone, "split": info.stage, "head_digest": info.head_digest.hex(),
-                              "stride": info.stride},
+                        meta={
+                            "backbone": info.backbone,
+                            "split": info.stage,
+                            "head_digest": info.head_digest.hex(),
+                            "stride": info.stride,
+                        },
                     )
         return out
 
@@ -332,8 +345,12 @@ class ClassificationEvaluator(Evaluator):
         if key not in self.labels or self.labels[key] is None:
             raise EvaluatorError(f"{key}: no class label to score against")
         label = self.labels[key]
-        return {"pred": int(predicted[0]), "top1": int(predicted[0] == label), "top5": int(label in predicted),
-                "agree": agree}
+        return {
+            "pred": int(predicted[0]),
+            "top1": int(predicted[0] == label),
+            "top5": int(label in predicted),
+            "agree": agree,
+        }
 
     def _topk(self, decoded: list[np.ndarray | FeatureMaps]) -> np.ndarray:
         """Top-k class indices ``(N, k)``: images through the classifier, features through its tail."""
@@ -358,19 +375,29 @@ class ClassificationEvaluator(Evaluator):
         info = self.split(stage).info
         meta = features.meta
         if meta.get("backbone") not in (None, info.backbone) or meta.get("head_digest") not in (
-                None, info.head_digest.hex()):
-            raise EvaluatorError(f"features of {meta.get('backbone')} (head {meta.get('head_digest')}) cannot go "
-                                 f"through the tail of {info.backbone} (head {info.head_digest.hex()})")
+            None,
+            info.head_digest.hex(),
+        ):
+            raise EvaluatorError(
+                f"features of {meta.get('backbone')} (head {meta.get('head_digest')}) cannot go "
+                f"through the tail of {info.backbone} (head {info.head_digest.hex()})"
+            )
         if FEATURES not in features.tensors:
             raise EvaluatorError(f"expected a feature tensor named {FEATURES!r}, found {', '.join(features.tensors)}")
         value = features.tensors[FEATURES]
         tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
         tensor = tensor.to("cpu", torch.float32)
         stride = features.strides.get(FEATURES)
-        if tensor.ndim != 4 or tensor.shape[0] != 1 or tensor.shape[1] != info.channels or (
-                stride is not None and int(stride) != info.stride):
-            raise EvaluatorError(f"features of shape {tuple(tensor.shape)} at stride {stride} do not fit "
-                                 f"{info.backbone} after {stage} ((1, {info.channels}, h, w) at stride {info.stride})")
+        if (
+            tensor.ndim != 4
+            or tensor.shape[0] != 1
+            or tensor.shape[1] != info.channels
+            or (stride is not None and int(stride) != info.stride)
+        ):
+            raise EvaluatorError(
+                f"features of shape {tuple(tensor.shape)} at stride {stride} do not fit "
+                f"{info.backbone} after {stage} ((1, {info.channels}, h, w) at stride {info.stride})"
+            )
         top, left, height, width = self.feature_window(features)
         return tensor[:, :, top : top + height, left : left + width]
 
@@ -429,8 +456,9 @@ class DetectionEvaluator(Evaluator):
 
     def update_from_records(self, records: Iterable[Mapping[str, Any]]) -> None:
         entries = list(records)
-        self.coco.update_from_json([r for entry in entries for r in entry["records"]],
-                                   image_ids=[entry["image_id"] for entry in entries])
+        self.coco.update_from_json(
+            [r for entry in entries for r in entry["records"]], image_ids=[entry["image_id"] for entry in entries]
+        )
 
     def compute(self) -> dict[str, float | str]:
         result = self.coco.compute()
@@ -458,15 +486,24 @@ class FidelityEvaluator(Evaluator):
         return {}
 
 
-def build_evaluator(task: str, *, classifier=None, detector=None, labels: Mapping[str, int] | None = None,
-                    image_ids: Mapping[str, int] | None = None, annotations: str | Path | None = None) -> Evaluator:
+def build_evaluator(
+    task: str,
+    *,
+    classifier=None,
+    detector=None,
+    labels: Mapping[str, int] | None = None,
+    image_ids: Mapping[str, int] | None = None,
+    annotations: str | Path | None = None,
+) -> Evaluator:
     """The evaluator of ``task`` around an already loaded task model."""
     builders = {
         "classify": lambda: ClassificationEvaluator(_need(classifier, "a classifier"), labels or {}),
-        "detect": lambda: DetectionEvaluator(_need(detector, "a detector"), _need(annotations, "COCO annotations"),
-                                             image_ids or {}, segm=False),
-        "segment": lambda: DetectionEvaluator(_need(detector, "a detector"), _need(annotations, "COCO annotations"),
-                                              image_ids or {}, segm=True),
+        "detect": lambda: DetectionEvaluator(
+            _need(detector, "a detector"), _need(annotations, "COCO annotations"), image_ids or {}, segm=False
+        ),
+        "segment": lambda: DetectionEvaluator(
+            _need(detector, "a detector"), _need(annotations, "COCO annotations"), image_ids or {}, segm=True
+        ),
         "fidelity": FidelityEvaluator,
     }
     if task not in builders:
@@ -474,9 +511,16 @@ def build_evaluator(task: str, *, classifier=None, detector=None, labels: Mappin
     return builders[task]()
 
 
-def load_evaluator(task: str, model: str | None, weights="default", *, labels: Mapping[str, int] | None = None,
-                   image_ids: Mapping[str, int] | None = None, annotations: str | Path | None = None,
-                   detector_min_size: int = 800) -> Evaluator:
+def load_evaluator(
+    task: str,
+    model: str | None,
+    weights="default",
+    *,
+    labels: Mapping[str, int] | None = None,
+    image_ids: Mapping[str, int] | None = None,
+    annotations: str | Path | None = None,
+    detector_min_size: int = 800,
+) -> Evaluator:
     """Load ``task``'s model (``model`` with ``weights``; none for ``fidelity``) and wrap it in its evaluator."""
 
     def classifier():
@@ -487,8 +531,9 @@ def load_evaluator(task: str, model: str | None, weights="default", *, labels: M
     def detector():
         from icmkit.tasks.detection import load_detector
 
-        loaded = load_detector(model, weights=weights, min_size=detector_min_size,
-                               max_size=max(1333, detector_min_size))
+        loaded = load_detector(
+            model, weights=weights, min_size=detector_min_size, max_size=max(1333, detector_min_size)
+        )
         if task == "segment" and not loaded.has_masks:
             raise EvaluatorError(f"{model} predicts no masks; segmentation needs a Mask R-CNN")
         return build_evaluator(task, detector=loaded, image_ids=image_ids, annotations=annotations)

@@ -29,10 +29,21 @@ def build_codec_model(config: TrainConfig, backbone: SplitBackbone | None = None
         return build_model(config.architecture, N=config.N, M=config.M)
     info = (backbone or load_backbone(config)).info
     return build_model(
-        config.architecture, channels=info.channels, backbone=info.backbone, split=info.stage,
-        head_digest=info.head_digest.hex(), N=config.N, M=config.M, hyper=config.hyper, re_levels=config.re_levels,
-        re_width=config.re_width, re_latent=config.re_latent, block=config.block, context=config.context,
-        qualities=max(1, len(config.lmbdas)), latent_levels=config.latent_levels,
+        config.architecture,
+        channels=info.channels,
+        backbone=info.backbone,
+        split=info.stage,
+        head_digest=info.head_digest.hex(),
+        N=config.N,
+        M=config.M,
+        hyper=config.hyper,
+        re_levels=config.re_levels,
+        re_width=config.re_width,
+        re_latent=config.re_latent,
+        block=config.block,
+        context=config.context,
+        qualities=max(1, len(config.lmbdas)),
+        latent_levels=config.latent_levels,
     )
 
 
@@ -40,12 +51,17 @@ def build_feature_objective(config: TrainConfig, backbone: SplitBackbone) -> Fea
     try:
         stages = parse_stage_weights(config.tail_stages, config.tail_stage_weights)
         return FeatureObjective(
-            backbone, config.lmbdas or [config.lmbda], config.feature_weight, stages, config.distill_weight,
-            config.distill_temperature, config.re_rate_weight, config.re_distortion_weight,
+            backbone,
+            config.lmbdas or [config.lmbda],
+            config.feature_weight,
+            stages,
+            config.distill_weight,
+            config.distill_temperature,
+            config.re_rate_weight,
+            config.re_distortion_weight,
         )
     except (ValueError, IcmError) as exc:
         raise ConfigError(f"tail_stages: {exc}") from None
 
 
-__all__ = ["FeatureCodecTraining", "build_codec_model", "build_feature_objective", "is_feature_codec",
-           "load_backbone"]
+__all__ = ["FeatureCodecTraining", "build_codec_model", "build_feature_objective", "is_feature_codec", "load_backbone"]

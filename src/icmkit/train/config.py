@@ -26,13 +26,6 @@ SAMPLES_FOLDER = "icmkit:samples"
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def default_train_folders() -> list[str]:
-    """The shared training sets when present beside the checkout (development machines only)."""
-    shared = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-    candidates = [shared / "imagenet-train500", shared / "bsds500" / "train", shared / "bsds500" / "val"]
-    return [str(p) for p in candidates if p.is_dir()]
-
-
 def documented(default=MISSING, *, doc: str, factory=MISSING):
     """A dataclass field whose documentation travels with it (``factory`` for mutable defaults)."""
     if factory is not MISSING:
@@ -46,18 +39,17 @@ class TrainConfig:
 
     out: str = documented("runs/icm-mse", doc="run directory: checkpoints, log.jsonl, tensorboard/, final weights")
     data: list[str] = documented(
-        factory=default_train_folders,
+        factory=list,  # no default: a run names its data (no folder layout of a development machine is assumed)
         doc=f"image folders to train on (searched recursively); '{SAMPLES_FOLDER}' = the photos shipped with icmkit",
     )
     architecture: str = documented("mean-scale-hyperprior", doc="model architecture (see icmkit.models)")
     N: int = documented(64, doc="transform width (channels of the analysis / synthesis transforms)")
     M: int = documented(160, doc="latent channels")
-    lmbda: float = documented(
-        0.0067, doc="rate–distortion trade-off: bpp + λ·255²·MSE (λ·(1 − MS-SSIM) for ms-ssim)"
-    )
+    lmbda: float = documented(0.0067, doc="rate–distortion trade-off: bpp + λ·255²·MSE (λ·(1 − MS-SSIM) for ms-ssim)")
     lmbdas: list[float] = documented(
-        factory=list, doc="feature codecs: one λ per quality of a variable-rate model (gain units); each step trains "
-        "one quality drawn at random; empty = a single-rate model at lmbda"
+        factory=list,
+        doc="feature codecs: one λ per quality of a variable-rate model (gain units); each step trains "
+        "one quality drawn at random; empty = a single-rate model at lmbda",
     )
     distortion: str = documented("mse", doc=f"distortion term: {' or '.join(DISTORTIONS)} (ms-ssim needs crop ≥ 192)")
     beta: float = documented(
@@ -124,12 +116,18 @@ class TrainConfig:
     threads: int = documented(0, doc="torch CPU threads; 0 keeps torch's default")
     device: str = documented("auto", doc="'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
     amp: bool = documented(
-        True, doc="mixed precision on CUDA (bf16, else fp16 with loss scaling); entropy models and loss stay float32; "
-        "no effect on the CPU"
+        True,
+        doc="mixed precision on CUDA (bf16, else fp16 with loss scaling); entropy models and loss stay float32; "
+        "no effect on the CPU",
     )
     log_every: int = documented(50, doc="steps between progress records (log.jsonl, console, TensorBoard)")
     checkpoint_every: int = documented(500, doc="steps between checkpoints")
     max_minutes: float = documented(0.0, doc="stop (with a checkpoint) after this wall time; 0 = no limit")
+    stop_at: int = documented(
+        0,
+        doc="stop (with a checkpoint) once this step is reached, keeping the schedule of `steps`: a long run in "
+        "sittings, or a short run on the long run's learning-rate schedule; 0 = train to `steps`",
+    )
     tensorboard: bool = documented(
         True, doc="write TensorBoard scalars to <out>/tensorboard when tensorboard is installed"
     )
@@ -147,6 +145,8 @@ class TrainConfig:
             raise ConfigError(f"lr_drop_at must be a fraction in [0, 1], got {self.lr_drop_at}")
         if self.clip_grad < 0 or self.max_minutes < 0 or self.threads < 0:
             raise ConfigError("clip_grad, max_minutes and threads must be ≥ 0")
+        if not 0 <= self.stop_at <= self.steps:
+            raise ConfigError(f"stop_at must be in [0, steps = {self.steps}], got {self.stop_at}")
         if self.distortion not in DISTORTIONS:
             raise ConfigError(f"distortion must be one of {', '.join(DISTORTIONS)}, got {self.distortion!r}")
         if self.distortion == "ms-ssim" and self.crop < MS_SSIM_MIN_CROP:
@@ -162,7 +162,10 @@ class TrainConfig:
         if self.device not in DEVICES and not (self.device.startswith("cuda:") and self.device[5:].isdigit()):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not self.data:
-            raise ConfigError("no training data folders (set data=[...])")
+            raise ConfigError(
+                f"no training data: name image folders with data=a/,b/ (or data: [...] in the config; "
+                f"'{SAMPLES_FOLDER}' for the photos shipped with icmkit)"
+            )
         if self.tail_stage_weights and len(self.tail_stage_weights) != len(self.tail_stages):
             raise ConfigError("tail_stage_weights needs one weight per tail stage")
         if self.block not in ("gnconv", "conv") or self.context not in ("checkerboard", "none"):
@@ -198,8 +201,12 @@ def describe_fields() -> list[dict[str, str]]:
     defaults = TrainConfig()
     types = _field_types()
     return [
-        {"name": f.name, "type": type_name(types[f.name]), "default": json.dumps(getattr(defaults, f.name)),
-         "doc": f.metadata["doc"]}
+        {
+            "name": f.name,
+            "type": type_name(types[f.name]),
+            "default": json.dumps(getattr(defaults, f.name)),
+            "doc": f.metadata["doc"],
+        }
         for f in dataclasses.fields(TrainConfig)
     ]
 

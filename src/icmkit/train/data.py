@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from icmkit.image import IMAGE_SUFFIXES, load_rgb, resize_shorter_side
+from icmkit.image import IMAGE_SUFFIXES, image_to_tensor, load_rgb, resize_shorter_side
 
 
 def find_images(folders: list[str | Path]) -> list[Path]:
@@ -52,7 +52,7 @@ class RandomCrops(Dataset):
         image = self._padded(index)
         h, w, _ = image.shape
         top, left = (h - self.crop) // 2, (w - self.crop) // 2
-        return _to_tensor(image[top : top + self.crop, left : left + self.crop])
+        return image_to_tensor(image[top : top + self.crop, left : left + self.crop])
 
     def __getitem__(self, index: int) -> torch.Tensor:
         image = self._padded(index)
@@ -62,12 +62,8 @@ class RandomCrops(Dataset):
         patch = image[top : top + self.crop, left : left + self.crop]
         if self.rng.random() < 0.5:
             patch = patch[:, ::-1]
-        return _to_tensor(patch)
+        return image_to_tensor(patch)
 
 
 def _resize_shorter(image: np.ndarray, side: int) -> np.ndarray:
     return resize_shorter_side(image, side, Image.Resampling.BICUBIC) if side > 0 else image
-
-
-def _to_tensor(patch: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(patch)).permute(2, 0, 1).float().div_(255)

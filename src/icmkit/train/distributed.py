@@ -33,9 +33,17 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
+def launch_environment() -> tuple[int, int, int]:
+    """(rank, world size, local rank) as torchrun announces them; (0, 1, 0) when not launched by torchrun."""
+    return tuple(
+        int(os.environ.get(name, default))
+        for name, default in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"))
+    )
+
+
 def launched_rank() -> int:
     """This process's rank as torchrun announces it (0 when not launched by torchrun)."""
-    return int(os.environ.get("RANK", "0"))
+    return launch_environment()[0]
 
 
 @dataclass
@@ -46,10 +54,9 @@ class DataParallel:
     owns_group: bool = False  # destroy the process group on close (we created it)
 
     @classmethod
-    def from_environment(cls, device_name: str) -> tuple["DataParallel", torch.device]:
+    def from_environment(cls, device_name: str) -> tuple[DataParallel, torch.device]:
         """Join the process group torchrun describes (gloo on CPUs, NCCL on GPUs) and pick the device."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        _, world, local_rank = launch_environment()
         device = resolve_device(device_name, local_rank)
         if world <= 1:
             return cls(), device

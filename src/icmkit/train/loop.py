@@ -26,7 +26,11 @@ from icmkit.errors import ConfigError
 from icmkit.fileio import atomic_write
 from icmkit.losses import CodecObjective, FeatureTap, PerceptionConsistencyLoss
 from icmkit.train.builders import (
-    FeatureCodecTraining, build_codec_model, build_feature_objective, is_feature_codec, load_backbone,
+    FeatureCodecTraining,
+    build_codec_model,
+    build_feature_objective,
+    is_feature_codec,
+    load_backbone,
 )
 from icmkit.train.config import TrainConfig
 from icmkit.train.data import RandomCrops, find_images
@@ -49,8 +53,12 @@ def build_objective(config: TrainConfig) -> CodecObjective:
         except ValueError as exc:
             raise ConfigError(f"perception_layers: {exc}") from None
         perception = PerceptionConsistencyLoss(
-            tap, config.perception_layer_weights or None, config.mmd_samples, tuple(config.mmd_bandwidths),
-            config.distill_weight, config.distill_temperature,
+            tap,
+            config.perception_layer_weights or None,
+            config.mmd_samples,
+            tuple(config.mmd_bandwidths),
+            config.distill_weight,
+            config.distill_temperature,
         )
     return CodecObjective(config.lmbda, config.distortion, config.beta, perception)
 
@@ -58,8 +66,9 @@ def build_objective(config: TrainConfig) -> CodecObjective:
 def git_commit() -> str | None:
     """The commit of the checkout this code runs from; None outside a git checkout or without git."""
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=10)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     commit = result.stdout.strip()
@@ -87,8 +96,12 @@ def _restore_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: d
 def _rng_names(rank: int) -> dict[str, str]:
     """Checkpoint keys of one rank's random streams (rank 0 keeps the names of single-process runs)."""
     suffix = "" if rank == 0 else f".rank{rank}"
-    return {"torch": f"rng.torch{suffix}", "cuda": f"rng.cuda{suffix}", "dataset": f"dataset_rng{suffix}",
-            "batch": f"batch_rng{suffix}"}
+    return {
+        "torch": f"rng.torch{suffix}",
+        "cuda": f"rng.cuda{suffix}",
+        "dataset": f"dataset_rng{suffix}",
+        "batch": f"batch_rng{suffix}",
+    }
 
 
 def _model_tensors(tensors: dict) -> dict:
@@ -158,8 +171,10 @@ class Trainer:
     def _initialise_from(self, path: Path) -> None:
         source, _ = load_weights(path)
         if type(source) is not type(self.model) or source.config != self.model.config:
-            raise ConfigError(f"init_from {path}: holds {type(source).__name__} {source.config}, "
-                              f"not {type(self.model).__name__} {self.model.config}")
+            raise ConfigError(
+                f"init_from {path}: holds {type(source).__name__} {source.config}, "
+                f"not {type(self.model).__name__} {self.model.config}"
+            )
         self.model.load_state_dict(source.state_dict())
         self.log({"event": "initialised", "from": str(path)})
 
@@ -168,8 +183,9 @@ class Trainer:
         """A fresh feature codec standardises the head's features with statistics of centre crops of the
         first ``count`` training images (the same on every rank: they come from the same files)."""
         crops = [self.dataset.center_crop(i) for i in range(min(count, len(self.dataset)))]
-        features = torch.cat([self.backbone.features(torch.stack(crops[i : i + 8]).to(self.device))
-                              for i in range(0, len(crops), 8)])
+        features = torch.cat(
+            [self.backbone.features(torch.stack(crops[i : i + 8]).to(self.device)) for i in range(0, len(crops), 8)]
+        )
         self.model.set_feature_statistics(features)
         self.log({"event": "feature statistics", "images": len(crops), "std": round(float(features.std()), 3)})
 
@@ -190,8 +206,11 @@ class Trainer:
         return self.out / "checkpoint.safetensors", self.out / "checkpoint.json"
 
     def _rng_state(self) -> dict:
-        state = {"torch": torch.get_rng_state(), "dataset": self.dataset.rng.bit_generator.state,
-                 "batch": self.batch_rng.bit_generator.state}
+        state = {
+            "torch": torch.get_rng_state(),
+            "dataset": self.dataset.rng.bit_generator.state,
+            "batch": self.batch_rng.bit_generator.state,
+        }
         if self.device.type == "cuda":
             state["cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -307,7 +326,8 @@ class Trainer:
             self.run_log.write(record)
 
     def run(self) -> Path | None:
-        """Train to ``config.steps`` (or the time limit) and export; the weights' path on rank 0, None elsewhere."""
+        """Train to ``config.steps`` (or ``stop_at``, or the time limit) and export; the weights' path on rank 0,
+        None elsewhere."""
         try:
             self._train()
             path = self.export() if self.parallel.is_main else None
@@ -323,9 +343,17 @@ class Trainer:
         started = time.monotonic()
         window: list[dict] = []
         self.model.train()
-        self.log({"event": "started", "step": self.step, "steps": config.steps, "device": str(self.device),
-                  "precision": self.precision.describe(), "world_size": self.parallel.world_size})
-        while self.step < config.steps:
+        self.log(
+            {
+                "event": "started",
+                "step": self.step,
+                "steps": config.steps,
+                "device": str(self.device),
+                "precision": self.precision.describe(),
+                "world_size": self.parallel.world_size,
+            }
+        )
+        while self.step < (config.stop_at or config.steps):
             window.append(self.train_step(self.next_batch()))
             if self.step % config.log_every == 0:
                 self._log_progress(window, started)
@@ -341,8 +369,14 @@ class Trainer:
     def _log_progress(self, window: list[dict], started: float) -> None:
         mean = {k: sum(r[k] for r in window) / len(window) for k in window[0]}
         mean = self.parallel.mean_over_ranks(mean)
-        self.log({"step": self.step, "lr": self.learning_rate(self.step),
-                  "minutes": round((time.monotonic() - started) / 60, 2), **mean})
+        self.log(
+            {
+                "step": self.step,
+                "lr": self.learning_rate(self.step),
+                "minutes": round((time.monotonic() - started) / 60, 2),
+                **mean,
+            }
+        )
 
     def _out_of_time(self, started: float) -> bool:
         if not self.config.max_minutes:
@@ -361,11 +395,21 @@ def export_weights(model, config: TrainConfig, step: int, path: Path, commit: st
     was_training = model.training
     model.eval()
     model.update()
-    save_weights(model, path, {
-        "lmbda": config.lmbda, "lmbdas": config.lmbdas, "beta": config.beta, "steps": step, "crop": config.crop,
-        "batch_size": config.batch_size, "data": [str(p) for p in config.data], "git_commit": commit,
-        "train_config": config.to_json(),
-    })
+    save_weights(
+        model,
+        path,
+        {
+            "lmbda": config.lmbda,
+            "lmbdas": config.lmbdas,
+            "beta": config.beta,
+            "steps": step,
+            "crop": config.crop,
+            "batch_size": config.batch_size,
+            "data": [str(p) for p in config.data],
+            "git_commit": commit,
+            "train_config": config.to_json(),
+        },
+    )
     model.train(was_training)
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 Reporter = Callable[[dict], None]
 
@@ -25,8 +25,12 @@ class RunLog:
         if tensorboard:
             self.writer = _open_tensorboard(out / "tensorboard")
             if self.writer is None:
-                self.write({"event": "info", "message": "tensorboard is not installed (pip install 'icmkit[train]'); "
-                                                         "no TensorBoard logs"})
+                self.write(
+                    {
+                        "event": "info",
+                        "message": "tensorboard is not installed (pip install 'icmkit[train]'); no TensorBoard logs",
+                    }
+                )
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as handle:

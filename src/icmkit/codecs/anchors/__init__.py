@@ -24,8 +24,8 @@ from icmkit.codecs.anchors.hevc import Hevc444Codec
 from icmkit.codecs.anchors.jxl import JxlCodec
 from icmkit.codecs.anchors.pillow_codecs import (
     AvifCodec,
-    Jpeg2000Codec,
     Jpeg444Codec,
+    Jpeg2000Codec,
     JpegCodec,
     PillowCodec,
     WebpCodec,

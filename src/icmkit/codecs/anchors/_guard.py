@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from icmkit.errors import BitstreamError, IcmError
+from icmkit.errors import BitstreamError, IcmError, one_line
 
 
 def stream_bytes(data: object, codec: str) -> bytes:
@@ -16,11 +16,6 @@ def stream_bytes(data: object, codec: str) -> bytes:
     if not data:
         raise BitstreamError(f"{codec}: empty stream")
     return data
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0][:160] if text else "") or type(exc).__name__
 
 
 @contextmanager
@@ -34,7 +29,7 @@ def decoding(codec: str) -> Iterator[None]:
         yield
     except IcmError:
         raise
-    except MemoryError:
-        raise BitstreamError(f"{codec}: stream needs more memory than is available to decode") from None
+    except MemoryError as exc:  # kept as the cause: callers can tell a memory limit from bad bytes
+        raise BitstreamError(f"{codec}: stream needs more memory than is available to decode") from exc
     except Exception as exc:  # noqa: BLE001 - any library failure here means the bytes are bad
         raise BitstreamError(f"{codec}: not a valid stream ({one_line(exc)})") from exc

@@ -21,7 +21,7 @@ import enum
 from dataclasses import dataclass
 
 from icmkit.errors import BitstreamError
-from icmkit.image import check_declared_size
+from icmkit.limits import check_declared_size
 from icmkit.varint import VarintError, decode_uv, encode_uv
 
 MAGIC = b"icR"
@@ -57,16 +57,14 @@ def _read_leb128(data: bytes, pos: int, what: str, codec: str) -> tuple[int, int
     except VarintError as exc:
         if exc.truncated:
             raise BitstreamError(f"{codec}: truncated raw-stream header (in the {what})") from None
-        raise BitstreamError(f"{codec}: corrupt raw-stream header ({what} too long)") from None
+        raise BitstreamError(f"{codec}: corrupt raw-stream header ({what} too long or overlong)") from None
 
 
 def pack(header: RawHeader, stream: bytes) -> bytes:
     if not 8 <= header.bit_depth <= 23:
         raise ValueError(f"bit depth {header.bit_depth} does not fit the format byte")
     fmt = (int(header.kind) << 4) | (header.bit_depth - 8)
-    return b"".join(
-        (MAGIC, bytes([fmt]), _leb128(header.width), _leb128(header.height), _leb128(len(stream)), stream)
-    )
+    return b"".join((MAGIC, bytes([fmt]), _leb128(header.width), _leb128(header.height), _leb128(len(stream)), stream))
 
 
 def unpack(data: bytes, kind: StreamKind, bit_depth: int, codec: str) -> tuple[RawHeader, bytes]:

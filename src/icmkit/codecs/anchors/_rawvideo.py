@@ -18,8 +18,9 @@ from icmkit.codecs.anchors import _rawstream
 from icmkit.codecs.anchors._guard import decoding, stream_bytes
 from icmkit.codecs.anchors._padding import crop, pad_to
 from icmkit.codecs.anchors._ycbcr import planes_to_rgb, rgb_to_planes
-from icmkit.codecs.base import Codec, check_rgb
+from icmkit.codecs.base import Codec
 from icmkit.errors import BitstreamError
+from icmkit.image import check_rgb
 
 BLOCK = 8  # smallest CU of both HEVC and VVC; whole blocks need no conformance cropping
 
@@ -57,12 +58,12 @@ class RawVideoCodec(Codec):
         return _rawstream.pack(header, stream)
 
     def decode(self, data: bytes) -> np.ndarray:
-        header, stream = _rawstream.unpack(
-            stream_bytes(data, self.name), self.stream_kind, self.bit_depth, self.name
-        )
+        header, stream = _rawstream.unpack(stream_bytes(data, self.name), self.stream_kind, self.bit_depth, self.name)
         self.require_available()
         height, width = self._coded(header.height), self._coded(header.width)
-        planes = self._decode_planes(stream)
+        # FFmpeg checks its allocations against max_pixels with sides rounded up (stride alignment, CTUs of
+        # up to 128): allow that much, no more; the exact size is checked below.
+        planes = self._decode_planes(stream, (width + -width % 128) * (height + -height % 128))
         chroma = (height // 2, width // 2) if self.subsample else (height, width)
         if [p.shape for p in planes] != [(height, width), chroma, chroma]:
             raise BitstreamError(f"{self.name}: stream picture does not match the {width}×{height} header")
@@ -72,12 +73,17 @@ class RawVideoCodec(Codec):
         """The padded side actually coded: whole blocks, at least the encoder's minimum."""
         return max(self.min_side, side + -side % BLOCK)
 
-    def _decode_planes(self, stream: bytes) -> list[np.ndarray]:
+    def _decode_planes(self, stream: bytes, max_pixels: int) -> list[np.ndarray]:
         import av
 
         with decoding(self.name):
             ctx = av.CodecContext.create(self.decoder, "r")
-            frames = [*ctx.decode(av.Packet(stream)), *ctx.decode(None)]
+            # FFmpeg allocates what the stream's own parameter sets declare; cap it near our header's size.
+            ctx.options = {"max_pixels": str(max_pixels), "threads": "1"}
+            try:
+                frames = [*ctx.decode(av.Packet(stream)), *ctx.decode(None)]
+            except av.error.MemoryError:
+                raise BitstreamError(f"{self.name}: stream picture is larger than its header declares") from None
         if len(frames) != 1:
             raise BitstreamError(f"{self.name}: stream holds {len(frames)} pictures, expected 1")
         frame = frames[0]

@@ -55,9 +55,7 @@ def _upsample2(plane: np.ndarray, axis: int) -> np.ndarray:
     before = np.take(plane, np.maximum(np.arange(n) - 1, 0), axis=axis)
     after = np.take(plane, np.minimum(np.arange(n) + 1, n - 1), axis=axis)
     even, odd = 0.75 * plane + 0.25 * before, 0.75 * plane + 0.25 * after
-    return np.stack([even, odd], axis=axis + 1).reshape(
-        plane.shape[:axis] + (2 * n,) + plane.shape[axis + 1 :]
-    )
+    return np.stack([even, odd], axis=axis + 1).reshape(plane.shape[:axis] + (2 * n,) + plane.shape[axis + 1 :])
 
 
 def rgb_to_planes(image: np.ndarray, bit_depth: int, subsample: bool) -> list[np.ndarray]:

@@ -6,11 +6,10 @@ from fractions import Fraction
 
 import numpy as np
 
-from icmkit.codecs.anchors._guard import one_line
 from icmkit.codecs.anchors._rawstream import StreamKind
 from icmkit.codecs.anchors._rawvideo import RawVideoCodec, pyav_missing
 from icmkit.codecs.base import Availability, QualitySpec
-from icmkit.errors import IcmError
+from icmkit.errors import IcmError, one_line
 
 
 class Hevc444Codec(RawVideoCodec):

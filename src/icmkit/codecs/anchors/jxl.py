@@ -7,8 +7,11 @@ import importlib.util
 import numpy as np
 
 from icmkit.codecs.anchors._guard import decoding, stream_bytes
-from icmkit.codecs.base import Availability, Codec, QualitySpec, check_rgb
+from icmkit.codecs.anchors._jxlsize import declared_size
+from icmkit.codecs.base import Availability, Codec, QualitySpec
 from icmkit.errors import BitstreamError
+from icmkit.image import check_rgb
+from icmkit.limits import check_declared_size
 
 EFFORT = 7  # libjxl's default (cjxl -e 7, "squirrel")
 
@@ -57,7 +60,13 @@ class JxlCodec(Codec):
         import imagecodecs
 
         with decoding(self.name):
-            image = np.asarray(imagecodecs.jpegxl_decode(data))
+            width, height = declared_size(data)  # libjxl allocates what the header says: check it first
+            check_declared_size(width, height, self.name)
+            # Frame 0 only (an animation's other frames would cost time and memory for nothing); one
+            # thread, so that decoding never depends on the thread count.
+            image = np.asarray(imagecodecs.jpegxl_decode(data, index=0, numthreads=1))
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise BitstreamError(f"{self.name}: stream is not an 8-bit RGB image ({image.shape}, {image.dtype})")
+        if sorted(image.shape[:2]) != sorted((height, width)):  # orientation may swap the sides
+            raise BitstreamError(f"{self.name}: decoded picture does not match the {width}×{height} header")
         return np.ascontiguousarray(image)

@@ -9,9 +9,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from icmkit.codecs.anchors._guard import decoding, stream_bytes
-from icmkit.codecs.base import Availability, Codec, QualitySpec, check_rgb
+from icmkit.codecs.base import Availability, Codec, QualitySpec
 from icmkit.errors import BitstreamError
-from icmkit.image import check_declared_size
+from icmkit.image import check_rgb
+from icmkit.limits import check_declared_size
 
 _PERCENT_GRID = (5, 10, 20, 30, 50, 75, 90, 95)  # CompressAI's JPEG/WebP anchor grid
 
@@ -68,11 +69,12 @@ class PillowCodec(Codec):
             except UnidentifiedImageError:
                 raise BitstreamError(f"{self.name}: not a {self.pil_format} stream") from None
             with picture:
-                check_declared_size(*picture.size, self.name)
+                width, height = picture.size
+                check_declared_size(width, height, self.name)
                 picture.load()  # decode now, so that truncation surfaces inside the guard
                 rgb = np.asarray(picture.convert("RGB"))
-        if rgb.ndim != 3 or min(rgb.shape[:2]) < 1:
-            raise BitstreamError(f"{self.name}: stream decodes to no image")
+        if rgb.shape != (height, width, 3) or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 1:
+            raise BitstreamError(f"{self.name}: decoded picture {rgb.shape} does not match the {width}×{height} header")
         return np.ascontiguousarray(rgb)
 
 
