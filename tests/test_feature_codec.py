@@ -183,7 +183,9 @@ def test_unfinalised_model_refuses_to_code():
         model(torch.zeros(1, 40, 16, 16), quality=1)
 
 
-@pytest.mark.parametrize("variant", [{"re_levels": 0}, {"block": "conv"}, {"context": "none"}])
+@pytest.mark.parametrize(
+    "variant", [{"re_levels": 0}, {"block": "conv"}, {"context": "none"}, {"hyper_synthesis": "attention"}]
+)
 def test_ablation_variants_round_trip(variant):
     torch.manual_seed(0)
     model = DICMFeatureCodec(40, N=16, M=16, hyper=16, re_width=16, re_latent=16, **variant).eval()
@@ -213,3 +215,11 @@ def test_edited_feature_header_fields_are_refused_before_decoding(tiny_feature_c
     for forged, message in cases:
         with pytest.raises(BitstreamError, match=message):
             tiny_feature_codec.decode(forged)
+
+
+def test_attention_hyper_synthesis_codes_with_its_float_network():
+    model = DICMFeatureCodec(40, N=16, M=16, hyper=16, re_levels=0, hyper_synthesis="attention")
+    assert model.h_s_int is None and "h_s" not in model.float_twins  # slim files must keep the float h_s
+    assert any(k.startswith("h_s.") for k in model.coding_state_dict())
+    with pytest.raises(ValueError, match="hyper_synthesis"):
+        DICMFeatureCodec(40, hyper_synthesis="transformer")

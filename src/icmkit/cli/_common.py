@@ -7,9 +7,11 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from icmkit.errors import IcmError, OutputExistsError
 
@@ -70,3 +72,25 @@ def same_file(a: Path, b: Path) -> bool:
 
 def is_interactive() -> bool:
     return sys.stderr.isatty()
+
+
+CodecOption = Annotated[str, typer.Option("--codec", "-c", help="Codec name (see `icm codecs`).")]
+QualityOption = Annotated[
+    int | None, typer.Option("--quality", "-q", help="Quality value in the codec's own knob (see `icm codecs`).")
+]
+DECODED_SUFFIX = ".decoded.png"  # never the name of the image a stream was made from
+ForceOption = Annotated[
+    bool, typer.Option("--force", "-f", help="Overwrite existing output files (never a file this command reads).")
+]
+
+
+def progress_bar(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not enabled,
+    )

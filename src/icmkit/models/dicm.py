@@ -60,6 +60,10 @@ from icmkit.threads import single_threaded
 _SYMBOL_LIMIT = MAX_ESCAPE_VALUE // 2
 BLOCKS = {"gnconv": HorBlock, "conv": ResidualConvBlock}
 CONTEXTS = ("checkerboard", "none")
+# "integer": h_s as transposed convolutions run exactly in integers (what ships: bit-exact decoding).
+# "attention": the paper's choice, a transformer block in h_s, run in float — decoding is then only
+# reproducible on the machine that encoded, so it exists to measure what the integer deviation costs.
+HYPER_SYNTHESES = ("integer", "attention")
 
 
 def _down(cin: int, cout: int, kernel: int = 5) -> nn.Conv2d:
@@ -129,10 +133,14 @@ class DICMFeatureCodec(CompressionModel):
         transformer_depth: int = 1,
         qualities: int = 1,
         latent_levels: int = 2,
+        hyper_synthesis: str = "integer",
     ):
         super().__init__()
-        if block not in BLOCKS or context not in CONTEXTS:
-            raise ValueError(f"block must be one of {list(BLOCKS)} and context one of {list(CONTEXTS)}")
+        if block not in BLOCKS or context not in CONTEXTS or hyper_synthesis not in HYPER_SYNTHESES:
+            raise ValueError(
+                f"block must be one of {list(BLOCKS)}, context one of {list(CONTEXTS)} and hyper_synthesis one of "
+                f"{list(HYPER_SYNTHESES)}"
+            )
         self.config = {
             "channels": channels,
             "backbone": backbone,
@@ -150,6 +158,7 @@ class DICMFeatureCodec(CompressionModel):
             "transformer_depth": transformer_depth,
             "qualities": qualities,
             "latent_levels": latent_levels,
+            "hyper_synthesis": hyper_synthesis,
         }
         self.M = M
         depths = (1,) * (re_levels - 1) + (2,)  # the paper's (1, 1, 2) at three levels
@@ -172,8 +181,14 @@ class DICMFeatureCodec(CompressionModel):
             nn.GELU(),
             _down(hyper, hyper, 3),
         )
+        attention = [TokenTransformer(hyper, transformer_depth)] if hyper_synthesis == "attention" else []
         self.h_s = nn.Sequential(
-            _up(hyper, hyper), nn.ReLU(), _up(hyper, hyper), nn.ReLU(), nn.Conv2d(hyper, 2 * M, 3, padding=1)
+            _up(hyper, hyper),
+            nn.ReLU(),
+            _up(hyper, hyper),
+            nn.ReLU(),
+            *attention,
+            nn.Conv2d(hyper, 2 * M, 3, padding=1),
         )
         self.qualities = qualities
         self.use_context = context == "checkerboard"
@@ -190,7 +205,9 @@ class DICMFeatureCodec(CompressionModel):
         self._init_latent_gains()
         self.entropy_bottleneck = FactorizedPrior(hyper)
         self.gaussian_conditional = GaussianConditional()
-        self.h_s_int = ExactIntegerNet(self.h_s)
+        self.h_s_int = ExactIntegerNet(self.h_s) if not attention else None
+        if attention:  # the float h_s is what codes: not a twin to leave out of shipped files
+            self.float_twins = tuple(name for name in self.float_twins if name != "h_s")
         self.context_int = ExactIntegerNet(self.context) if self.use_context else None
         self.entropy_parameters_int = ExactIntegerNet(self.entropy_parameters)
         # Per-channel statistics of the head's features (set from data before training): the transforms
@@ -260,10 +277,17 @@ class DICMFeatureCodec(CompressionModel):
 
     # -- coding -----------------------------------------------------------------------------------
     def _quantize_integer_nets(self) -> None:
-        self.h_s_int.quantize_from(self.h_s)
+        if self.h_s_int is not None:
+            self.h_s_int.quantize_from(self.h_s)
         self.entropy_parameters_int.quantize_from(self.entropy_parameters)
         if self.use_context:
             self.context_int.quantize_from(self.context)
+
+    def _hyper_fixed(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """h_s(ẑ) in fixed point: exact integers, or (the attention ablation) the float network rounded."""
+        if self.h_s_int is not None:
+            return self.h_s_int(ExactIntegerNet.to_fixed(z_hat))
+        return torch.round(ExactIntegerNet.to_fixed(self.h_s(z_hat)))
 
     def _table_choice(self, params_fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Fixed-point (scales, means) → (scale-table index, means in fixed point); exact on any machine."""
@@ -292,7 +316,7 @@ class DICMFeatureCodec(CompressionModel):
         self.require_finalized()
         y = self.g_a(self.filter(f1)) * self._gains(quality)[0]
         z_hat = torch.round(self.h_a(y)).clamp_(-_SYMBOL_LIMIT, _SYMBOL_LIMIT)
-        hyper_fixed = self.h_s_int(ExactIntegerNet.to_fixed(z_hat))
+        hyper_fixed = self._hyper_fixed(z_hat)
         index, means_fixed = self._first_pass(hyper_fixed)
         symbols = torch.round(y - ExactIntegerNet.from_fixed(means_fixed)).clamp_(-_SYMBOL_LIMIT, _SYMBOL_LIMIT)
         strings: list[list[bytes]] = [[], [], []]
@@ -319,7 +343,7 @@ class DICMFeatureCodec(CompressionModel):
         inverse_gain = self._gains(quality)[1]
         anchor_strings, other_strings, z_strings = strings
         z_hat = torch.stack([self.entropy_bottleneck.decompress(s, shape) for s in z_strings])
-        hyper_fixed = self.h_s_int(ExactIntegerNet.to_fixed(z_hat))
+        hyper_fixed = self._hyper_fixed(z_hat)
         index, means_fixed = self._first_pass(hyper_fixed)
         y_shape = index.shape
         decode = self.gaussian_conditional.decompress

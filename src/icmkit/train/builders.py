@@ -44,6 +44,7 @@ def build_codec_model(config: TrainConfig, backbone: SplitBackbone | None = None
         context=config.context,
         qualities=max(1, len(config.lmbdas)),
         latent_levels=config.latent_levels,
+        hyper_synthesis=config.hyper_synthesis,
     )
 
 

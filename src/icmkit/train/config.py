@@ -88,6 +88,11 @@ class TrainConfig:
     re_latent: int = documented(96, doc="feature codecs: channels of the RE module's rounded latent")
     block: str = documented("gnconv", doc="feature codecs: analysis/synthesis blocks, 'gnconv' or 'conv' (ablation)")
     context: str = documented("checkerboard", doc="feature codecs: 'checkerboard' (two-pass) or 'none' (ablation)")
+    hyper_synthesis: str = documented(
+        "integer",
+        doc="feature codecs: 'integer' (bit-exact convolutions) or 'attention' (the paper's transformer in h_s, "
+        "float: reproducible only on the encoding machine; ablation)",
+    )
     feature_weight: float = documented(1.0, doc="feature codecs: weight of MSE(f̂, f) at the split inside λ·(…)")
     tail_stages: list[str] = documented(
         factory=list, doc="feature codecs: tail stages whose outputs are matched (normalised MSE) inside λ·(…)"
@@ -170,6 +175,8 @@ class TrainConfig:
             raise ConfigError("tail_stage_weights needs one weight per tail stage")
         if self.block not in ("gnconv", "conv") or self.context not in ("checkerboard", "none"):
             raise ConfigError("block must be gnconv or conv, context checkerboard or none")
+        if self.hyper_synthesis not in ("integer", "attention"):
+            raise ConfigError(f"hyper_synthesis must be integer or attention, got {self.hyper_synthesis!r}")
         if self.latent_levels < 1:
             raise ConfigError("latent_levels must be ≥ 1")
         if min(self.re_levels, self.resize, self.re_rate_weight, self.re_distortion_weight, self.feature_weight) < 0:
