@@ -67,6 +67,8 @@ def verdict(value: float, target: float) -> str:
 
 
 def bd_line(label: str, r: dict, target: float | None = None) -> str:
+    if math.isnan(r["bd_rate_pct"]):
+        return f"{label}: no BD figure ({r.get('note') or 'no overlap'})"
     check = "" if target is None else f" — {verdict(r['bd_rate_pct'], target)}"
     return (
         f"{label}: BD-rate {r['bd_rate_pct']:+.1f} %, BD-top-1 {r['bd_metric']:+.2f} pp, overlap "
