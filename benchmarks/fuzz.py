@@ -394,7 +394,7 @@ def check_output(target: str, data: bytes, out) -> str | None:
     import numpy as np
 
     from icmkit.codecs.base import FEATURES, FeatureMaps
-    from icmkit.image import max_pixels
+    from icmkit.limits import max_pixels
 
     if target == "features":
         return None if isinstance(out, FeatureMaps) else f"load_features returned {type(out).__name__}"

@@ -18,6 +18,7 @@ from icmkit.bench.lock import LOCK_NAME, FolderInUseError, folder_lock
 from icmkit.bench.summary import bd_table
 
 from conftest import synthetic_photo
+from test_cli_bench import FAST as BENCH_FLAGS  # the same small codec set, random-weights model
 
 FAST = {"codecs": "jpeg:10,50,webp:30,70", "anchor": "jpeg", "model": "resnet18", "model_weights": None}
 
@@ -180,23 +181,7 @@ def test_cli_says_that_it_resumed(labelled, tmp_path):
 
     from icmkit.cli.main import app
 
-    args = [
-        "bench",
-        "--data",
-        str(labelled),
-        "--out",
-        str(tmp_path),
-        "--codecs",
-        FAST["codecs"],
-        "--anchor",
-        "jpeg",
-        "--model",
-        "resnet18",
-        "--model-weights",
-        "none",
-        "--workers",
-        "1",
-    ]
+    args = ["bench", "--data", str(labelled), "--out", str(tmp_path), *BENCH_FLAGS]
     first = CliRunner().invoke(app, args, catch_exceptions=False)
     assert first.exit_code == 0 and "resuming" not in first.stderr
     second = CliRunner().invoke(app, args, catch_exceptions=False)

@@ -15,12 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from icmkit.errors import InputImageError
-from icmkit.limits import (  # noqa: F401 (re-exported: the limit's older home)
-    DEFAULT_MAX_PIXELS,
-    check_declared_size,
-    check_pixel_count,
-    max_pixels,
-)
+from icmkit.limits import check_pixel_count
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif"}
 _DEEP_REDECODED = ("PNG", "TIFF")  # formats whose 16-bit colour samples imagecodecs decodes in full

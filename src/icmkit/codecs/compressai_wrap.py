@@ -70,7 +70,8 @@ class CompressAICodec(IcmContainerCodec):
             f"compressai-{architecture}",
             load,
             tuple(qualities),
-            f"CompressAI {architecture}, pretrained MSE weights (downloaded by CompressAI on first use)",
+            f"CompressAI {architecture}, pretrained MSE weights (downloaded once from CompressAI's URLs, "
+            "SHA-256 checked)",
         )
 
     @classmethod
