@@ -508,7 +508,7 @@ def _warm(corpus, targets) -> None:
         if name in EXTRA_TARGETS:
             continue
         codec = get_codec(name)
-        for quality in getattr(codec.quality, "allowed", None) or ():
+        for quality in getattr(codec.quality, "allowed", None) or codec.quality.grid:
             try:
                 codec.model(quality)
             except Exception:  # noqa: BLE001 - a missing rate point shows up as a case outcome

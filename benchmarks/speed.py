@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import icmkit
+from icmkit.codecs.learned import VariableRatePixelCodec
 from icmkit.data import sample_path
 
 
@@ -55,7 +56,7 @@ def timed(fn, repeats: int):
     return result, statistics.median(times)
 
 
-def measure_icmkit(image: np.ndarray, codec_name: str, quality: int | None, repeats: int) -> dict:
+def measure_icmkit(image: np.ndarray, codec_name: str, quality: float | None, repeats: int) -> dict:
     codec = icmkit.get_codec(codec_name)
     quality = codec.quality.validate(quality)
     data, encode_s = timed(lambda: codec.encode(image, quality), repeats)
@@ -212,7 +213,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", help="photo to code (default: bundled coffee.png resized to 768×512)")
     parser.add_argument("--codec", default=icmkit.DEFAULT_CODEC)
-    parser.add_argument("--quality", type=int)
+    parser.add_argument("--quality", type=float, help="the codec's quality (default: its default)")
+    parser.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="LABEL=FILE",
+        help="also time a variable-rate weights file at the same quality (e.g. the no-context ablation)",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
@@ -227,6 +235,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     image, source = load_photo(args.image)
     rows = [measure_icmkit(image, args.codec, args.quality, args.repeats)]
+    for item in args.weights:
+        label, _, path = item.partition("=")
+        icmkit.register_codec(VariableRatePixelCodec.from_weights_file(path, name=label))
+        rows.append(measure_icmkit(image, label, args.quality, args.repeats))
     reference = measure_compressai(image, args.repeats, args.compressai_pretrained)
     if reference:
         rows.append(reference)

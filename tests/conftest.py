@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from icmkit.codecs.learned import LearnedPixelCodec
-from icmkit.models import MeanScaleHyperprior
+from icmkit.models import MeanScaleHyperprior, VariableRateHyperprior
 from icmkit.weights import save_weights
 
 
@@ -99,6 +99,26 @@ def tiny_weights(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_codec(tiny_weights) -> LearnedPixelCodec:
     return LearnedPixelCodec.from_weights_file(tiny_weights, name="icm-tiny", quality=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_vr_weights(tmp_path_factory) -> str:
+    """A finalised variable-rate pixel model (random weights, nonzero context residual) with 4 rate points."""
+    torch.manual_seed(0)
+    model = VariableRateHyperprior(N=16, M=24, qualities=4).eval()
+    with torch.no_grad():  # a fresh model's context residual is zero: give the second pass something to do
+        model.entropy_parameters[-1].weight.normal_(0, 0.05)
+    model.update()
+    path = tmp_path_factory.mktemp("weights") / "tiny-vr.safetensors"
+    save_weights(model, path, {"lmbdas": [0.001, 0.003, 0.01, 0.03]}, slim=True)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_vr_codec(tiny_vr_weights):
+    from icmkit.codecs.learned import VariableRatePixelCodec
+
+    return VariableRatePixelCodec.from_weights_file(tiny_vr_weights, name="icm-tiny-vr")
 
 
 @pytest.fixture(scope="module")

@@ -126,3 +126,43 @@ def test_entropy_models_stay_float32_under_autocast():
         output = model(torch.rand(1, 3, 64, 64))
     assert output["x_hat"].dtype == torch.bfloat16  # the transforms do run in low precision
     assert all(lik.dtype == torch.float32 for lik in output["likelihoods"].values())
+
+
+def test_variable_rate_training_from_a_single_rate_model(image_folder, tmp_path):
+    """A single-rate hyperprior warm-starts a variable-rate one (gains at sqrt(λ_q / λ_source)); every step
+    trains a continuous quality at its interpolated λ, and the export codes at any quality in range."""
+    from icmkit.codecs.learned import VariableRatePixelCodec
+
+    single = Trainer(tiny_config(image_folder, tmp_path / "single", lmbda=0.01)).run()
+    config = tiny_config(
+        image_folder,
+        tmp_path / "vr",
+        architecture="variable-rate-hyperprior",
+        lmbdas=[0.0025, 0.01, 0.04],
+        init_from=str(single),
+    )
+    trainer = Trainer(config)
+    assert torch.allclose(trainer.model.gains(1)[0], torch.full((1, 8, 1, 1), 0.5))
+    assert torch.allclose(trainer.model.gains(3)[0], torch.full((1, 8, 1, 1), 2.0))
+    weights = trainer.run()
+    codec = VariableRatePixelCodec.from_weights_file(weights, name="icm-trained-vr")
+    assert codec.quality.hi == 3 and codec.quality.grid == (1, 2, 3)
+    image = synthetic_photo(30, 40)
+    assert codec.decode(codec.encode(image, 2.3)).shape == image.shape
+    log = [json.loads(line) for line in (tmp_path / "vr" / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("as") for r in log if r.get("event") == "initialised")
+    assert all(np.isfinite(r["loss"]) for r in log if "loss" in r)
+
+
+def test_warm_start_refuses_other_widths(image_folder, tmp_path):
+    single = Trainer(tiny_config(image_folder, tmp_path / "single")).run()
+    config = tiny_config(
+        image_folder,
+        tmp_path / "vr",
+        architecture="variable-rate-hyperprior",
+        lmbdas=[0.01, 0.02],
+        M=16,
+        init_from=str(single),
+    )
+    with pytest.raises(ConfigError, match="widths"):
+        Trainer(config)

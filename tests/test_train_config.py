@@ -119,10 +119,19 @@ def test_shipped_configs_load(image_folder):
     smoke = load_config(found["smoke.yaml"])  # its data is the bundled photos: valid anywhere
     assert all(folder.is_dir() for folder in smoke.data_folders())
     mse, mmd = (load_config(found[name], [f"data={image_folder}"]) for name in ("icm-mse.yaml", "icm-mmd.yaml"))
-    assert (mse.N, mse.M, mse.crop, mse.batch_size, mse.lr, mse.lr_drop_at, mse.beta) == (64, 160, 128, 8, 5e-4, 0.9, 0)
-    # The ablation: the MMD recipe is the MSE recipe plus the perception term (β and its sample count) alone.
-    assert dataclasses.replace(mmd, beta=0.0, out=mse.out, mmd_samples=mse.mmd_samples) == mse
-    assert (mmd.beta, mmd.mmd_samples) == (5.0, 512)
+    assert (mse.architecture, mse.N, mse.M, mse.crop, mse.batch_size, mse.beta) == (
+        "variable-rate-hyperprior",
+        64,
+        160,
+        256,
+        8,
+        0,
+    )
+    assert len(mse.lmbdas) >= 6 and mse.lmbdas == sorted(mse.lmbdas)
+    # The ablation: the MMD recipe is the MSE recipe plus the perception term (its weights, samples, distillation).
+    perception = ("beta", "mmd_samples", "perception_layers", "perception_layer_weights", "distill_weight")
+    assert dataclasses.replace(mmd, out=mse.out, **{name: getattr(mse, name) for name in perception}) == mse
+    assert (mmd.beta, mmd.mmd_samples) == (5.0, 512) and mmd.distill_weight > 0
 
 
 def test_no_data_default_assumes_a_folder_layout(tmp_path, monkeypatch):

@@ -2,7 +2,9 @@
 
 import hashlib
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from icmkit.weights import read_metadata
@@ -21,7 +23,6 @@ def test_every_entry_is_complete_and_matches_its_file(name):
     assert len(entries) == len(rows), "a table row names a weights file that is missing"
     for entry in entries:
         assert entry.command.startswith("python -m icmkit.train") and entry.data and entry.steps > 0
-        assert entry.path.stat().st_size <= 20 * 2**20
         meta = read_metadata(entry.path)
         assert meta["architecture"] == entry.architecture
         lmbdas = json.loads(meta.get("lmbdas", "[]"))  # a variable-rate file: one λ per quality
@@ -49,6 +50,62 @@ def test_shipped_families_span_the_rate_range(name):
     assert all((e.beta > 0) == (name == "icm-mmd") for e in entries)
     for entry in entries:
         assert float(read_metadata(entry.path)["beta"]) == entry.beta
+
+
+PACKAGE_LIMIT = 60 * 2**20  # what the package may weigh in all (PyPI's default wheel limit is 100 MB)
+FILE_LIMIT = 25 * 2**20
+
+
+def test_the_package_fits_its_size_budget():
+    """Everything installed under icmkit/ (an upper bound of the wheel, which compresses it) ≤ 60 MB; no
+    single file over 25 MB."""
+    import icmkit
+
+    files = [f for f in Path(icmkit.__file__).parent.rglob("*") if f.is_file() and "__pycache__" not in f.parts]
+    sizes = {f: f.stat().st_size for f in files}
+    total = sum(sizes.values())
+    assert total <= PACKAGE_LIMIT, f"the package weighs {total / 2**20:.1f} MiB > 60 MB"
+    big = [f"{f.name} ({size / 2**20:.1f} MiB)" for f, size in sizes.items() if size > FILE_LIMIT]
+    assert not big, f"files over 25 MB: {big}"
+
+
+@pytest.mark.parametrize("name", families())
+def test_every_family_is_one_file_with_its_digest(name):
+    entries = family(name)
+    assert len({e.file for e in entries}) == 1, f"{name} ships several weight files"
+    assert all(e.sha256 for e in entries)
+
+
+def test_no_weights_file_is_left_outside_the_tables():
+    listed = {e.file for name in families() for e in family(name)}
+    shipped = {p.name for p in (ZOO_DIR / "weights").glob("*.safetensors")}
+    assert shipped == listed, f"unlisted weight files: {sorted(shipped - listed)}"
+
+
+def test_a_corrupt_shipped_file_is_refused_cleanly(tmp_path, tiny_vr_weights):
+    from types import SimpleNamespace
+
+    from icmkit.codecs.learned import VariableRatePixelCodec
+    from icmkit.errors import WeightsFileError
+
+    path = tmp_path / "shipped.safetensors"
+    path.write_bytes(Path(tiny_vr_weights).read_bytes())
+    codec = VariableRatePixelCodec("icm-check", path, 4)
+    codec.expect_sha256([SimpleNamespace(path=path, sha256=hashlib.sha256(b"another file").hexdigest())])
+    with pytest.raises(WeightsFileError, match="corrupt or replaced"):
+        codec.encode(np.zeros((8, 8, 3), np.uint8), 2)
+    good = VariableRatePixelCodec("icm-check", path, 4)
+    good.expect_sha256([SimpleNamespace(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())])
+    assert good.encode(np.zeros((8, 8, 3), np.uint8), 2)
+
+
+def test_streams_of_the_retired_v1_files_fail_with_the_other_weights_message():
+    from icmkit import get_codec
+    from icmkit.errors import WeightsMismatchError
+
+    legacy = Path(__file__).parent / "data" / "legacy" / "icm-mse-v1-q4.icm"
+    with pytest.raises(WeightsMismatchError, match="other weights"):
+        get_codec("icm-mse").decode(legacy.read_bytes())
 
 
 def test_mmd_ablation_has_the_mse_familys_budget():

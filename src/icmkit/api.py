@@ -36,7 +36,7 @@ def read_image(image: ImageLike) -> np.ndarray:
     return load_rgb(image)
 
 
-def compress(image: ImageLike, codec: str | Codec = DEFAULT_CODEC, quality: int | None = None) -> bytes:
+def compress(image: ImageLike, codec: str | Codec = DEFAULT_CODEC, quality: float | None = None) -> bytes:
     """Compress an image with a registered codec (by name) at ``quality`` (the codec's default if None)."""
     codec = get_codec(codec) if isinstance(codec, str) else codec
     codec.require_available()

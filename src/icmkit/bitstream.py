@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from icmkit.digest import DIGEST_BYTES
 from icmkit.errors import BitstreamError
@@ -229,4 +229,37 @@ def unpack_extra(extra: bytes) -> dict[str, bytes]:
         items[key] = reader.take(reader.byte("extra header"), "extra header")
     if reader.pos != len(extra):
         raise BitstreamError("malformed .icm extra header (trailing bytes)")
+    return items
+
+
+# The rate-control record (``extra`` key ``r``): what a ``--target-…`` / ``--keep-prediction`` search aimed at and,
+# for fidelity and decision targets, what it achieved — e.g. ``psnr>=36;36.41 dB``. The chosen quality is the
+# header's own; a size target's achieved size is the file's.
+RECORD_KEY = "r"
+
+
+def with_record(data: bytes, record: str) -> bytes:
+    """The same stream with ``record`` in its ``extra`` field (the CRC recomputed); ``extra`` must be empty or
+    key/value items (:func:`pack_extra`)."""
+    header, streams = unpack(data)
+    items = unpack_extra(header.extra) if header.extra else {}
+    items[RECORD_KEY] = record.encode("utf-8")[:_MAX_EXTRA_TEXT]
+    return pack(replace(header, extra=pack_extra(items)), streams)
+
+
+def read_record(header: IcmHeader) -> str | None:
+    """The rate-control record of a header, if it has one (None for a malformed or foreign ``extra``)."""
+    if not header.extra:
+        return None
+    try:
+        value = unpack_extra(header.extra).get(RECORD_KEY)
+    except BitstreamError:
+        return None
+    return value.decode("utf-8", "replace") if value is not None else None
+
+
+def split_record(extra: bytes) -> dict[str, bytes]:
+    """``extra``'s items without the rate-control record (what a codec checks as its own fields)."""
+    items = unpack_extra(extra) if extra else {}
+    items.pop(RECORD_KEY, None)
     return items

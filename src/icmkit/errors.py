@@ -38,6 +38,10 @@ class WeightsMismatchError(BitstreamError):
     """A stream written by other weights than the ones loaded to decode it."""
 
 
+class WeightsFileError(IcmError):
+    """A shipped weights file does not match its zoo table (corrupt, truncated or replaced)."""
+
+
 class OutputExistsError(IcmError):
     """An output path that exists (without ``--force``) or that would overwrite an input."""
 

@@ -38,6 +38,8 @@ class BenchOptions:
     limit: int | None = None
     workers: int = 1
     detector_min_size: int = 800  # torchvision's default input scale for its COCO detectors
+    adaptive: str | None = None  # "keep-top1" / "keep-top5": add each codec's per-image adaptive variant
+    adaptive_model: str | None = None  # the classifier the adaptive search keeps the decision of (default Lite0)
 
 
 @dataclass
@@ -65,7 +67,7 @@ def run_bench(options: BenchOptions, progress=None, resumed=None) -> BenchOutcom
     if options.data is None and options.task in ("detect", "segment"):
         raise IcmError("detection and segmentation need --data: a COCO folder (images + instances JSON)")
     dataset = open_dataset(_resolve_data(options.data) or SAMPLES_DIR, options.task).limit(options.limit)
-    plans = parse_codec_spec(options.codecs)
+    plans = parse_codec_spec(_with_adaptive(options))
     if options.anchor not in {p.codec for p in plans}:
         raise IcmError(f"anchor {options.anchor!r} is not among the benchmarked codecs ({options.codecs})")
     model_name = options.model or DEFAULT_MODELS.get(options.task)
@@ -152,6 +154,19 @@ def _report(
     record = {**asdict(options), "out": str(options.out), "data": data, "model": model_name}
     atomic_write(options.out / "run.json", json.dumps(record, indent=2).encode())
     return BenchOutcome(results, summary, table, report, time.monotonic() - started, reference)
+
+
+def _with_adaptive(options: BenchOptions) -> str:
+    """The codec spec, plus (``--adaptive``) each codec's adaptive variant on its tolerance sweep."""
+    if options.adaptive is None:
+        return options.codecs
+    if options.task != "classify":
+        raise IcmError("--adaptive keeps a classifier's decision: it needs --task classify")
+    from icmkit.ratecontrol.adaptive import register_adaptive
+
+    names = [plan.codec for plan in parse_codec_spec(options.codecs)]
+    adaptive = register_adaptive(names, options.adaptive, options.adaptive_model)
+    return ",".join([options.codecs, *adaptive])
 
 
 def _resolve_data(data: Path | None) -> Path | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from icmkit.bench.runner import REFERENCE_COLUMNS, RESULT_COLUMNS, read_results
+from icmkit.codecs.base import parse_quality
 from icmkit.train.distributed import launch_environment
 
 
@@ -51,7 +52,7 @@ def merge(out: Path, world: int, sample_order: list[str]) -> Path:
 
     position = {key: i for i, key in enumerate(sample_order)}
     rows = [r for rank in range(world) for r in read_results(out / rank_results_name(rank, world))]
-    rows.sort(key=lambda r: (position.get(r["key"], len(position)), r["codec"], int(r["quality"])))
+    rows.sort(key=lambda r: (position.get(r["key"], len(position)), r["codec"], parse_quality(r["quality"])))
     write_csv(out / "results.csv", RESULT_COLUMNS, rows)
     names = [out / rank_results_name(rank, world).replace("results", "reference", 1) for rank in range(world)]
     if any(path.is_file() for path in names):

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from icmkit.codecs.base import Quality
 from icmkit.defaults import DEFAULT_BENCH_CODECS
 from icmkit.errors import IcmError
 
 DEFAULT_CODECS = DEFAULT_BENCH_CODECS
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")  # integer knobs validate further; continuous ones take decimals
 
 
 @dataclass(frozen=True)
 class CodecPlan:
     codec: str
-    qualities: tuple[int, ...]
+    qualities: tuple[Quality, ...]
 
 
 def parse_codec_spec(spec: str) -> list[CodecPlan]:
@@ -21,21 +24,19 @@ def parse_codec_spec(spec: str) -> list[CodecPlan]:
     continue the previous codec's list). Every codec and quality is validated before any work."""
     from icmkit.codecs.registry import get_codec
 
-    plans: list[tuple[str, list[int]]] = []
+    plans: list[tuple[str, list[str]]] = []
     for token in (t.strip() for t in spec.split(",")):
         if not token:
             continue
         name, sep, first = token.partition(":")
-        if not sep and token.lstrip("-").isdigit():
+        if not sep and _NUMBER.fullmatch(token):
             if not plans:
                 raise IcmError(f"--codecs: quality {token} comes before any codec name")
-            plans[-1][1].append(int(token))
+            plans[-1][1].append(token)
             continue
-        try:
-            qualities = [int(first)] if sep else []
-        except ValueError:
-            raise IcmError(f"--codecs: {first!r} is not an integer quality") from None
-        plans.append((name, qualities))
+        if sep and not _NUMBER.fullmatch(first):
+            raise IcmError(f"--codecs: {first!r} is not a quality (a number)")
+        plans.append((name, [first] if sep else []))
     if not plans:
         raise IcmError("--codecs names no codec")
     result = []

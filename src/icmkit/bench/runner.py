@@ -111,7 +111,7 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core; more threads per worker only oversubscribe
 
 
-def code_chunk(codec_name: str, quality: int, samples: list[Sample], crop: int | None):
+def code_chunk(codec_name: str, quality: float, samples: list[Sample], crop: int | None):
     """Worker: code and decode each sample; rows (without task metrics) and what was decoded (images, or
     feature maps with numpy tensors, which pickle cheaply)."""
     codec = api.get_codec(codec_name)
@@ -180,15 +180,15 @@ def reference_file(run: BenchRun) -> Path:
     return run.out / f"reference{_rank_suffix(run)}.csv"
 
 
-def sidecar_file(run: BenchRun, folder: str, codec: str, quality: int) -> Path:
+def sidecar_file(run: BenchRun, folder: str, codec: str, quality: float) -> Path:
     return run.out / folder / f"{codec}-{quality}{_rank_suffix(run)}.jsonl"
 
 
-def detections_file(run: BenchRun, codec: str, quality: int) -> Path:
+def detections_file(run: BenchRun, codec: str, quality: float) -> Path:
     return sidecar_file(run, DETECTIONS_DIR, codec, quality)
 
 
-def read_sidecar(out: Path, folder: str, codec: str, quality: int | str) -> dict[str, dict]:
+def read_sidecar(out: Path, folder: str, codec: str, quality: float | str) -> dict[str, dict]:
     """Saved records of one codec × quality, all ranks: key → record (last wins)."""
     found: dict[str, dict] = {}
     base = out / folder
@@ -201,7 +201,7 @@ def read_sidecar(out: Path, folder: str, codec: str, quality: int | str) -> dict
     return found
 
 
-def read_detections(out: Path, codec: str, quality: int | str) -> dict[str, dict]:
+def read_detections(out: Path, codec: str, quality: float | str) -> dict[str, dict]:
     """Saved detections of one codec × quality, all ranks: key → {"image_id", "records"} (last wins)."""
     return read_sidecar(out, DETECTIONS_DIR, codec, quality)
 
@@ -383,7 +383,7 @@ def set_metrics(run: BenchRun) -> Callable[[str, int, list[dict]], dict]:
     """``(codec, quality, rows) → set-level metrics`` from saved records, through the run's evaluator."""
     evaluator = run.evaluator
 
-    def metrics(codec: str, quality: int, rows: list[dict]) -> dict:
+    def metrics(codec: str, quality: float, rows: list[dict]) -> dict:
         evaluator.reset()
         if evaluator.sidecar:
             saved = read_sidecar(run.out, evaluator.sidecar, codec, quality)

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from icmkit.bench.bd import bd
+from icmkit.codecs.base import parse_quality
 from icmkit.errors import IcmError
 from icmkit.fileio import atomic_write
+from icmkit.ratecontrol.adaptive import base_name
 
 SUMMARY_COLUMNS = [
     "codec",
@@ -61,7 +63,7 @@ def summarize(rows: list[dict], task_metrics=None) -> list[dict]:
     """Means per codec × quality; ``task_metrics(codec, quality, rows)`` adds set-level metrics (mAP)."""
     groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for row in rows:
-        groups[(row["codec"], int(row["quality"]))].append(row)
+        groups[(row["codec"], parse_quality(row["quality"]))].append(row)
     summary = []
     for (codec, quality), members in groups.items():
         record = {"codec": codec, "quality": quality, "n": len(members)}
@@ -105,11 +107,13 @@ def bd_table(summary: list[dict], anchor: str) -> list[dict]:
         for m in ("psnr", "ms_ssim", *ACCURACY_METRICS)
         if any(r.get(m, "") != "" for points in curves.values() for r in points)
     ]
-    for codec, points in curves.items():
-        if codec == anchor:
-            continue
+    # every codec against the anchor; an adaptive codec (``base@mode``) also against its own fixed-quality curve
+    pairs = [(codec, anchor) for codec in curves if codec != anchor]
+    pairs += [(codec, base) for codec in curves if (base := base_name(codec)) in curves and base != anchor]
+    for codec, reference in pairs:
+        points = curves[codec]
         for metric in metrics:  # a codec without values of a metric (a feature codec's PSNR) gets no row
-            a = [(r["bpp"], r[metric]) for r in curves[anchor] if _number(r.get(metric, ""))]
+            a = [(r["bpp"], r[metric]) for r in curves[reference] if _number(r.get(metric, ""))]
             t = [(r["bpp"], r[metric]) for r in points if _number(r.get(metric, ""))]
             if len(a) < 2 or len(t) < 2:
                 continue
@@ -125,7 +129,7 @@ def bd_table(summary: list[dict], anchor: str) -> list[dict]:
                     "points": min(len(a), len(t)),
                     "note": str(exc),
                 }
-            table.append({"codec": codec, "anchor": anchor, "metric": metric, **result})
+            table.append({"codec": codec, "anchor": reference, "metric": metric, **result})
     return table
 
 

@@ -76,7 +76,13 @@ def is_interactive() -> bool:
 
 CodecOption = Annotated[str, typer.Option("--codec", "-c", help="Codec name (see `icm codecs`).")]
 QualityOption = Annotated[
-    int | None, typer.Option("--quality", "-q", help="Quality value in the codec's own knob (see `icm codecs`).")
+    float | None,
+    typer.Option(
+        "--quality",
+        "-q",
+        help="Quality value in the codec's own knob (see `icm codecs`): an integer, or for the variable-rate "
+        "learned codecs any value in their range (e.g. 3.5).",
+    ),
 ]
 DECODED_SUFFIX = ".decoded.png"  # never the name of the image a stream was made from
 ForceOption = Annotated[

@@ -54,6 +54,22 @@ def bench(
     detector_min_size: Annotated[
         int, typer.Option(help="Shorter side the detector resizes images to (torchvision's default 800).")
     ] = 800,
+    adaptive: Annotated[
+        str | None,
+        typer.Option(
+            "--adaptive",
+            help="keep-top1 or keep-top5: also bench each codec with its quality chosen per image to keep the "
+            "classifier's decision (CODEC@keep-top1, a tolerance sweep of 4 levels); bd.csv adds adaptive vs fixed.",
+        ),
+    ] = None,
+    adaptive_model: Annotated[
+        str | None,
+        typer.Option(
+            "--adaptive-model",
+            help="The classifier whose decision --adaptive keeps (default tf_efficientnet_lite0); score with "
+            "another --model to separate real gains from an oracle effect.",
+        ),
+    ] = None,
 ) -> None:
     """Rate vs fidelity vs machine accuracy for codecs: results.csv, summary.csv, bd.csv, plots, report.html.
     An interrupted run resumes from what its --out folder already holds."""
@@ -71,6 +87,8 @@ def bench(
         limit=limit,
         workers=workers,
         detector_min_size=detector_min_size,
+        adaptive=adaptive,
+        adaptive_model=adaptive_model,
     )
     with progress_bar(True) as progress:
 

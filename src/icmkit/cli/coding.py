@@ -80,6 +80,52 @@ def _refuse_collisions(sources: list[Path], targets: list[Path]) -> None:
         first[key] = source
 
 
+def _rate_target(target_bytes, target_bpp, target_psnr, keep_prediction, keep, min_confidence, model, quality):
+    """The one rate-control target the options name (None: code at --quality); conflicts are user errors."""
+    from icmkit.ratecontrol import Target
+
+    given = {
+        "--target-bytes": target_bytes is not None,
+        "--target-bpp": target_bpp is not None,
+        "--target-psnr": target_psnr is not None,
+        "--keep-prediction": keep_prediction,
+    }
+    named = [option for option, present in given.items() if present]
+    if len(named) > 1:
+        raise IcmError(f"{' and '.join(named)} conflict: give one target")
+    keep_options = [
+        o for o, v in (("--keep", keep != "top1"), ("--min-confidence", min_confidence), ("--model", model)) if v
+    ]
+    if keep_options and not keep_prediction:
+        raise IcmError(f"{', '.join(keep_options)} only apply with --keep-prediction")
+    if not named:
+        return None
+    if quality is not None:
+        raise IcmError(f"--quality and {named[0]} conflict: a target chooses the quality")
+    if keep_prediction:
+        return Target("keep", keep=keep, min_confidence=min_confidence, model=model)
+    if target_bytes is not None:
+        return Target("bytes", float(target_bytes))
+    return Target("bpp", target_bpp) if target_bpp is not None else Target("psnr", target_psnr)
+
+
+def _encode(codec, image, quality, target, best_effort: bool) -> tuple[bytes, str]:
+    """The stream of one image (at ``quality``, or searched for ``target``) and what to print beside it."""
+    if target is None:
+        return codec.encode(image, quality), ""
+    from icmkit.ratecontrol import compress_to_target
+
+    result = compress_to_target(codec, image, target, best_effort=best_effort)
+    if not result.met:
+        err_console.print(
+            f"[yellow]warning:[/] target {target.describe()} is unreachable with {codec.name}; kept the closest "
+            f"stream (quality {result.quality}: {result.achieved})",
+            highlight=False,
+        )
+    note = f"  quality {result.quality} ({target.describe()}: {result.achieved}; {result.encodes} encodes)"
+    return result.data, note
+
+
 @user_errors
 def compress(
     inputs: Annotated[list[Path], typer.Argument(help="Image files or folders of images.", show_default=False)],
@@ -97,14 +143,58 @@ def compress(
             "outputs are written whole or not at all).",
         ),
     ] = False,
+    target_bytes: Annotated[
+        int | None, typer.Option("--target-bytes", help="Rate control: the best stream of at most N bytes.")
+    ] = None,
+    target_bpp: Annotated[
+        float | None, typer.Option("--target-bpp", help="Rate control: the best stream of at most X bits per pixel.")
+    ] = None,
+    target_psnr: Annotated[
+        float | None, typer.Option("--target-psnr", help="Rate control: the smallest stream of at least DB dB PSNR.")
+    ] = None,
+    keep_prediction: Annotated[
+        bool,
+        typer.Option(
+            "--keep-prediction",
+            help="Rate control: the smallest stream from which the classifier (--model; feature codecs: their "
+            "backbone's tail) still makes the original's decision (--keep, --min-confidence).",
+        ),
+    ] = False,
+    keep: Annotated[
+        str,
+        typer.Option("--keep", help="With --keep-prediction: top1 (same top-1) or top5 (original top-1 in the top 5)."),
+    ] = "top1",
+    min_confidence: Annotated[
+        float,
+        typer.Option(
+            "--min-confidence", help="With --keep-prediction: the kept class's decoded probability at least P."
+        ),
+    ] = 0.0,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="With --keep-prediction, pixel codecs: the classifier (default tf_efficientnet_lite0)."
+        ),
+    ] = None,
+    best_effort: Annotated[
+        bool,
+        typer.Option(
+            "--best-effort", help="An unreachable target keeps the closest stream (with a warning) instead of failing."
+        ),
+    ] = False,
 ) -> None:
     """Compress images. Learned codecs write .icm files; conventional codecs their native format
-    (default output: the input's name with that extension, beside it)."""
+    (default output: the input's name with that extension, beside it). With a target (--target-bytes,
+    --target-bpp, --target-psnr or --keep-prediction) the quality is searched per image; the chosen quality and
+    what it achieved are printed and, in .icm files of icmkit's codecs, recorded in the header (icm info)."""
     if force and skip_existing:
         raise IcmError("--force and --skip-existing contradict each other; pass one")
     from icmkit import api
     from icmkit.codecs.registry import get_codec
 
+    rate_target = _rate_target(
+        target_bytes, target_bpp, target_psnr, keep_prediction, keep, min_confidence, model, quality
+    )
     chosen = get_codec(codec)
     chosen.require_available()
     quality = chosen.quality.validate(quality)
@@ -136,7 +226,7 @@ def compress(
         for source, target in zip(files, targets):
             try:
                 image = api.read_image(source)
-                data = chosen.encode(image, quality)
+                data, note = _encode(chosen, image, quality, rate_target, best_effort)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(target, data)
             except IcmError as exc:
@@ -149,7 +239,7 @@ def compress(
                 total_bytes += len(data)
                 total_pixels += pixels
                 console.print(
-                    f"{source} → {target}  {len(data):,} bytes  {8 * len(data) / pixels:.4f} bpp", highlight=False
+                    f"{source} → {target}  {len(data):,} bytes  {8 * len(data) / pixels:.4f} bpp{note}", highlight=False
                 )
             progress.advance(task)
     if many and files:
@@ -249,7 +339,7 @@ def info(
         "format_version": header.version,
         "kind": header.kind,
         "codec": header.codec,
-        "quality": header.quality,
+        "quality": _header_quality(header),
         "weights_digest": header.digest.hex(),
         "width": header.width,
         "height": header.height,
@@ -258,6 +348,9 @@ def info(
     }
     if header.kind == CodecKind.FEATURE.value:
         fields.update(_feature_fields(header))
+    record = bitstream.read_record(header)
+    if record is not None:
+        fields["rate_control"] = record
     fields.update(
         {
             "streams": list(header.stream_lengths),
@@ -307,6 +400,17 @@ def _feature_fields(header: bitstream.IcmHeader) -> dict:
     }
 
 
+def _header_quality(header: bitstream.IcmHeader):
+    """The quality a header's quality byte stands for (continuous knobs store a step index); the byte itself
+    when the codec is not installed here."""
+    from icmkit.codecs.registry import get_codec
+
+    try:
+        return get_codec(header.codec).quality.from_id(header.quality)
+    except IcmError:
+        return header.quality
+
+
 def _weights_status(header: bitstream.IcmHeader) -> str:
     from icmkit.codecs.registry import get_codec
 
@@ -315,7 +419,7 @@ def _weights_status(header: bitstream.IcmHeader) -> str:
         model = getattr(codec, "model", None)
         if model is None or not codec.availability().ok:
             return "unknown here"
-        _, digest = model(codec.quality.validate(header.quality))
+        _, digest = model(codec.quality.validate(codec.quality.from_id(header.quality)))
     except IcmError as exc:
         return f"not installed ({exc})"
     return "match installed" if digest == header.digest else "DIFFERENT from installed (decoding will fail)"

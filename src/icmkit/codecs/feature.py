@@ -33,7 +33,8 @@ from icmkit.backbones import SplitBackbone, split_classifier
 from icmkit.codecs.base import FEATURES, Availability, CodecKind, FeatureMaps
 from icmkit.codecs.learned import IcmContainerCodec
 from icmkit.errors import BitstreamError, IcmError, WeightsMismatchError
-from icmkit.weights import load_weights, read_metadata
+from icmkit.image import check_rgb
+from icmkit.weights import read_metadata
 from icmkit.zoo import family
 
 
@@ -41,6 +42,7 @@ class FeatureCodec(IcmContainerCodec):
     """A :class:`~icmkit.models.DICMFeatureCodec` family plus the backbone whose head it was trained on."""
 
     kind = CodecKind.FEATURE
+    header_records = True
 
     def __init__(self, name: str, weights: dict[int, Path], description: str = "", backbone_weights="default"):
         # Quality q of a variable-rate file is its gain unit q − 1; several qualities share one file.
@@ -53,7 +55,10 @@ class FeatureCodec(IcmContainerCodec):
 
     @classmethod
     def from_zoo(cls, family_name: str, description: str) -> FeatureCodec:
-        return cls(family_name, {e.quality: e.path for e in family(family_name)}, description)
+        entries = family(family_name)
+        codec = cls(family_name, {e.quality: e.path for e in entries}, description)
+        codec.expect_sha256(entries)
+        return codec
 
     @classmethod
     def from_weights_file(
@@ -72,10 +77,9 @@ class FeatureCodec(IcmContainerCodec):
     def _load(self, quality: int):
         path = self._weights[quality]
         if path not in self._files:
-            model, _ = load_weights(path)
+            model = self.load_file(path)
             if not hasattr(model, "feature_stride"):
                 raise IcmError(f"{path}: holds a {model.architecture} model, not a feature codec")
-            model.require_finalized()
             self._files[path] = model
         model = self._files[path]
         if quality > model.qualities:
@@ -123,6 +127,26 @@ class FeatureCodec(IcmContainerCodec):
         anchors, others, z = coded["strings"]
         return bitstream.pack(header, [anchors[0], others[0], z[0]])
 
+    def uncompressed(self, image: np.ndarray) -> FeatureMaps:
+        """The head's features of ``image`` without coding, cropped and described as :meth:`decode` returns
+        them: the reference a decoded stream is compared with (e.g. by rate control's keep-prediction)."""
+        self.require_available()
+        image = check_rgb(image)
+        model = self.model(self.quality.default)[0]
+        backbone = self.backbone(model)
+        x, _, _ = self.prepare_input(image, model)
+        with torch.no_grad():
+            features = backbone.features(x)
+        info = backbone.info
+        height, width = math.ceil(image.shape[0] / info.stride), math.ceil(image.shape[1] / info.stride)
+        meta = {"backbone": info.backbone, "split": info.stage, "head_digest": info.head_digest.hex()}
+        return FeatureMaps(
+            tensors={FEATURES: features[:, :, :height, :width].contiguous()},
+            strides={FEATURES: info.stride},
+            image_size=image.shape[:2],
+            meta={"codec": self.name, **meta},
+        )
+
     def decode_batch(self, streams: list[bytes]) -> list[FeatureMaps]:
         # Each stream is synthesised on its own (one intra-op thread), so this equals decoding them one by one.
         return [self.decode(data) for data in streams]
@@ -152,7 +176,7 @@ class FeatureCodec(IcmContainerCodec):
     @staticmethod
     def _check_extra(header: bitstream.IcmHeader, info) -> dict[str, str]:
         """Verify the ``extra`` field against the loaded backbone; return it as readable metadata."""
-        extra = bitstream.unpack_extra(header.extra)
+        extra = bitstream.split_record(header.extra)  # a rate-control record may sit beside the fields
         if sorted(extra) != ["b", "f", "h", "s"]:
             raise BitstreamError(f"malformed feature stream header (fields {', '.join(sorted(extra)) or 'none'})")
         try:

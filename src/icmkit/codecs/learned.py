@@ -7,6 +7,7 @@ quality and the digest of the weights, so a file decoded with other weights fail
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -15,13 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from icmkit import bitstream
-from icmkit.codecs.base import Availability, Codec, CodecKind, QualitySpec
-from icmkit.errors import BitstreamError, QualityError, WeightsMismatchError
+from icmkit.codecs.base import Availability, Codec, CodecKind, Quality, QualitySpec
+from icmkit.errors import BitstreamError, IcmError, QualityError, WeightsMismatchError
 from icmkit.image import check_rgb, image_to_tensor
 from icmkit.limits import max_pixels
-from icmkit.models import CompressionModel
-from icmkit.weights import load_weights, weights_digest
-from icmkit.zoo import family
+from icmkit.models import CompressionModel, VariableRateHyperprior
+from icmkit.weights import load_weights, read_metadata, weights_digest
+from icmkit.zoo import family, verify_sha256
 
 
 def tensor_to_image(x: torch.Tensor) -> np.ndarray:
@@ -38,12 +39,15 @@ class IcmContainerCodec(Codec):
 
     kind = CodecKind.PIXEL
     extension = ".icm"
+    # Whether ``extra`` is key/value items that may carry a rate-control record (bitstream.with_record).
+    header_records = False
 
     def __init__(self, name: str, qualities: tuple[int, ...], description: str, doc: str):
         self.name = name
         self.description = description
-        self._models: dict[int, tuple[torch.nn.Module, bytes]] = {}
+        self._models: dict[Quality, tuple[torch.nn.Module, bytes]] = {}
         self._lock = threading.Lock()
+        self._expected_sha256: dict[Path, str] = {}  # zoo files: checked once, on first load
         self.quality = QualitySpec(
             knob="quality",
             grid=qualities,
@@ -57,22 +61,40 @@ class IcmContainerCodec(Codec):
     def _load(self, quality: int) -> torch.nn.Module:
         raise NotImplementedError
 
+    def expect_sha256(self, entries) -> None:
+        """Record the zoo table's SHA-256 of each entry's file; :meth:`load_file` checks it."""
+        self._expected_sha256.update({entry.path: entry.sha256 for entry in entries if entry.sha256})
+
+    def load_file(self, path: Path) -> CompressionModel:
+        """The finalised model in ``path``, after checking a zoo file against its table's SHA-256."""
+        if path in self._expected_sha256:
+            verify_sha256(path, self._expected_sha256[path])
+            del self._expected_sha256[path]  # checked: later loads of the same file skip the hash
+        model, _ = load_weights(path)
+        model.require_finalized()
+        return model
+
     @staticmethod
     def stride(model: torch.nn.Module) -> int:
         return getattr(model, "stride", 64)
 
-    def model(self, quality: int) -> tuple[torch.nn.Module, bytes]:
+    def _model_key(self, quality: Quality) -> Quality:
+        """Which cached model serves ``quality`` (variable-rate codecs: one for all)."""
+        return quality
+
+    def model(self, quality: Quality) -> tuple[torch.nn.Module, bytes]:
         """The finalised model for ``quality`` and its weights digest (loaded once, then cached)."""
+        key = self._model_key(quality)
         with self._lock:
-            if quality not in self._models:
-                model = self._load(quality).eval()
+            if key not in self._models:
+                model = self._load(key).eval()
                 # Float twins of integer networks are not stored in shipped files (random after loading):
                 # the digest covers only what coding reads, so it is the same in every process.
                 coding_state = getattr(model, "coding_state_dict", model.state_dict)()  # CompressAI models: all
-                self._models[quality] = (model, weights_digest(coding_state))
-            return self._models[quality]
+                self._models[key] = (model, weights_digest(coding_state))
+            return self._models[key]
 
-    def fingerprint(self, quality: int) -> str:
+    def fingerprint(self, quality: Quality) -> str:
         return self.model(self.quality.validate(quality))[1].hex()
 
     def prepare_input(self, image: np.ndarray, model: torch.nn.Module) -> tuple[torch.Tensor, int, int]:
@@ -84,7 +106,7 @@ class IcmContainerCodec(Codec):
         x = F.pad(image_to_tensor(image).unsqueeze(0), (0, pad_right, 0, pad_bottom), mode="replicate")
         return x, pad_bottom, pad_right
 
-    def run_compress(self, model: torch.nn.Module, x: torch.Tensor, quality: int) -> dict:
+    def run_compress(self, model: torch.nn.Module, x: torch.Tensor, quality: Quality) -> dict:
         """The model's ``compress`` on a prepared input (feature codecs run the backbone's head first)."""
         return model.compress(x)
 
@@ -92,7 +114,7 @@ class IcmContainerCodec(Codec):
         """Codec-specific header bytes (``extra``); empty for pixel codecs."""
         return b""
 
-    def _code(self, image: np.ndarray, quality: int | None) -> tuple[dict, bitstream.IcmHeader]:
+    def _code(self, image: np.ndarray, quality: Quality | None) -> tuple[dict, bitstream.IcmHeader]:
         """Prepare the image (:meth:`prepare_input`), compress it, and describe it in a header."""
         self.require_available()
         image = check_rgb(image)
@@ -104,7 +126,7 @@ class IcmContainerCodec(Codec):
             coded = self.run_compress(model, x, quality)
         header = bitstream.IcmHeader(
             codec=self.name,
-            quality=quality,
+            quality=self.quality.to_id(quality),
             digest=digest,
             width=width,
             height=height,
@@ -124,10 +146,10 @@ class IcmContainerCodec(Codec):
         if header.kind != self.kind.value:
             raise BitstreamError(f"stream is of kind {header.kind!r}, not {self.kind.value!r}")
         try:
-            quality = self.quality.validate(header.quality)
+            quality = self.quality.validate(self.quality.from_id(header.quality))
         except QualityError:
             raise BitstreamError(
-                f"stream uses quality {header.quality}, which this installation does not have"
+                f"stream uses quality {self.quality.from_id(header.quality)}, which this installation does not have"
             ) from None
         model, digest = self.model(quality)
         if header.digest != digest:
@@ -142,15 +164,13 @@ class IcmContainerCodec(Codec):
 
 
 class LearnedPixelCodec(IcmContainerCodec):
-    """icmkit's own learned pixel codecs: weights from the zoo or a file, two streams (y, z)."""
+    """icmkit's own learned pixel codecs: weights from the zoo or a file; streams as the model writes them."""
+
+    header_records = True
 
     def __init__(self, name: str, weights: dict[int, Path], description: str = ""):
         self._weights = dict(sorted(weights.items()))
         super().__init__(name, tuple(self._weights), description, "index into the shipped rate points, low → high rate")
-
-    @classmethod
-    def from_zoo(cls, family_name: str, description: str) -> LearnedPixelCodec:
-        return cls(family_name, {e.quality: e.path for e in family(family_name)}, description)
 
     @classmethod
     def from_weights_file(cls, path: str | Path, name: str = "icm-custom", quality: int = 1) -> LearnedPixelCodec:
@@ -162,14 +182,15 @@ class LearnedPixelCodec(IcmContainerCodec):
         return Availability(True)
 
     def _load(self, quality: int) -> CompressionModel:
-        model, _ = load_weights(self._weights[quality])
-        model.require_finalized()
-        return model
+        return self.load_file(self._weights[quality])
 
-    def encode(self, image: np.ndarray, quality: int | None = None) -> bytes:
+    def encode(self, image: np.ndarray, quality: Quality | None = None) -> bytes:
         coded, header = self._code(image, quality)
-        y_strings, z_strings = coded["strings"]
-        return bitstream.pack(header, [y_strings[0], z_strings[0]])
+        return bitstream.pack(header, [strings[0] for strings in coded["strings"]])
+
+    def decompress(self, model: CompressionModel, strings: list[list[bytes]], shape, quality: Quality) -> torch.Tensor:
+        """The model's ``decompress`` on a group of streams of one quality and size → ``x̂``."""
+        return model.decompress(strings, shape)["x_hat"]
 
     def decode(self, data: bytes) -> np.ndarray:
         return self.decode_batch([data])[0]
@@ -177,37 +198,96 @@ class LearnedPixelCodec(IcmContainerCodec):
     def decode_batch(self, streams: list[bytes]) -> list[np.ndarray]:
         """Decode several streams; those of equal size and quality run through the synthesis together."""
         parsed = [self._parse(data) for data in streams]
-        if any(len(p[1]) != 2 for p in parsed):
-            raise BitstreamError("malformed stream for a learned pixel codec (expected 2 streams)")
-        if any(p[0].extra for p in parsed):
-            raise BitstreamError("malformed stream for a learned pixel codec (unexpected extra header)")
+        for _, parts, model in parsed:
+            if len(parts) != model.stream_count:
+                raise BitstreamError(
+                    f"malformed stream for a learned pixel codec (expected {model.stream_count} streams)"
+                )
+        for header, _, _ in parsed:  # empty, or the rate-control record alone
+            if header.extra and set(bitstream.unpack_extra(header.extra)) != {bitstream.RECORD_KEY}:
+                raise BitstreamError("malformed stream for a learned pixel codec (unexpected extra header)")
         results: list[np.ndarray | None] = [None] * len(parsed)
         groups: dict[tuple, list[int]] = {}
         for i, (header, _, _) in enumerate(parsed):
             key = (header.quality, header.height + header.pad_bottom, header.width + header.pad_right)
             groups.setdefault(key, []).append(i)
-        for (_, padded_h, padded_w), members in groups.items():
+        for (quality_id, padded_h, padded_w), members in groups.items():
             model = parsed[members[0]][2]
-            y_strings = [parsed[i][1][0] for i in members]
-            z_strings = [parsed[i][1][1] for i in members]
+            strings = [[parsed[i][1][k] for i in members] for k in range(model.stream_count)]
             shape = (padded_h // self.stride(model), padded_w // self.stride(model))
             with torch.no_grad():
-                x_hat = model.decompress([y_strings, z_strings], shape)["x_hat"]
+                x_hat = self.decompress(model, strings, shape, self.quality.from_id(quality_id))
             for row, i in enumerate(members):
                 header = parsed[i][0]
                 results[i] = tensor_to_image(x_hat[row, :, : header.height, : header.width])
         return results
 
 
+class VariableRatePixelCodec(LearnedPixelCodec):
+    """One :class:`~icmkit.models.VariableRateHyperprior` weights file: a continuous quality in
+    ``[1, qualities]`` (integers are the trained rate points, values between interpolate the gains)."""
+
+    # The quality step the header stores (its byte holds (q − 1) / RESOLUTION + 1): 1/40 of a rate point,
+    # finer than any rate difference worth a byte, and 7 rate points still fit in 1…241.
+    RESOLUTION = 0.025
+
+    def __init__(self, name: str, path: Path | None, qualities: int, description: str = ""):
+        super().__init__(name, {q: path for q in range(1, qualities + 1)} if path else {}, description)
+        if (qualities - 1) / self.RESOLUTION + 1 > 255:
+            raise ValueError(f"{qualities} rate points do not fit the header's quality byte")
+        grid = tuple(range(1, qualities + 1))
+        self.quality = QualitySpec(
+            knob="quality",
+            grid=grid,
+            lo=1,
+            hi=max(qualities, 1),
+            default=grid[len(grid) // 2] if grid else 1,
+            doc=f"continuous, low → high rate; integers are the trained rate points (step {self.RESOLUTION})",
+            resolution=self.RESOLUTION,
+        )
+
+    @classmethod
+    def from_weights_file(cls, path: str | Path, name: str = "icm-custom", quality: int = 1) -> LearnedPixelCodec:
+        config = json.loads(read_metadata(path).get("config", "{}"))
+        return cls(name, Path(path), int(config.get("qualities", 1)), f"weights from {path}")
+
+    def _model_key(self, quality: Quality) -> Quality:
+        return 1  # one model serves every quality
+
+    def _load(self, quality: int) -> CompressionModel:
+        model = self.load_file(self._weights[quality])
+        if not isinstance(model, VariableRateHyperprior):
+            raise IcmError(f"{self._weights[quality]}: holds a {model.architecture} model, not a variable-rate one")
+        return model
+
+    def run_compress(self, model: torch.nn.Module, x: torch.Tensor, quality: Quality) -> dict:
+        return model.compress(x, quality)
+
+    def decompress(self, model: CompressionModel, strings: list[list[bytes]], shape, quality: Quality) -> torch.Tensor:
+        return model.decompress(strings, shape, quality)["x_hat"]
+
+
+def pixel_family(name: str, description: str) -> LearnedPixelCodec:
+    """The codec of a shipped pixel family: one variable-rate file, or (v1 layout) one file per rate point."""
+    entries = family(name)
+    if entries and entries[0].architecture == VariableRateHyperprior.architecture:
+        codec = VariableRatePixelCodec(name, entries[0].path, len(entries), description)
+    else:
+        codec = LearnedPixelCodec(name, {e.quality: e.path for e in entries}, description)
+    codec.expect_sha256(entries)
+    return codec
+
+
 def _mse_family() -> LearnedPixelCodec:
-    return LearnedPixelCodec.from_zoo(
+    return pixel_family(
         "icm-mse",
-        "icmkit mean-scale hyperprior (N=64, M=160), trained for MSE + rate; exact-integer entropy parameters",
+        "icmkit variable-rate mean-scale hyperprior (N=64, M=160) with a two-pass checkerboard context, trained "
+        "for MSE + rate; exact-integer entropy parameters",
     )
 
 
 def _mmd_family() -> LearnedPixelCodec:
-    return LearnedPixelCodec.from_zoo(
+    return pixel_family(
         "icm-mmd",
         "icm-mse's architecture trained with rate + MSE + MMD² between EfficientNet-Lite0 features of "
         "original and decoded images (perception consistency)",

@@ -6,6 +6,8 @@ convention) and 1 for MS-SSIM, and ``perception`` is :class:`PerceptionConsisten
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,6 +15,17 @@ from torch import nn
 from icmkit.losses.distortion import Distortion
 from icmkit.losses.perception import PerceptionConsistencyLoss
 from icmkit.losses.rate import RateLoss
+
+
+def lmbda_at(lmbdas: list[float], quality: float) -> float:
+    """λ of a continuous quality in ``[1, len(lmbdas)]``: log-linear between the grid's neighbours, the
+    counterpart of the gain units' exponential interpolation."""
+    if len(lmbdas) == 1:
+        return lmbdas[0]
+    position = quality - 1
+    low = min(int(math.floor(position)), len(lmbdas) - 2)
+    t = position - low
+    return math.exp((1 - t) * math.log(lmbdas[low]) + t * math.log(lmbdas[low + 1]))
 
 
 class CodecObjective(nn.Module):
@@ -32,11 +45,13 @@ class CodecObjective(nn.Module):
         self.distortion = Distortion(distortion)
         self.perception = perception if beta > 0 else None
 
-    def forward(self, output: dict, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, output: dict, target: torch.Tensor, lmbda: float | None = None) -> dict[str, torch.Tensor]:
+        """The loss and its parts; ``lmbda`` overrides λ for this step (variable-rate training)."""
+        lmbda = self.lmbda if lmbda is None else lmbda
         x_hat = output["x_hat"]
         bpp = self.rate(output, target)
         distortion = self.distortion(x_hat, target)
-        loss = bpp + self.lmbda * self.distortion.scale * distortion
+        loss = bpp + lmbda * self.distortion.scale * distortion
         parts = {"bpp": bpp}
         if self.distortion.kind == "mse":
             parts["mse"] = distortion

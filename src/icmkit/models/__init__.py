@@ -5,9 +5,11 @@ from __future__ import annotations
 from icmkit.models.base import CompressionModel, NotFinalizedError
 from icmkit.models.dicm import DICMFeatureCodec
 from icmkit.models.hyperprior import MeanScaleHyperprior
+from icmkit.models.variable_rate import VariableRateHyperprior
 
 ARCHITECTURES: dict[str, type[CompressionModel]] = {
     MeanScaleHyperprior.architecture: MeanScaleHyperprior,
+    VariableRateHyperprior.architecture: VariableRateHyperprior,
     DICMFeatureCodec.architecture: DICMFeatureCodec,
 }
 
@@ -26,5 +28,6 @@ __all__ = [
     "DICMFeatureCodec",
     "MeanScaleHyperprior",
     "NotFinalizedError",
+    "VariableRateHyperprior",
     "build_model",
 ]

@@ -41,23 +41,32 @@ the head's weights digest, so weights can only be used with the head they were t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from timm.layers import LayerNorm2d
 from torch import nn
 
-from icmkit.entropy.coder import MAX_ESCAPE_VALUE
 from icmkit.entropy.factorized import FactorizedPrior
 from icmkit.entropy.gaussian import GaussianConditional
-from icmkit.entropy.quantize import ste_round
 from icmkit.errors import BitstreamError
 from icmkit.layers.conv2former import Conv2FormerBlock
 from icmkit.layers.gnconv import HorBlock, ResidualConvBlock
-from icmkit.layers.integer import ACT_FRAC_BITS, ExactIntegerNet
+from icmkit.layers.integer import ExactIntegerNet
 from icmkit.layers.transformer import TokenTransformer
 from icmkit.models.base import CompressionModel
+from icmkit.models.context import (
+    SYMBOL_LIMIT,
+    TableChoice,
+    decode_one_pass,
+    decode_two_pass,
+    encode_one_pass,
+    encode_two_pass,
+    table_choice,
+    training_parameters,
+)
 from icmkit.threads import single_threaded
 
-_SYMBOL_LIMIT = MAX_ESCAPE_VALUE // 2
 BLOCKS = {"gnconv": HorBlock, "conv": ResidualConvBlock}
 CONTEXTS = ("checkerboard", "none")
 # "integer": h_s as transposed convolutions run exactly in integers (what ships: bit-exact decoding).
@@ -101,13 +110,6 @@ class RedundancyElimination(nn.Module):
     @torch.no_grad()
     def filter(self, f1: torch.Tensor) -> torch.Tensor:
         return self.decoder(torch.round(self.encoder(f1)))
-
-
-def checkerboard(height: int, width: int) -> torch.Tensor:
-    """``(1, 1, H, W)`` bool mask of anchor positions (``(i + j)`` even), decoded in the first pass."""
-    i = torch.arange(height).reshape(-1, 1)
-    j = torch.arange(width).reshape(1, -1)
-    return ((i + j) % 2 == 0).reshape(1, 1, height, width)
 
 
 class DICMFeatureCodec(CompressionModel):
@@ -258,12 +260,10 @@ class DICMFeatureCodec(CompressionModel):
         z_hat, likelihoods["z"] = self.entropy_bottleneck(self.h_a(y))
         hyper = self.h_s(z_hat)
         if self.use_context:
-            anchors = checkerboard(*y.shape[-2:]).to(y.device)
             first = self.entropy_parameters(torch.cat([hyper, torch.zeros_like(y)], 1))
-            _, means_a = first.chunk(2, 1)
-            y_anchor = (ste_round(y - means_a) + means_a) * anchors
-            second = self.entropy_parameters(torch.cat([hyper, self.context(y_anchor)], 1))
-            params = torch.where(anchors, first, second)
+            params = training_parameters(
+                y, first, lambda y_anchor: self.entropy_parameters(torch.cat([hyper, self.context(y_anchor)], 1))
+            )
         else:
             params = self.entropy_parameters(hyper)
         scales, means = params.chunk(2, 1)
@@ -289,20 +289,21 @@ class DICMFeatureCodec(CompressionModel):
             return self.h_s_int(ExactIntegerNet.to_fixed(z_hat))
         return torch.round(ExactIntegerNet.to_fixed(self.h_s(z_hat)))
 
-    def _table_choice(self, params_fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fixed-point (scales, means) → (scale-table index, means in fixed point); exact on any machine."""
-        scales_fixed, means_fixed = params_fixed[:, : self.M], params_fixed[:, self.M :]
-        return self.gaussian_conditional.index_from_fixed(scales_fixed, ACT_FRAC_BITS), means_fixed
+    def _table_choice(self, params_fixed: torch.Tensor) -> TableChoice:
+        return table_choice(params_fixed, self.M, self.gaussian_conditional)
 
-    def _first_pass(self, hyper_fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _first_pass(self, hyper_fixed: torch.Tensor) -> TableChoice:
         if not self.use_context:
             return self._table_choice(self.entropy_parameters_int(hyper_fixed))
         no_context = hyper_fixed.new_zeros(len(hyper_fixed), self.M, *hyper_fixed.shape[-2:])
         return self._table_choice(self.entropy_parameters_int(torch.cat([hyper_fixed, no_context], 1)))
 
-    def _second_pass(self, hyper_fixed: torch.Tensor, y_anchor_fixed: torch.Tensor):
-        context = self.context_int(y_anchor_fixed)
-        return self._table_choice(self.entropy_parameters_int(torch.cat([hyper_fixed, context], 1)))
+    def _second_pass(self, hyper_fixed: torch.Tensor) -> Callable[[torch.Tensor], TableChoice]:
+        def choose(y_anchor_fixed: torch.Tensor) -> TableChoice:
+            context = self.context_int(y_anchor_fixed)
+            return self._table_choice(self.entropy_parameters_int(torch.cat([hyper_fixed, context], 1)))
+
+        return choose
 
     def filter(self, f1: torch.Tensor) -> torch.Tensor:
         """Standardised, RE-filtered features: what g_a analyses."""
@@ -315,26 +316,16 @@ class DICMFeatureCodec(CompressionModel):
         → streams [y anchors, y others, z]."""
         self.require_finalized()
         y = self.g_a(self.filter(f1)) * self._gains(quality)[0]
-        z_hat = torch.round(self.h_a(y)).clamp_(-_SYMBOL_LIMIT, _SYMBOL_LIMIT)
+        z_hat = torch.round(self.h_a(y)).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT)
         hyper_fixed = self._hyper_fixed(z_hat)
-        index, means_fixed = self._first_pass(hyper_fixed)
-        symbols = torch.round(y - ExactIntegerNet.from_fixed(means_fixed)).clamp_(-_SYMBOL_LIMIT, _SYMBOL_LIMIT)
-        strings: list[list[bytes]] = [[], [], []]
+        first = self._first_pass(hyper_fixed)
+        z_strings = [self.entropy_bottleneck.compress(z_hat[i]) for i in range(len(y))]
         if self.use_context:
-            anchors = checkerboard(*y.shape[-2:]).expand_as(y)
-            y_anchor_fixed = (ExactIntegerNet.to_fixed(symbols) + means_fixed) * anchors
-            index_n, means_n = self._second_pass(hyper_fixed, y_anchor_fixed)
-            symbols_n = torch.round(y - ExactIntegerNet.from_fixed(means_n)).clamp_(-_SYMBOL_LIMIT, _SYMBOL_LIMIT)
-            others = ~anchors
-            for i in range(len(y)):
-                strings[0].append(self.gaussian_conditional.compress(symbols[i][anchors[i]], index[i][anchors[i]]))
-                strings[1].append(self.gaussian_conditional.compress(symbols_n[i][others[i]], index_n[i][others[i]]))
-        else:
-            for i in range(len(y)):
-                strings[0].append(self.gaussian_conditional.compress(symbols[i], index[i]))
-                strings[1].append(b"")
-        strings[2] = [self.entropy_bottleneck.compress(z_hat[i]) for i in range(len(y))]
-        return {"strings": strings, "shape": tuple(z_hat.shape[-2:])}
+            conditional = self.gaussian_conditional
+            anchor_strings, other_strings = encode_two_pass(y, first, self._second_pass(hyper_fixed), conditional)
+            return {"strings": [anchor_strings, other_strings, z_strings], "shape": tuple(z_hat.shape[-2:])}
+        y_strings = encode_one_pass(y, first, self.gaussian_conditional)
+        return {"strings": [y_strings, [b""] * len(y), z_strings], "shape": tuple(z_hat.shape[-2:])}
 
     @torch.no_grad()
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], quality: int = 0) -> dict:
@@ -344,25 +335,14 @@ class DICMFeatureCodec(CompressionModel):
         anchor_strings, other_strings, z_strings = strings
         z_hat = torch.stack([self.entropy_bottleneck.decompress(s, shape) for s in z_strings])
         hyper_fixed = self._hyper_fixed(z_hat)
-        index, means_fixed = self._first_pass(hyper_fixed)
-        y_shape = index.shape
-        decode = self.gaussian_conditional.decompress
+        first = self._first_pass(hyper_fixed)
         if self.use_context:
-            anchors = checkerboard(*y_shape[-2:]).expand(y_shape)
-            symbols = torch.zeros(y_shape)
-            for i, data in enumerate(anchor_strings):
-                symbols[i][anchors[i]] = decode(data, index[i][anchors[i]])
-            y_anchor_fixed = (ExactIntegerNet.to_fixed(symbols) + means_fixed) * anchors
-            index_n, means_n = self._second_pass(hyper_fixed, y_anchor_fixed)
-            others = ~anchors
-            for i, data in enumerate(other_strings):
-                symbols[i][others[i]] = decode(data, index_n[i][others[i]])
-            means_fixed = torch.where(anchors, means_fixed, means_n)
+            second = self._second_pass(hyper_fixed)
+            y_hat = decode_two_pass(anchor_strings, other_strings, first, second, self.gaussian_conditional)
         else:
             if any(other_strings):  # compress() writes them empty: anything else is not its stream
                 raise BitstreamError("malformed stream (data in the second pass of a model without context)")
-            symbols = torch.stack([decode(data, index[i]) for i, data in enumerate(anchor_strings)])
-        y_hat = symbols + ExactIntegerNet.from_fixed(means_fixed).float()
+            y_hat = decode_one_pass(anchor_strings, first, self.gaussian_conditional)
         with single_threaded():  # decoded features independent of the thread count and of batching
             f_hat = torch.cat([self.restore(self.g_s(y_hat[i : i + 1] * inverse_gain)) for i in range(len(y_hat))])
         return {"f_hat": f_hat}

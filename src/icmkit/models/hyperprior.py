@@ -53,6 +53,7 @@ class MeanScaleHyperprior(CompressionModel):
     analysis_tile: int = 64
     # Threads that synthesise tiles in parallel; None: torch.get_num_threads(). Never changes the pixels.
     decode_workers: int | None = None
+    stream_count = 2  # entropy-coded streams per image: y, z
 
     def __init__(self, N: int = 64, M: int = 160):
         super().__init__()

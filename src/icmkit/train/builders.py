@@ -5,12 +5,16 @@ from __future__ import annotations
 from icmkit.backbones import SplitBackbone, SplitError, split_classifier
 from icmkit.errors import ConfigError, IcmError
 from icmkit.losses.feature import FeatureCodecTraining, FeatureObjective, parse_stage_weights
-from icmkit.models import ARCHITECTURES, CompressionModel, DICMFeatureCodec, build_model
+from icmkit.models import ARCHITECTURES, CompressionModel, DICMFeatureCodec, VariableRateHyperprior, build_model
 from icmkit.train.config import TrainConfig
 
 
 def is_feature_codec(config: TrainConfig) -> bool:
     return ARCHITECTURES.get(config.architecture) is DICMFeatureCodec
+
+
+def is_variable_rate_pixel_codec(config: TrainConfig) -> bool:
+    return ARCHITECTURES.get(config.architecture) is VariableRateHyperprior
 
 
 def load_backbone(config: TrainConfig) -> SplitBackbone:
@@ -25,6 +29,10 @@ def build_codec_model(config: TrainConfig, backbone: SplitBackbone | None = None
     """The architecture ``config`` names; feature codecs record the backbone's split and head digest."""
     if config.architecture not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {config.architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    if is_variable_rate_pixel_codec(config):
+        return build_model(
+            config.architecture, N=config.N, M=config.M, qualities=max(1, len(config.lmbdas)), context=config.context
+        )
     if not is_feature_codec(config):
         return build_model(config.architecture, N=config.N, M=config.M)
     info = (backbone or load_backbone(config)).info
@@ -65,4 +73,11 @@ def build_feature_objective(config: TrainConfig, backbone: SplitBackbone) -> Fea
         raise ConfigError(f"tail_stages: {exc}") from None
 
 
-__all__ = ["FeatureCodecTraining", "build_codec_model", "build_feature_objective", "is_feature_codec", "load_backbone"]
+__all__ = [
+    "FeatureCodecTraining",
+    "build_codec_model",
+    "build_feature_objective",
+    "is_feature_codec",
+    "is_variable_rate_pixel_codec",
+    "load_backbone",
+]

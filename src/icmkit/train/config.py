@@ -48,8 +48,9 @@ class TrainConfig:
     lmbda: float = documented(0.0067, doc="rate–distortion trade-off: bpp + λ·255²·MSE (λ·(1 − MS-SSIM) for ms-ssim)")
     lmbdas: list[float] = documented(
         factory=list,
-        doc="feature codecs: one λ per quality of a variable-rate model (gain units); each step trains "
-        "one quality drawn at random; empty = a single-rate model at lmbda",
+        doc="variable-rate models (variable-rate-hyperprior, feature codecs): one λ per quality (gain units); "
+        "a pixel codec trains a continuous quality drawn per step (λ interpolated log-linearly), a feature codec "
+        "one quality drawn per step; empty = a single-rate model at lmbda",
     )
     distortion: str = documented("mse", doc=f"distortion term: {' or '.join(DISTORTIONS)} (ms-ssim needs crop ≥ 192)")
     beta: float = documented(
@@ -87,7 +88,10 @@ class TrainConfig:
     re_width: int = documented(64, doc="feature codecs: width of the RE module's Conv2Former blocks")
     re_latent: int = documented(96, doc="feature codecs: channels of the RE module's rounded latent")
     block: str = documented("gnconv", doc="feature codecs: analysis/synthesis blocks, 'gnconv' or 'conv' (ablation)")
-    context: str = documented("checkerboard", doc="feature codecs: 'checkerboard' (two-pass) or 'none' (ablation)")
+    context: str = documented(
+        "checkerboard",
+        doc="variable-rate pixel and feature codecs: 'checkerboard' (two-pass context) or 'none' (ablation)",
+    )
     hyper_synthesis: str = documented(
         "integer",
         doc="feature codecs: 'integer' (bit-exact convolutions) or 'attention' (the paper's transformer in h_s, "

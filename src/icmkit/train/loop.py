@@ -25,6 +25,8 @@ from safetensors.torch import load_file, save
 from icmkit.errors import ConfigError
 from icmkit.fileio import atomic_write
 from icmkit.losses import CodecObjective, FeatureTap, PerceptionConsistencyLoss
+from icmkit.losses.objective import lmbda_at
+from icmkit.models import MeanScaleHyperprior, VariableRateHyperprior
 from icmkit.train.builders import (
     FeatureCodecTraining,
     build_codec_model,
@@ -169,7 +171,10 @@ class Trainer:
             raise ConfigError(f"data: {exc}") from None
 
     def _initialise_from(self, path: Path) -> None:
-        source, _ = load_weights(path)
+        source, meta = load_weights(path)
+        if self._warm_start_variable_rate(source, meta):
+            self.log({"event": "initialised", "from": str(path), "as": "single-rate hyperprior → variable rate"})
+            return
         if type(source) is not type(self.model) or source.config != self.model.config:
             raise ConfigError(
                 f"init_from {path}: holds {type(source).__name__} {source.config}, "
@@ -177,6 +182,22 @@ class Trainer:
             )
         self.model.load_state_dict(source.state_dict())
         self.log({"event": "initialised", "from": str(path)})
+
+    def _warm_start_variable_rate(self, source, meta: dict) -> bool:
+        """A variable-rate pixel model starting from a trained single-rate hyperprior of the same widths:
+        its transforms and hyperprior load as they are (the context network starts as a zero residual) and
+        the gains start at sqrt(λ_q / λ_source). False when ``source`` is not such a model."""
+        if not (isinstance(self.model, VariableRateHyperprior) and type(source) is MeanScaleHyperprior):
+            return False
+        if (source.config["N"], source.config["M"]) != (self.model.config["N"], self.model.config["M"]):
+            raise ConfigError(f"init_from: widths {source.config} differ from the model's {self.model.config}")
+        shared = {k: v for k, v in source.state_dict().items() if not k.startswith("h_s_int.")}
+        result = self.model.load_state_dict(shared, strict=False)
+        if result.unexpected_keys:
+            raise ConfigError(f"init_from: unexpected tensors {result.unexpected_keys[:3]}")
+        source_lmbda = float(meta.get("lmbda", self.config.lmbda))
+        self.model.set_gains_for(self.config.lmbdas or [self.config.lmbda], source_lmbda)
+        return True
 
     @torch.no_grad()
     def _init_feature_statistics(self, count: int = 32) -> None:
@@ -297,12 +318,17 @@ class Trainer:
         return result
 
     def _main_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        extra = {}
         with self.precision.autocast():
-            if self.backbone is None:
-                output = self.network(batch)
-            else:  # a variable-rate feature codec trains one quality per step, drawn from the batch stream
+            if self.backbone is not None:  # a variable-rate feature codec trains one quality per step
                 output = self.network(batch, int(self.batch_rng.integers(self.model.qualities)))
-        parts = self.loss(to_float32(output), batch)  # the loss in float32, outside autocast
+            elif isinstance(self.model, VariableRateHyperprior):  # a continuous quality per step, its λ
+                quality = 1 + float(self.batch_rng.random()) * (self.model.qualities - 1)
+                extra["lmbda"] = lmbda_at(self.config.lmbdas or [self.config.lmbda], quality)
+                output = self.network(batch, quality)
+            else:
+                output = self.network(batch)
+        parts = self.loss(to_float32(output), batch, **extra)  # the loss in float32, outside autocast
         self.optimizer.zero_grad(set_to_none=True)
         self.precision.backward(parts["loss"])
         if self.config.clip_grad > 0:

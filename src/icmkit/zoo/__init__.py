@@ -6,11 +6,14 @@ measured, so that ``icm zoo`` and the README can say it without reading code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
+
+from icmkit.errors import WeightsFileError
 
 ZOO_DIR = Path(str(resources.files(__package__)))
 
@@ -48,6 +51,24 @@ def family(name: str) -> tuple[ZooEntry, ...]:
     rows = json.loads(table.read_text())["entries"]
     entries = [ZooEntry(family=name, **row) for row in rows]
     return tuple(sorted((e for e in entries if e.available), key=lambda e: e.quality))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    """Refuse a shipped weights file whose SHA-256 is not its zoo table's: corrupt, truncated or replaced."""
+    actual = file_sha256(path)
+    if actual != expected:
+        raise WeightsFileError(
+            f"{path}: SHA-256 {actual[:16]}… is not the zoo table's {expected[:16]}… (corrupt or replaced weights "
+            "file; reinstall icmkit)"
+        )
 
 
 def families() -> list[str]:

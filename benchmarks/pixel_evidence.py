@@ -1,12 +1,16 @@
-"""What the MMD term buys: the README's evidence tables, computed from ``icm bench`` folders.
+"""The pixel codecs' evidence: fidelity against the anchors, what the MMD term buys, what the context buys.
 
-    python benchmarks/mmd_evidence.py lite0=bench/dev200-lite0 lite1=bench/dev200-lite1 lite2=bench/dev200-lite2 \
-        [--json evidence.json] [--plot docs/mmd-dev200.png]
+    python benchmarks/pixel_evidence.py report lite0=bench/dev200-lite0 lite1=bench/dev200-lite1 \
+        lite2=bench/dev200-lite2 [--ablation bench/dev200-context] [--json evidence.json] [--plot docs/pixel-dev200.png]
+    python benchmarks/pixel_evidence.py ablate --data ../shared/data/imagenet-dev200 --out bench/dev200-context \
+        context=RUN_DIR no-context=RUN_DIR
 
-Each folder is one classification bench of the same images (``summary.csv``) scored with one classifier;
-the first folder also provides PSNR for the fidelity comparisons. Figures are pchip BD (the CTC method) with
-an isotonic fit first for top-1, as ``icm bench`` computes them; every figure prints its overlap range and the
-number of points, since BD over few points is fragile. Targets are those of the perception-consistency issue.
+``report``: each folder is one classification bench of the same images (``summary.csv``) scored with one
+classifier; the first also provides PSNR and the anchors (HEVC-444, WebP, JPEG). Figures are pchip BD (the
+CTC method) with an isotonic fit first for top-1, as ``icm bench`` computes them; every figure prints its
+overlap range and the number of points, since BD over few points is fragile. Targets are those of the
+pixel-codecs-v2 issue. ``ablate`` benches two variable-rate runs (their ``final.safetensors``) at the
+default grid, so that the context model's gain is a BD-rate at equal training budget.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from icmkit.bench.bd import bd
 from icmkit.bench.results import load_curves
 from icmkit.errors import IcmError
 
-MSE, MMD, HEVC, JPEG = "icm-mse", "icm-mmd", "hevc444", "jpeg"
+MSE, MMD, HEVC, JPEG, WEBP = "icm-mse", "icm-mmd", "hevc444", "jpeg", "webp"
+CONTEXT, NO_CONTEXT = "pixel-context", "pixel-no-context"
+# PSNR BD-rate targets of icm-mse against the anchors (negative: fewer bits than the anchor).
+FIDELITY_TARGETS = {HEVC: 15.0, WEBP: -20.0}
 
 
 @cache
@@ -104,16 +111,50 @@ def plot(benches: dict[str, Path], path: Path) -> None:
     figure.savefig(path.with_suffix(".svg"))
 
 
+def ablate(args) -> None:
+    """Bench two variable-rate runs (labels ``context=`` and ``no-context=``) on the default grid, one process."""
+    from icmkit.bench.api import BenchOptions, run_bench
+    from icmkit.codecs import register_codec
+    from icmkit.codecs.learned import VariableRatePixelCodec
+
+    runs = dict(item.split("=", 1) for item in args.runs)
+    if set(runs) != {"context", "no-context"}:
+        raise SystemExit("name the runs context=RUN_DIR no-context=RUN_DIR")
+    for label, name in (("context", CONTEXT), ("no-context", NO_CONTEXT)):
+        weights = Path(runs[label]) / "final.safetensors"
+        if not weights.exists():
+            raise SystemExit(f"{weights}: no final weights (is the run finished?)")
+        register_codec(VariableRatePixelCodec.from_weights_file(weights, name=name))
+    # One process: the codecs registered here are not visible to worker processes.
+    options = BenchOptions(out=args.out, data=args.data, codecs=f"{CONTEXT},{NO_CONTEXT}", anchor=NO_CONTEXT, workers=1)
+    outcome = run_bench(options)
+    print(f"{outcome.results}: {len(outcome.summary)} summary rows")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benches", nargs="+", help="NAME=FOLDER, one per classifier; the first gives PSNR")
-    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
-    parser.add_argument("--plot", type=Path, help="also draw the curves to this PNG (and an SVG beside it)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("report", help="print the evidence from bench folders")
+    rep.add_argument("benches", nargs="+", help="NAME=FOLDER, one per classifier; the first gives PSNR")
+    rep.add_argument("--ablation", type=Path, help="folder written by the ablate command")
+    rep.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    rep.add_argument("--plot", type=Path, help="also draw the curves to this PNG (and an SVG beside it)")
+    abl = sub.add_parser("ablate", help="bench the context ablation's two runs")
+    abl.add_argument("--data", type=Path, required=True)
+    abl.add_argument("--out", type=Path, required=True)
+    abl.add_argument("runs", nargs=2, metavar="LABEL=RUN_DIR")
     args = parser.parse_args()
+    if args.command == "ablate":
+        ablate(args)
+        return
+    report(args)
+
+
+def report(args) -> None:
     try:
         benches = {name: Path(folder) for name, folder in (item.split("=", 1) for item in args.benches)}
     except ValueError:
-        parser.error("each bench is NAME=FOLDER")
+        raise SystemExit("error: each bench is NAME=FOLDER") from None
     first = next(iter(benches))
     targets = {first: -20.0}  # the training classifier; the others were never seen in training
     results, lines = [], []
@@ -134,16 +175,27 @@ def main() -> None:
                 r = compare(folder, test, HEVC, "top1")
                 results.append({**r, "classifier": name})
                 lines.append(row(name, r, -30.0 if (test, name) == (MMD, first) else None))
-        for anchor in (JPEG, HEVC):
+        for anchor in (JPEG, WEBP, HEVC):
+            if anchor not in curves(benches[first], "psnr"):
+                continue
             for test in (MSE, MMD):
                 r = compare(benches[first], test, anchor, "psnr")
                 results.append({**r, "classifier": "—"})
-                lines.append(row("— (fidelity)", r))
+                lines.append(row("— (fidelity)", r, FIDELITY_TARGETS.get(anchor) if test == MSE else None))
+        if args.ablation:
+            r = compare(args.ablation, CONTEXT, NO_CONTEXT, "psnr")
+            results.append({**r, "classifier": "—", "ablation": "checkerboard context"})
+            lines.append(row("— (context ablation)", r))
     except IcmError as exc:
         raise SystemExit(f"error: {exc}") from None
     print("\n".join(lines))
     print(f"\n{first}, icm-mmd against icm-mse at each icm-mmd point:")
     print("\n".join(pointwise_gains(benches[first])))
+    print("\nrate range (bpp) per family:")
+    for codec in (MSE, MMD):
+        rates = sorted(curve(benches[first], codec, "psnr").rates)
+        print(f"{codec}: {rates[0]:.3f}–{rates[-1]:.3f} ({len(rates)} points)")
+        results.append({"range": codec, "bpp_lo": rates[0], "bpp_hi": rates[-1]})
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.plot:
