@@ -40,6 +40,11 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise IcmError(f"{path}: not a safetensors weights file ({exc})") from None
 
 
+def file_qualities(path: str | Path) -> int:
+    """How many rate points (gain units) a variable-rate weights file holds, from its metadata alone."""
+    return int(json.loads(read_metadata(path).get("config", "{}")).get("qualities", 1))
+
+
 def load_weights(path: str | Path) -> tuple[CompressionModel, dict[str, str]]:
     """Build the architecture the file names and load its tensors (strictly)."""
     meta = read_metadata(path)

@@ -20,7 +20,6 @@ bpp is always the stream's bits over the input image's pixels.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from pathlib import Path
@@ -34,7 +33,7 @@ from icmkit.codecs.base import FEATURES, Availability, CodecKind, FeatureMaps
 from icmkit.codecs.learned import IcmContainerCodec
 from icmkit.errors import BitstreamError, IcmError, WeightsMismatchError
 from icmkit.image import check_rgb
-from icmkit.weights import read_metadata
+from icmkit.weights import file_qualities
 from icmkit.zoo import family
 
 
@@ -65,8 +64,7 @@ class FeatureCodec(IcmContainerCodec):
         cls, path: str | Path, name: str = "icm-feature-custom", backbone_weights="default"
     ) -> FeatureCodec:
         """A codec over one weights file: qualities 1 … the file's number of gain units."""
-        config = json.loads(read_metadata(path).get("config", "{}"))
-        qualities = range(1, int(config.get("qualities", 1)) + 1)
+        qualities = range(1, file_qualities(path) + 1)
         return cls(name, {q: Path(path) for q in qualities}, f"weights from {path}", backbone_weights)
 
     def availability(self) -> Availability:

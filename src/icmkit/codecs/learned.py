@@ -7,7 +7,6 @@ quality and the digest of the weights, so a file decoded with other weights fail
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from icmkit.errors import BitstreamError, IcmError, QualityError, WeightsMismatc
 from icmkit.image import check_rgb, image_to_tensor
 from icmkit.limits import max_pixels
 from icmkit.models import CompressionModel, VariableRateHyperprior
-from icmkit.weights import load_weights, read_metadata, weights_digest
+from icmkit.weights import file_qualities, load_weights, weights_digest
 from icmkit.zoo import family, verify_sha256
 
 
@@ -248,8 +247,7 @@ class VariableRatePixelCodec(LearnedPixelCodec):
 
     @classmethod
     def from_weights_file(cls, path: str | Path, name: str = "icm-custom", quality: int = 1) -> LearnedPixelCodec:
-        config = json.loads(read_metadata(path).get("config", "{}"))
-        return cls(name, Path(path), int(config.get("qualities", 1)), f"weights from {path}")
+        return cls(name, Path(path), file_qualities(path), f"weights from {path}")
 
     def _model_key(self, quality: Quality) -> Quality:
         return 1  # one model serves every quality

@@ -24,16 +24,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from icmkit.entropy.coder import MAX_ESCAPE_VALUE
 from icmkit.entropy.factorized import FactorizedPrior
 from icmkit.entropy.gaussian import GaussianConditional
 from icmkit.layers.gdn import GDN
 from icmkit.layers.integer import ACT_FRAC_BITS, ExactIntegerNet
 from icmkit.models.base import CompressionModel
+from icmkit.models.context import SYMBOL_LIMIT
 from icmkit.models.tiling import analysis_halo, resampling_factor, run_tiled, synthesis_halo, tile_grid
 from icmkit.threads import single_threaded
-
-_SYMBOL_LIMIT = MAX_ESCAPE_VALUE // 2
 
 
 def conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -109,9 +107,9 @@ class MeanScaleHyperprior(CompressionModel):
     def compress(self, x: torch.Tensor) -> dict:
         self.require_finalized()
         y = self.analyse(x)
-        z_hat = torch.round(self.h_a(y)).clamp_(-_SYMBOL_LIMIT, _SYMBOL_LIMIT)
+        z_hat = torch.round(self.h_a(y)).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT)
         index, means = self._entropy_parameters(z_hat)
-        symbols = torch.round(y - means).clamp_(-_SYMBOL_LIMIT, _SYMBOL_LIMIT)
+        symbols = torch.round(y - means).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT)
         y_strings = [self.gaussian_conditional.compress(symbols[i], index[i]) for i in range(len(x))]
         z_strings = [self.entropy_bottleneck.compress(z_hat[i]) for i in range(len(x))]
         return {"strings": [y_strings, z_strings], "shape": tuple(z_hat.shape[-2:])}
