@@ -163,3 +163,33 @@ def tiny_feature_codec(tiny_feature_weights):
     from icmkit.codecs.feature import FeatureCodec
 
     return FeatureCodec.from_weights_file(tiny_feature_weights, name="icm-feature-tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_coco(tmp_path_factory):
+    """A COCO folder of two synthetic 80×64 photos with one annotated box each."""
+    import json
+
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("coco")
+    (root / "images").mkdir()
+    (root / "annotations").mkdir()
+    images, annotations = [], []
+    for i in range(2):
+        Image.fromarray(synthetic_photo(64, 80, seed=i)).save(root / "images" / f"{i + 1:012d}.jpg")
+        images.append({"id": i + 1, "file_name": f"{i + 1:012d}.jpg", "width": 80, "height": 64})
+        annotations.append(
+            {
+                "id": i + 1,
+                "image_id": i + 1,
+                "category_id": 1,
+                "bbox": [10, 10, 30, 20],
+                "area": 600,
+                "iscrowd": 0,
+                "segmentation": [[10, 10, 40, 10, 40, 30, 10, 30]],
+            }
+        )
+    document = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "person"}]}
+    (root / "annotations" / "instances_tiny.json").write_text(json.dumps(document))
+    return root

@@ -228,10 +228,12 @@ def test_mismatched_classifier_is_refused_before_coding(
     assert not out.exists()
 
 
-def test_feature_codecs_serve_classification_only(feature_codec, tmp_path):
+def test_feature_codecs_outside_classification(feature_codec, tmp_path):
+    """Fidelity refuses feature codecs; detection takes only ResNet-50 layer1 ones (a Lite0 codec is refused)."""
+    from icmkit.tasks.detection import load_detector
     from icmkit.tasks.evaluators import DetectionEvaluator
 
-    with pytest.raises(IcmError, match="feature codecs serve classification in this version"):
+    with pytest.raises(IcmError, match="feature codecs serve classification, detection and segmentation"):
         run_bench(BenchOptions(out=tmp_path / "f", task="fidelity", codecs=f"jpeg:50,{FEATURE}", anchor="jpeg"))
     assert not (tmp_path / "f").exists()
     coco = tmp_path / "instances.json"
@@ -244,10 +246,12 @@ def test_feature_codecs_serve_classification_only(feature_codec, tmp_path):
             }
         )
     )
+    detector = load_detector("fasterrcnn_resnet50_fpn", None, min_size=64, max_size=96)
     for segm in (False, True):
-        evaluator = DetectionEvaluator(detector=None, annotations=coco, image_ids={"a.jpg": 1}, segm=segm)
+        evaluator = DetectionEvaluator(detector=detector, annotations=coco, image_ids={"a.jpg": 1}, segm=segm)
+        assert evaluator.detection_size == (64, 96)
         evaluator.check_codec(runner.api.get_codec("jpeg"), [50])  # pixel codecs are fine
-        with pytest.raises(IcmError, match=f"feature codecs serve classification.*--task {evaluator.task}"):
+        with pytest.raises(IcmError, match=f"decodes resnet50 layer1 features.*--task {evaluator.task}"):
             evaluator.check_codec(feature_codec, [1])
 
 

@@ -142,33 +142,6 @@ def test_torchrun_two_ranks_match_one_process(labelled, tmp_path):
     assert (tmp_path / "two" / "report.html").is_file()
 
 
-@pytest.fixture(scope="module")
-def tiny_coco(tmp_path_factory):
-    import json
-
-    root = tmp_path_factory.mktemp("coco")
-    (root / "images").mkdir()
-    (root / "annotations").mkdir()
-    images, annotations = [], []
-    for i in range(2):
-        Image.fromarray(synthetic_photo(64, 80, seed=i)).save(root / "images" / f"{i + 1:012d}.jpg")
-        images.append({"id": i + 1, "file_name": f"{i + 1:012d}.jpg", "width": 80, "height": 64})
-        annotations.append(
-            {
-                "id": i + 1,
-                "image_id": i + 1,
-                "category_id": 1,
-                "bbox": [10, 10, 30, 20],
-                "area": 600,
-                "iscrowd": 0,
-                "segmentation": [[10, 10, 40, 10, 40, 30, 10, 30]],
-            }
-        )
-    document = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "person"}]}
-    (root / "annotations" / "instances_tiny.json").write_text(json.dumps(document))
-    return root
-
-
 @pytest.mark.parametrize("task", ["detect", "segment"])
 def test_bench_coco_tasks_on_random_detectors(task, tiny_coco, tmp_path):
     result = icm(

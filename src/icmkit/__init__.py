@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "DEFAULT_CLASSIFIER": "icmkit.defaults",
     "DEFAULT_CODEC": "icmkit.defaults",
+    "Detections": "icmkit.api",
     "FeatureMaps": "icmkit.codecs",
     "IcmError": "icmkit.errors",
     "Prediction": "icmkit.api",
@@ -18,6 +19,7 @@ _EXPORTS = {
     "bits_per_pixel": "icmkit.api",
     "compress": "icmkit.api",
     "decompress": "icmkit.api",
+    "detect": "icmkit.api",
     "get_codec": "icmkit.codecs",
     "list_codecs": "icmkit.codecs",
     "load_features": "icmkit.feature_io",

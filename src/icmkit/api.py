@@ -1,9 +1,11 @@
 """The Python API, mirroring the CLI: ``compress(image) -> bytes``, ``decompress(bytes) -> image`` (or
-:class:`FeatureMaps` for feature codecs) and ``predict(anything) -> Prediction`` (ImageNet top-k)."""
+:class:`FeatureMaps` for feature codecs), ``predict(anything) -> Prediction`` (ImageNet top-k) and
+``detect(anything) -> Detections`` (a COCO detector's boxes, from pixels or from a feature stream)."""
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +133,8 @@ _splits: dict[tuple, object] = {}
 def _weights_key(weights: ClassifierWeights) -> str | None:
     if weights is None or (isinstance(weights, str) and weights == "default"):
         return weights
+    if isinstance(weights, str) and re.fullmatch(r"[A-Z][A-Z0-9_]*", weights) and not Path(weights).exists():
+        return weights  # a torchvision weights enum member, e.g. IMAGENET1K_V1
     if not isinstance(weights, (str, os.PathLike)):
         raise IcmError(f"classifier weights must be 'default', None or a file path, got {weights!r}")
     return str(Path(weights).resolve())
@@ -162,10 +166,11 @@ def cached_split_backbone(name: str, split: str, weights: ClassifierWeights = "d
 
 
 def clear_model_cache() -> None:
-    """Forget every cached classifier and split backbone (frees their memory)."""
+    """Forget every cached classifier, split backbone and detector (frees their memory)."""
     with _cache_lock:
         _classifiers.clear()
         _splits.clear()
+        _detectors.clear()
 
 
 def predict(
@@ -317,6 +322,8 @@ def _predict_features(
             f"features of {tensor.shape[1]} channels at stride {stride} do not fit {backbone_name} "
             f"after {split} ({info.channels} channels at stride {info.stride})"
         )
+    if meta.get("resized") is not None:  # a detection stream: the map of the padded resized input
+        tensor = tensor[:, :, : -(-meta["resized"][0] // info.stride), : -(-meta["resized"][1] // info.stride)]
     with torch.inference_mode():
         logits = split_backbone.tail(tensor)[0].float().numpy()
     num_classes = int(logits.shape[-1])
@@ -340,3 +347,133 @@ def _prediction(
         codec=decoder.name if decoder is not None else None,
         probabilities=probabilities.astype(np.float32),
     )
+
+
+# -- detection -----------------------------------------------------------------------------------------
+@dataclass
+class Detections:
+    """What :func:`detect` returns: one image's detections in its original pixel coordinates.
+
+    ``boxes`` (N, 4) ``x1, y1, x2, y2``; ``scores`` (N,), best first; ``labels`` (N,) COCO category ids and
+    ``names`` their names; ``masks``: COCO RLE dicts for mask models, else None. ``kind`` as for
+    :class:`Prediction`; ``model`` the detector; ``codec`` the codec that decoded the input, if any.
+    """
+
+    kind: str
+    model: str
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+    masks: list[dict] | None = None
+    codec: str | None = None
+
+    def as_dict(self, min_score: float = 0.0) -> dict:
+        keep = [i for i in range(len(self.scores)) if self.scores[i] >= min_score]
+        return {
+            "kind": self.kind,
+            "model": self.model,
+            "codec": self.codec,
+            "detections": [
+                {
+                    "label": int(self.labels[i]),
+                    "name": self.names[i],
+                    "score": float(self.scores[i]),
+                    "box": [float(v) for v in self.boxes[i]],
+                }
+                for i in keep
+            ],
+        }
+
+
+_detectors: dict[tuple, object] = {}
+
+
+def cached_detector(name: str, weights: ClassifierWeights = "default", min_size: int = 800, max_size: int = 1333):
+    """:func:`icmkit.tasks.detection.load_detector` with its :class:`~icmkit.backbones.detection.SplitDetector`
+    (v1 models), loaded once per process for each (name, weights, sizes)."""
+    key = (name, _weights_key(weights), min_size, max_size)
+    with _cache_lock:
+        if key not in _detectors:
+            from icmkit.backbones.detection import SplitDetector
+            from icmkit.tasks.detection import DETECTORS, load_detector
+
+            detector = load_detector(name, key[1], min_size=min_size, max_size=max_size)
+            _detectors[key] = (detector, SplitDetector(detector) if DETECTORS[name].frozen_stem else None)
+        return _detectors[key]
+
+
+def detect(
+    source: ImageLike | FeatureMaps,
+    model: str = "fasterrcnn_resnet50_fpn",
+    weights: ClassifierWeights = "default",
+    codec: str | Codec | None = None,
+    min_size: int = 800,
+    max_size: int = 1333,
+) -> Detections:
+    """COCO detections of ``source`` by torchvision detector ``model``, in the original image's coordinates.
+
+    Images and pixel streams go through the whole detector (its own resize to ``min_size`` / ``max_size``).
+    Feature streams (and decoded :class:`FeatureMaps`) coded in the detection geometry
+    (:meth:`icmkit.codecs.feature.FeatureCodec.for_detection`, ``icm compress --detector-size``) by a
+    ResNet-50 ``layer1`` head go through a v1 detector's tail — no pixels: the stream's resize is the sender's,
+    and the detector's head must be the one that made the features (checked by digest).
+    """
+    from icmkit.tasks.detection import DETECTORS, UnknownDetectorError
+
+    if model not in DETECTORS:
+        raise UnknownDetectorError(f"unknown detector {model!r}; supported: {', '.join(DETECTORS)}")
+    label = str(source) if isinstance(source, (str, Path)) else None
+    try:
+        kind, payload, decoder = _open_source(source, codec)
+    except IcmError as exc:
+        if label is None or str(exc).startswith(label):
+            raise
+        raise _with_prefix(exc, label) from None
+    detector, split = cached_detector(model, weights, min_size, max_size)
+    if isinstance(payload, FeatureMaps):
+        result = _detect_features(payload, model, split)
+    else:
+        result = detector.predict([payload], batch_size=1)[0]
+    categories = detector.categories
+    names = [categories[int(i)] if 0 <= int(i) < len(categories) else str(int(i)) for i in result["labels"]]
+    return Detections(
+        kind=kind,
+        model=model,
+        boxes=result["boxes"],
+        scores=result["scores"],
+        labels=result["labels"],
+        names=names,
+        masks=result.get("masks"),
+        codec=decoder.name if decoder is not None else None,
+    )
+
+
+def _detect_features(features: FeatureMaps, model: str, split) -> dict:
+    import torch
+
+    from icmkit.geometry import DetectionGeometry
+
+    meta = features.meta
+    if split is None:
+        raise IcmError(f"{model} trains its whole backbone: it cannot decode features (use a v1 detector)")
+    if (meta.get("backbone"), meta.get("split")) != (split.info.backbone, split.info.stage):
+        raise IcmError(
+            f"these features come from {meta.get('backbone')} after {meta.get('split')}; {model} decodes "
+            f"{split.info.backbone} {split.info.stage} features"
+        )
+    if meta.get("head_digest") != split.info.head_digest.hex():
+        raise WeightsMismatchError(
+            f"features were made by a head with digest {meta.get('head_digest')}; {model}'s stem has digest "
+            f"{split.info.head_digest.hex()} (other weights)"
+        )
+    if meta.get("resized") is None:
+        raise IcmError(
+            "these features were coded in the classification geometry; a detector needs a stream coded with "
+            "the detector's resize (icm compress --detector-size, FeatureCodec.for_detection)"
+        )
+    geometry = DetectionGeometry(tuple(features.image_size), tuple(meta["resized"]))
+    tensor = torch.as_tensor(features.tensors["features"]).to("cpu", torch.float32)
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(0)
+    return split.predict(tensor, geometry)

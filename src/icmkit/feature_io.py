@@ -17,6 +17,8 @@ metadata
 ``codec``        the codec that decoded them (optional)
 ``quality``      its quality id (optional, integer)
 ``feature_shape`` ``CxHxW`` of the coded map before cropping, as in the stream header (optional)
+``resized``      ``hxw``: detection streams only — the image's size after the detector's resize; the map
+                 then covers that size padded to 32 (``h = ceil32(h) / stride``), not ``image_size``
 ================ ===================================================================================
 
 Reading checks all of it (``h = ceil(H / stride)``, ``w = ceil(W / stride)``, finite values, …) and
@@ -34,6 +36,7 @@ from typing import Any
 from icmkit.codecs.base import FEATURES, FeatureMaps
 from icmkit.errors import IcmError, one_line
 from icmkit.fileio import atomic_write, read_user_file
+from icmkit.geometry import DetectionGeometry, format_size, parse_size
 
 FORMAT = "icmkit.features/1"
 SUFFIX = ".safetensors"
@@ -151,9 +154,16 @@ def _build_maps(tensor, metadata: dict[str, str], label: str) -> FeatureMaps:
     if tensor.ndim != 4 or tensor.shape[0] != 1 or min(tensor.shape) < 1:
         raise FeatureFileError(f"{label}: features must be shaped (1, C, h, w) or (C, h, w), not {tuple(tensor.shape)}")
     expected = (math.ceil(height / stride), math.ceil(width / stride))
+    resized = None
+    if "resized" in metadata:
+        resized = parse_size(metadata["resized"])
+        if resized is None:
+            raise FeatureFileError(f"{label}: metadata resized={metadata['resized']!r} is not HxW")
+        expected = DetectionGeometry((height, width), resized).feature_size(stride)
     if tuple(tensor.shape[-2:]) != expected:
+        what = f"a {height}×{width} image" + (f" resized to {format_size(resized)}" if resized else "")
         raise FeatureFileError(
-            f"{label}: a {height}×{width} image at stride {stride} has {expected[0]}×{expected[1]} features, "
+            f"{label}: {what} at stride {stride} has {expected[0]}×{expected[1]} features, "
             f"the file holds {tensor.shape[-2]}×{tensor.shape[-1]}"
         )
     meta: dict[str, Any] = {
@@ -169,6 +179,8 @@ def _build_maps(tensor, metadata: dict[str, str], label: str) -> FeatureMaps:
                 f"{label}: metadata feature_shape={metadata['feature_shape']!r} does not fit {tensor.shape[1]} channels"
             )
         meta["feature_shape"] = metadata["feature_shape"]
+    if resized is not None:
+        meta["resized"] = resized
     if "codec" in metadata:
         meta["codec"] = metadata["codec"]
     if "quality" in metadata:
@@ -203,6 +215,8 @@ def _check_maps(features: FeatureMaps) -> tuple[Any, dict[str, str]]:
     for key in ("codec", "quality", "feature_shape"):
         if features.meta.get(key) is not None:
             metadata[key] = str(features.meta[key])
+    if features.meta.get("resized") is not None:
+        metadata["resized"] = format_size(features.meta["resized"])
     shape = tuple(getattr(tensor, "shape", ()))
     if len(shape) not in (3, 4) or (len(shape) == 4 and shape[0] != 1):
         raise IcmError(f"features must be shaped (1, C, h, w) or (C, h, w), not {shape}")

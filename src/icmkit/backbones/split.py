@@ -72,6 +72,13 @@ class Tail(nn.Module):
         logits = self.finish(x)
         return (logits, outputs) if return_stages else logits
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Features → the globally average-pooled vector ``(N, D)`` the classifier layer reads (a linear probe's
+        input): the tail's stages and everything of ``finish`` before the classifier."""
+        for stage in self.stages:
+            x = stage(x)
+        return self.finish.pooled(x)
+
 
 class _TimmEfficientNetFinish(nn.Module):
     def __init__(self, model: nn.Module):
@@ -81,6 +88,9 @@ class _TimmEfficientNetFinish(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward_head(self.bn2(self.conv_head(x)))
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward_head(self.bn2(self.conv_head(x)), pre_logits=True)  # bn2 applies the activation
 
 
 class _ResNetFinish(nn.Module):
@@ -92,6 +102,11 @@ class _ResNetFinish(nn.Module):
         if hasattr(self.model, "forward_head"):  # timm ResNet
             return self.model.forward_head(x)
         return self.model.fc(torch.flatten(self.model.avgpool(x), 1))  # torchvision ResNet
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self.model, "forward_head"):
+            return self.model.forward_head(x, pre_logits=True)
+        return torch.flatten(self.model.avgpool(x), 1)
 
 
 def _efficientnet_parts(model: nn.Module) -> tuple[list[nn.Module], list[tuple[str, nn.Module]], nn.Module]:
@@ -105,10 +120,14 @@ def _resnet_parts(model: nn.Module) -> tuple[list[nn.Module], list[tuple[str, nn
     return [model.conv1, model.bn1, act, model.maxpool], stages, _ResNetFinish(model)
 
 
+def _is_resnet(model: nn.Module) -> bool:
+    return all(hasattr(model, a) for a in ("conv1", "bn1", "maxpool", "layer1", "layer4"))
+
+
 def _family_parts(model: nn.Module):
     if all(hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "forward_head")):
         return _efficientnet_parts(model)
-    if all(hasattr(model, a) for a in ("conv1", "bn1", "maxpool", "layer1", "layer4")):
+    if _is_resnet(model):
         return _resnet_parts(model)
     raise SplitError(
         f"cannot split a {type(model).__name__}: icmkit splits EfficientNet/MobileNet-style timm models and ResNets"
@@ -136,9 +155,8 @@ class SplitBackbone(nn.Module):
         channels, stride = _probe(self.head)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
-        self.info = SplitInfo(
-            name, stage, channels, stride, tuple(mean), tuple(std), weights_digest(self.head.state_dict())
-        )
+        digest = head_digest(self.head, drop_counters=_is_resnet(model))
+        self.info = SplitInfo(name, stage, channels, stride, tuple(mean), tuple(std), digest)
 
     def train(self, mode: bool = True) -> SplitBackbone:
         return super().train(False)  # frozen: batch norms always use their running statistics
@@ -153,6 +171,20 @@ class SplitBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tail(self.head(x))
+
+
+def head_digest(head: Head, drop_counters: bool = False) -> bytes:
+    """The digest a feature stream carries of the head that made it.
+
+    ``drop_counters`` leaves out batch norms' ``num_batches_tracked``, a training counter that does not
+    change a frozen head's output: ResNet heads drop it, so that the ImageNet classifier's ``BatchNorm2d``
+    head and a COCO detector's ``FrozenBatchNorm2d`` head (no counter) with equal weights share a digest —
+    one stream, both receivers. (EfficientNet heads keep it: their digests are in shipped streams.)
+    """
+    state = head.state_dict()
+    if drop_counters:
+        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    return weights_digest(state)
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ import json
 import math
 from pathlib import Path
 
-from icmkit.bench.runner import HEATMAPS_INDEX, SHOWCASE_DIR
+from icmkit.bench.runner import HEATMAPS_INDEX, SHOWCASE_DIR, file_stem
 from icmkit.bench.summary import has_rate
 
 _CSS = """
@@ -120,7 +120,7 @@ def _showcase(out: Path, results: list[dict], anchor: str) -> str:
     ]
     any_features = False
     for codec, row in chosen.items():
-        name = f"{codec}-{row['quality']}"
+        name = file_stem(codec, row["quality"])
         prediction = _class_name(row.get("pred", ""))
         verdict = "" if row.get("agree", "") == "" else (" ✓" if row["agree"] == "1" else " ✗")
         figures_of = f"{float(row['bpp']):.3f} bpp"

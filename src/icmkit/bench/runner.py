@@ -21,9 +21,11 @@ it beside the codecs.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -38,7 +40,7 @@ from icmkit.bench.heatmap import STATISTIC, energy_scale, feature_energy, heatma
 from icmkit.bench.metrics import ms_ssim
 from icmkit.bench.plan import CodecPlan
 from icmkit.bench.protocols import resize_center_crop
-from icmkit.codecs.base import FeatureMaps
+from icmkit.codecs.base import CodecKind, FeatureMaps
 from icmkit.fileio import atomic_write, complete_lines, drop_partial_line
 from icmkit.image import encode_png
 from icmkit.tasks.evaluators import Evaluator, build_evaluator, input_name, portable
@@ -111,10 +113,15 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core; more threads per worker only oversubscribe
 
 
-def code_chunk(codec_name: str, quality: float, samples: list[Sample], crop: int | None):
+def code_chunk(
+    codec_name: str, quality: float, samples: list[Sample], crop: int | None, detection_size: tuple | None = None
+):
     """Worker: code and decode each sample; rows (without task metrics) and what was decoded (images, or
-    feature maps with numpy tensors, which pickle cheaply)."""
+    feature maps with numpy tensors, which pickle cheaply). ``detection_size``: feature codecs code in the
+    detection geometry of that ``(min_size, max_size)`` (the detector's own resize, on the sender)."""
     codec = api.get_codec(codec_name)
+    if detection_size is not None and codec.kind == CodecKind.FEATURE:
+        codec = codec.for_detection(*detection_size)
     rows, decoded_items = [], []
     for sample in samples:
         image = prepare(sample, crop)
@@ -180,8 +187,13 @@ def reference_file(run: BenchRun) -> Path:
     return run.out / f"reference{_rank_suffix(run)}.csv"
 
 
+def file_stem(codec: str, quality: float | str) -> str:
+    """A codec × quality as a file name: a codec named by its weights file's path keeps no separators."""
+    return f"{re.sub(r'[^A-Za-z0-9._@+=-]', '_', codec)}-{quality}"
+
+
 def sidecar_file(run: BenchRun, folder: str, codec: str, quality: float) -> Path:
-    return run.out / folder / f"{codec}-{quality}{_rank_suffix(run)}.jsonl"
+    return run.out / folder / f"{file_stem(codec, quality)}{_rank_suffix(run)}.jsonl"
 
 
 def detections_file(run: BenchRun, codec: str, quality: float) -> Path:
@@ -192,7 +204,8 @@ def read_sidecar(out: Path, folder: str, codec: str, quality: float | str) -> di
     """Saved records of one codec × quality, all ranks: key → record (last wins)."""
     found: dict[str, dict] = {}
     base = out / folder
-    paths = [base / f"{codec}-{quality}.jsonl", *sorted(base.glob(f"{codec}-{quality}.rank*-of-*.jsonl"))]
+    stem = file_stem(codec, quality)
+    paths = [base / f"{stem}.jsonl", *sorted(base.glob(f"{glob.escape(stem)}.rank*-of-*.jsonl"))]
     for path in (p for p in paths if p.is_file()):
         for line in complete_lines(path).splitlines():
             if line.strip():
@@ -303,7 +316,7 @@ class _Heatmaps:
                 energy,
                 scale,
                 int(original.strides["features"]),
-                tuple(original.image_size),
+                _shown_size(original),
                 self.run.evaluator.feature_window(original),
             )
             self._write(
@@ -317,10 +330,15 @@ class _Heatmaps:
         scale = self._original(reference)
         window = self.run.evaluator.feature_window(decoded)
         energy = feature_energy(decoded.tensors["features"])
-        picture = heatmap_image(energy, scale, int(decoded.strides["features"]), tuple(decoded.image_size), window)
+        picture = heatmap_image(energy, scale, int(decoded.strides["features"]), _shown_size(decoded), window)
         self._write(
             picture, f"{name}.features.png", "maps", name, {"reference": reference, "window": list(window or [])}
         )
+
+
+def _shown_size(features: FeatureMaps) -> tuple[int, int]:
+    """The image a heat map covers: the coded one, or the detector's resize of it (detection geometry)."""
+    return tuple(features.meta.get("resized") or features.image_size)
 
 
 def execute(run: BenchRun) -> Path:
@@ -345,7 +363,7 @@ def execute(run: BenchRun) -> Path:
         _persist(run, rows, run.evaluator.update([row["key"] for row in rows], decoded))
         for row, item in zip(rows, decoded):
             if showcase is not None and row["key"] == showcase.key:
-                name = f"{row['codec']}-{row['quality']}"
+                name = file_stem(row["codec"], row["quality"])
                 if isinstance(item, FeatureMaps):
                     heatmaps.save(name, item)
                 else:
@@ -356,10 +374,11 @@ def execute(run: BenchRun) -> Path:
     try:
         if run.workers <= 1:
             for codec, quality, samples in jobs:
-                finish(*code_chunk(codec, quality, samples, run.input_crop))
+                finish(*code_chunk(codec, quality, samples, run.input_crop, run.evaluator.detection_size))
         else:
             with ProcessPoolExecutor(max_workers=run.workers, initializer=_init_worker) as pool:
-                futures = [pool.submit(code_chunk, c, q, s, run.input_crop) for c, q, s in jobs]
+                size = run.evaluator.detection_size
+                futures = [pool.submit(code_chunk, c, q, s, run.input_crop, size) for c, q, s in jobs]
                 for future in as_completed(futures):
                     finish(*future.result())
     finally:

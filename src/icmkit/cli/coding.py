@@ -182,6 +182,15 @@ def compress(
             "--best-effort", help="An unreachable target keeps the closest stream (with a warning) instead of failing."
         ),
     ] = False,
+    detector_size: Annotated[
+        int | None,
+        typer.Option(
+            "--detector-size",
+            help="Feature codecs: code for a COCO detector — resize as torchvision's detectors do (shorter side N, "
+            "longer at most max(1333, N)) before the head; `icm predict --model fasterrcnn_resnet50_fpn` then "
+            "reads the stream. Default: the classification geometry (the image as it is).",
+        ),
+    ] = None,
 ) -> None:
     """Compress images. Learned codecs write .icm files; conventional codecs their native format
     (default output: the input's name with that extension, beside it). With a target (--target-bytes,
@@ -197,6 +206,10 @@ def compress(
     )
     chosen = get_codec(codec)
     chosen.require_available()
+    if detector_size is not None:
+        if not hasattr(chosen, "for_detection"):
+            raise IcmError(f"--detector-size is for feature codecs; {chosen.name} is a {chosen.kind.value} codec")
+        chosen = chosen.for_detection(detector_size, max(1333, detector_size))
     quality = chosen.quality.validate(quality)
     planned = _expand_inputs(inputs)
     files = [source for source, _ in planned]
@@ -369,7 +382,8 @@ def info(
 
 
 def _feature_fields(header: bitstream.IcmHeader) -> dict:
-    """A feature stream's ``extra`` header (b = backbone, s = split, h = head digest, f = coded C×h×w)."""
+    """A feature stream's ``extra`` header (b = backbone, s = split, h = head digest, f = coded C×h×w, and
+    g = the detector's resize of a detection stream)."""
     import re
 
     extra = bitstream.unpack_extra(header.extra)
@@ -385,6 +399,20 @@ def _feature_fields(header: bitstream.IcmHeader) -> dict:
     if match is None or len(extra["h"]) != DIGEST_BYTES:
         raise BitstreamError("malformed feature stream header (feature shape or head digest)")
     channels, rows, cols = (int(v) for v in match.groups())
+    if "g" in extra:  # a detection stream: coded after the detector's resize (icmkit.geometry)
+        from icmkit.geometry import format_size, parse_size
+
+        resized = parse_size(extra["g"].decode("ascii", "replace"))
+        if resized is None:
+            raise BitstreamError("malformed feature stream header (bad detection size)")
+        geometry = {"geometry": "detection", "resized": format_size(resized)}
+        return {
+            "backbone": backbone,
+            "split": split,
+            "feature_shape": shape,
+            **geometry,
+            "head_digest": extra["h"].hex(),
+        }
     if padded_h % rows or padded_w % cols or padded_h // rows != padded_w // cols:
         raise BitstreamError(
             f"malformed feature stream header (features {shape} do not tile a {padded_w}×{padded_h} padded image)"

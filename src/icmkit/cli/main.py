@@ -23,6 +23,7 @@ from icmkit.cli._common import (
 from icmkit.cli.benchmark import bd, bench
 from icmkit.cli.coding import compress, decompress, info
 from icmkit.cli.predict import predict
+from icmkit.cli.probe import probe
 from icmkit.defaults import DEFAULT_CODEC
 
 app = typer.Typer(
@@ -34,7 +35,7 @@ app = typer.Typer(
 )
 
 # Commands in the order `icm --help` lists them; each lives in the module of its job.
-for command in (compress, decompress, info, predict):
+for command in (compress, decompress, info, predict, probe):
     app.command()(command)
 
 

@@ -40,7 +40,9 @@ def predict(
             "-m",
             help="Classifier for images and pixel streams: a timm / torchvision name "
             "(default tf_efficientnet_lite0). Features always go through the tail of the backbone named "
-            "in the stream; another --model is refused.",
+            "in the stream; another classifier is refused. A COCO detector (fasterrcnn_resnet50_fpn, "
+            "maskrcnn_resnet50_fpn, retinanet_resnet50_fpn, …) prints detections instead: of images, pixel "
+            "streams, and feature streams coded with --detector-size by a ResNet-50 layer1 codec.",
         ),
     ] = None,
     model_weights: Annotated[
@@ -52,25 +54,41 @@ def predict(
         typer.Option(
             "--json",
             help="Print one JSON object per file and line: file, kind, model, codec, "
-            "top_k (index, label, probability).",
+            "top_k (index, label, probability) — or detections (label, name, score, box) for a detector.",
         ),
     ] = False,
+    min_score: Annotated[
+        float, typer.Option("--min-score", help="Detectors: show detections scoring at least this.")
+    ] = 0.5,
+    detector_size: Annotated[
+        int,
+        typer.Option("--detector-size", help="Detectors on images and pixel streams: the shorter side they resize to."),
+    ] = 800,
 ) -> None:
     """ImageNet top-k classes with probabilities: images through the classifier (its own preprocessing),
-    pixel streams decoded first, feature streams decoded and run through their backbone's tail."""
+    pixel streams decoded first, feature streams decoded and run through their backbone's tail. With a COCO
+    detector as --model: its detections (the --top-k best scoring at least --min-score), from feature streams
+    without pixels."""
     from icmkit import api
 
     if top_k < 1:
         raise IcmError(f"--top-k must be at least 1, got {top_k}")
+    from icmkit.tasks.detection import DETECTORS
+
     files = _predict_inputs(inputs)
     weights = None if model_weights == "none" else model_weights
+    detector = model in DETECTORS
     many = len(files) > 1
     failures = 0
     with progress_bar(many) as progress:
         task = progress.add_task("predicting", total=len(files))
         for path in files:
             try:
-                result = api.predict(path, model=model, k=top_k, weights=weights)
+                if detector:
+                    size = (detector_size, max(1333, detector_size))
+                    result = api.detect(path, model=model, weights=weights, min_size=size[0], max_size=size[1])
+                else:
+                    result = api.predict(path, model=model, k=top_k, weights=weights)
             except IcmError as exc:
                 if not many:
                     raise
@@ -78,7 +96,10 @@ def predict(
                 message = str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
                 err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
             else:
-                _print_prediction(path, result, as_json)
+                if detector:
+                    _print_detections(path, result, as_json, min_score, top_k)
+                else:
+                    _print_prediction(path, result, as_json)
             progress.advance(task)
     if failures:
         raise typer.Exit(code=2)
@@ -110,3 +131,19 @@ def _print_prediction(path: Path, result, as_json: bool) -> None:
     console.print(f"{path}  ({result.kind}{via}; {result.model})", highlight=False, markup=False)
     for rank, top in enumerate(result.top_k, 1):
         console.print(f"  {rank:>2}. {top.probability:7.2%}  {top.label} ({top.index})", highlight=False, markup=False)
+
+
+def _print_detections(path: Path, result, as_json: bool, min_score: float, limit: int) -> None:
+    if as_json:
+        print(json.dumps({"file": str(path), **result.as_dict(min_score)}), flush=True)
+        return
+    rows = result.as_dict(min_score)["detections"]
+    via = f", {result.codec}" if result.codec else ""
+    console.print(
+        f"{path}  ({result.kind}{via}; {result.model}): {len(rows)} detections scoring ≥ {min_score:g}",
+        highlight=False,
+        markup=False,
+    )
+    for row in rows[: max(limit, 1)]:
+        box = ", ".join(f"{v:.1f}" for v in row["box"])
+        console.print(f"  {row['score']:6.1%}  {row['name']} ({row['label']})  [{box}]", highlight=False, markup=False)

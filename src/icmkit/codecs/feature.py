@@ -10,31 +10,55 @@ header byte counts in the rate) holds
 ``s``  split: the stage the head ends with, e.g. ``blocks.2``
 ``h``  the 8-byte digest of the head's weights (raw bytes)
 ``f``  ``C×h×w`` of the coded feature map (padded image / backbone stride), ASCII
+``g``  detection streams only: ``h×w`` of the image after the detector's resize, ASCII
 ====== ===============================================================
 
-so a receiver refuses a stream made by another head before decoding anything. The image is padded
-by edge replication to ``backbone stride × codec stride`` (the head's stride times the multiple the
-codec needs on the feature map); decoded features are cropped to ``ceil(H / stride) × ceil(W / stride)``.
+so a receiver refuses a stream made by another head before decoding anything. Two geometries:
+
+- classification (the default): the image is padded by edge replication to ``backbone stride × codec
+  stride`` (the head's stride times the multiple the codec needs on the feature map); decoded features are
+  cropped to ``ceil(H / stride) × ceil(W / stride)``;
+- detection (:meth:`FeatureCodec.for_detection`): the sender runs torchvision's detection transform first
+  (shorter side to ``min_size``, longer at most ``max_size``, normalise, pad to 32 — what the detector would
+  do), then the head; the feature map is padded by edge replication to the codec's multiple and decoded
+  features are cropped back to the map of the 32-padded input, which a split detector
+  (:class:`icmkit.backbones.detection.SplitDetector`) takes as it is. The header's size is the original
+  image's; ``meta["resized"]`` carries the resized size.
+
 bpp is always the stream's bits over the input image's pixels.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from icmkit import bitstream
 from icmkit.backbones import SplitBackbone, split_classifier
 from icmkit.codecs.base import FEATURES, Availability, CodecKind, FeatureMaps
 from icmkit.codecs.learned import IcmContainerCodec
 from icmkit.errors import BitstreamError, IcmError, WeightsMismatchError
+from icmkit.geometry import DetectionGeometry, format_size, parse_size
 from icmkit.image import check_rgb
+from icmkit.limits import max_pixels
 from icmkit.weights import file_qualities
 from icmkit.zoo import family
+
+
+@dataclass(frozen=True)
+class HeadInput:
+    """What the head reads: pixels in [0, 1] padded to the codec's stride (classification geometry), or the
+    detection transform's normalised, resized, 32-padded batch and its geometry."""
+
+    pixels: torch.Tensor
+    geometry: DetectionGeometry | None = None
 
 
 class FeatureCodec(IcmContainerCodec):
@@ -50,6 +74,7 @@ class FeatureCodec(IcmContainerCodec):
         self._backbone_weights = backbone_weights
         self._backbones: dict[tuple[str, str], SplitBackbone] = {}
         self._backbone_lock = threading.Lock()
+        self._detection_size: tuple[int, int] | None = None
         super().__init__(name, tuple(self._weights), description, "index into the shipped rate points, low → high rate")
 
     @classmethod
@@ -103,21 +128,61 @@ class FeatureCodec(IcmContainerCodec):
     def stride(self, model) -> int:
         return self.backbone(model).info.stride * model.feature_stride
 
-    # -- hooks of the container codec -------------------------------------------------------------
-    def run_compress(self, model, x: torch.Tensor, quality: int) -> dict:
-        return model.compress(self.backbone(model).features(x), quality - 1)
+    # -- geometry ---------------------------------------------------------------------------------
+    def for_detection(self, min_size: int = 800, max_size: int = 1333) -> FeatureCodec:
+        """The same codec (name, weights, loaded models) encoding in the detection geometry: the sender
+        resizes as torchvision's detectors do (shorter side ``min_size``, longer at most ``max_size``)."""
+        if not (isinstance(min_size, int) and isinstance(max_size, int) and 1 <= min_size <= max_size):
+            raise IcmError(f"need whole numbers 1 <= min_size <= max_size, got {min_size!r} and {max_size!r}")
+        view = copy.copy(self)  # shares the model caches and their locks
+        view._detection_size = (min_size, max_size)
+        return view
 
-    def header_extra(self, model, x: torch.Tensor) -> bytes:
+    @property
+    def detection_size(self) -> tuple[int, int] | None:
+        """``(min_size, max_size)`` of the detection geometry, None for the classification geometry."""
+        return self._detection_size
+
+    # -- hooks of the container codec -------------------------------------------------------------
+    def prepare_input(self, image: np.ndarray, model) -> tuple[HeadInput, int, int]:
+        if self._detection_size is None:
+            x, pad_bottom, pad_right = super().prepare_input(image, model)
+            return HeadInput(x), pad_bottom, pad_right
+        from icmkit.backbones.detection import detector_transform, prepare_detection_input
+
         info = self.backbone(model).info
-        height, width = (side // info.stride for side in x.shape[-2:])
-        return bitstream.pack_extra(
-            {
-                "b": info.backbone,
-                "s": info.stage,
-                "h": info.head_digest,
-                "f": f"{info.channels}x{height}x{width}",
-            }
-        )
+        x, geometry = prepare_detection_input(image, detector_transform(*self._detection_size, info.mean, info.std))
+        if geometry.resized[0] * geometry.resized[1] > max_pixels():
+            raise IcmError(
+                f"the detector's resize of this image ({format_size(geometry.resized)}) exceeds the pixel limit"
+            )
+        return HeadInput(x, geometry), 0, 0
+
+    def run_compress(self, model, x: HeadInput, quality: int) -> dict:
+        backbone = self.backbone(model)
+        if x.geometry is None:
+            return model.compress(backbone.features(x.pixels), quality - 1)
+        features = backbone.head(x.pixels)  # the transform normalised already
+        multiple = model.feature_stride
+        pad = (0, -features.shape[-1] % multiple, 0, -features.shape[-2] % multiple)
+        return model.compress(F.pad(features, pad, mode="replicate"), quality - 1)
+
+    def header_extra(self, model, x: HeadInput) -> bytes:
+        info = self.backbone(model).info
+        fields = {"b": info.backbone, "s": info.stage, "h": info.head_digest}
+        if x.geometry is None:
+            height, width = (side // info.stride for side in x.pixels.shape[-2:])
+        else:
+            height, width = _coded_map(x.geometry, info.stride, model.feature_stride)
+            fields["g"] = format_size(x.geometry.resized)
+        return bitstream.pack_extra({**fields, "f": f"{info.channels}x{height}x{width}"})
+
+    def check_padding(self, header: bitstream.IcmHeader, model) -> None:
+        if "g" in bitstream.split_record(header.extra):  # detection streams: checked with their geometry
+            if header.pad_bottom or header.pad_right:
+                raise BitstreamError("malformed feature stream header (padding in a detection stream)")
+            return
+        super().check_padding(header, model)
 
     # -- the codec protocol ------------------------------------------------------------------------
     def encode(self, image: np.ndarray, quality: int | None = None) -> bytes:
@@ -134,15 +199,30 @@ class FeatureCodec(IcmContainerCodec):
         backbone = self.backbone(model)
         x, _, _ = self.prepare_input(image, model)
         with torch.no_grad():
-            features = backbone.features(x)
+            features = backbone.features(x.pixels) if x.geometry is None else backbone.head(x.pixels)
         info = backbone.info
-        height, width = math.ceil(image.shape[0] / info.stride), math.ceil(image.shape[1] / info.stride)
-        meta = {"backbone": info.backbone, "split": info.stage, "head_digest": info.head_digest.hex()}
+        meta = {
+            "codec": self.name,
+            "backbone": info.backbone,
+            "split": info.stage,
+            "head_digest": info.head_digest.hex(),
+        }
+        return self._maps(features, image.shape[:2], info.stride, x.geometry, meta)
+
+    @staticmethod
+    def _maps(features, image_size, stride: int, geometry: DetectionGeometry | None, meta: dict) -> FeatureMaps:
+        """Decoded (or uncompressed) features cropped to what the receivers take: the image's own map in the
+        classification geometry, the map of the 32-padded resized input in the detection geometry."""
+        if geometry is None:
+            height, width = (math.ceil(side / stride) for side in image_size)
+        else:
+            height, width = geometry.feature_size(stride)
+            meta = {**meta, "resized": geometry.resized}
         return FeatureMaps(
             tensors={FEATURES: features[:, :, :height, :width].contiguous()},
-            strides={FEATURES: info.stride},
-            image_size=image.shape[:2],
-            meta={"codec": self.name, **meta},
+            strides={FEATURES: stride},
+            image_size=tuple(image_size),
+            meta=meta,
         )
 
     def decode_batch(self, streams: list[bytes]) -> list[FeatureMaps]:
@@ -154,31 +234,27 @@ class FeatureCodec(IcmContainerCodec):
         if len(streams) != 3:
             raise BitstreamError("malformed stream for a feature codec (expected 3 streams)")
         info = self.backbone(model).info
-        extra = self._check_extra(header, info)
-        padded_h, padded_w = header.height + header.pad_bottom, header.width + header.pad_right
-        z_stride = info.stride * model.hyper_scale  # input pixels per hyper-latent sample
+        extra, geometry = self._check_extra(header, info, model.feature_stride)
+        coded_h, coded_w = (int(v) for v in extra["feature_shape"].split("x")[1:])
         with torch.no_grad():
             f_hat = model.decompress(
                 [[streams[0]], [streams[1]], [streams[2]]],
-                (padded_h // z_stride, padded_w // z_stride),
+                (coded_h // model.hyper_scale, coded_w // model.hyper_scale),
                 header.quality - 1,
             )["f_hat"]
-        height, width = math.ceil(header.height / info.stride), math.ceil(header.width / info.stride)
-        return FeatureMaps(
-            tensors={FEATURES: f_hat[:, :, :height, :width].contiguous()},
-            strides={FEATURES: info.stride},
-            image_size=(header.height, header.width),
-            meta={"codec": self.name, "quality": header.quality, **extra},
-        )
+        meta = {"codec": self.name, "quality": header.quality, **extra}
+        return self._maps(f_hat, (header.height, header.width), info.stride, geometry, meta)
 
     @staticmethod
-    def _check_extra(header: bitstream.IcmHeader, info) -> dict[str, str]:
-        """Verify the ``extra`` field against the loaded backbone; return it as readable metadata."""
+    def _check_extra(header: bitstream.IcmHeader, info, feature_stride: int) -> tuple[dict, DetectionGeometry | None]:
+        """Verify the ``extra`` field against the loaded backbone; return it as readable metadata, with the
+        detection geometry of a detection stream."""
         extra = bitstream.split_record(header.extra)  # a rate-control record may sit beside the fields
-        if sorted(extra) != ["b", "f", "h", "s"]:
+        if sorted(extra) not in (["b", "f", "h", "s"], ["b", "f", "g", "h", "s"]):
             raise BitstreamError(f"malformed feature stream header (fields {', '.join(sorted(extra)) or 'none'})")
         try:
             backbone, stage, shape = (extra[k].decode("ascii") for k in "bsf")
+            resized = parse_size(extra["g"].decode("ascii")) if "g" in extra else None
         except UnicodeDecodeError:
             raise BitstreamError("malformed feature stream header (non-ASCII names)") from None
         if (backbone, stage) != (info.backbone, info.stage):
@@ -187,17 +263,31 @@ class FeatureCodec(IcmContainerCodec):
             )
         if extra["h"] != info.head_digest:
             raise WeightsMismatchError(f"stream was made with another {info.backbone} head (digest {extra['h'].hex()})")
-        padded = (header.height + header.pad_bottom, header.width + header.pad_right)
-        expected = f"{info.channels}x{padded[0] // info.stride}x{padded[1] // info.stride}"
-        if shape != expected:
-            raise BitstreamError(f"malformed feature stream header (shape {shape}, expected {expected})")
+        geometry = None
+        if "g" not in extra:
+            padded = (header.height + header.pad_bottom, header.width + header.pad_right)
+            coded = (padded[0] // info.stride, padded[1] // info.stride)
+        elif resized is None or resized[0] * resized[1] > max_pixels():
+            raise BitstreamError("malformed feature stream header (bad detection size)")
+        else:
+            geometry = DetectionGeometry((header.height, header.width), resized)
+            coded = _coded_map(geometry, info.stride, feature_stride)
+        if shape != f"{info.channels}x{coded[0]}x{coded[1]}":
+            raise BitstreamError(
+                f"malformed feature stream header (shape {shape}, expected {info.channels}x{coded[0]}x{coded[1]})"
+            )
         return {
             "backbone": backbone,
             "split": stage,
             "head_digest": extra["h"].hex(),
             "feature_shape": shape,
             "stride": info.stride,
-        }
+        }, geometry
+
+
+def _coded_map(geometry: DetectionGeometry, stride: int, multiple: int) -> tuple[int, int]:
+    """``(h, w)`` of the feature map a detection stream codes: the padded input's map, padded to ``multiple``."""
+    return tuple(-(-side // multiple) * multiple for side in geometry.feature_size(stride))
 
 
 def _dicm_lite0_family() -> FeatureCodec:

@@ -155,11 +155,15 @@ class IcmContainerCodec(Codec):
             raise WeightsMismatchError(
                 f"stream was written with other weights (digest {header.digest.hex()}, loaded {digest.hex()})"
             )
+        self.check_padding(header, model)
+        return header, streams, model
+
+    def check_padding(self, header: bitstream.IcmHeader, model: torch.nn.Module) -> None:
+        """Refuse a header whose padding is not what :meth:`prepare_input` adds for this model."""
         stride = self.stride(model)
         padded_h, padded_w = header.height + header.pad_bottom, header.width + header.pad_right
         if padded_h % stride or padded_w % stride or max(header.pad_bottom, header.pad_right) >= stride:
             raise BitstreamError("malformed stream (padding does not match the model's stride)")
-        return header, streams, model
 
 
 class LearnedPixelCodec(IcmContainerCodec):

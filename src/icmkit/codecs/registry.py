@@ -34,7 +34,13 @@ def _ensure_builtins() -> None:
 
 
 def get_codec(name: str) -> Codec:
+    """The codec registered as ``name``; a path to an icmkit ``.safetensors`` weights file builds (and
+    registers) a codec over that file (:mod:`icmkit.codecs.from_file`)."""
     _ensure_builtins()
+    from icmkit.codecs.from_file import codec_from_weights_file, looks_like_weights_file
+
+    if name not in _CODECS and isinstance(name, str) and looks_like_weights_file(name):
+        return register_codec(codec_from_weights_file(name))
     try:
         return _CODECS[name]
     except KeyError:

@@ -32,6 +32,7 @@ or traced) and nothing here fuses preprocessing into the model, so a backbone sp
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,9 +157,14 @@ def load_classifier(name: str, weights: str | os.PathLike | None = "default") ->
     """Build classifier ``name`` with ``weights`` = ``"default"``, ``None`` (random) or a local file."""
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise ClassifierWeightsError(f"weights must be 'default', None or a file path, got {weights!r}")
-    if weights is not None and not (isinstance(weights, str) and weights == "default"):
-        weights = Path(weights)
     backend, arch = _resolve_name(name)
+    if isinstance(weights, str) and _is_weights_enum_name(weights):
+        if backend != "torchvision":
+            raise ClassifierWeightsError(
+                f"{name}: {weights!r} names torchvision weights; {name} is not a torchvision model"
+            )
+    elif weights is not None and not (isinstance(weights, str) and weights == "default"):
+        weights = Path(weights)
     load = {"lite": _load_lite, "torchvision": _load_torchvision}.get(backend, _load_timm)
     if weights is not None:
         return load(arch, weights)
@@ -232,13 +238,25 @@ def _load_lite(name: str, weights: Path | str | None) -> Classifier:
     return Classifier(name, model, config, source)
 
 
+def _is_weights_enum_name(weights: str) -> bool:
+    """``IMAGENET1K_V1``-style names: a torchvision weights enum member, not a file."""
+    return bool(re.fullmatch(r"[A-Z][A-Z0-9_]*", weights)) and weights != "DEFAULT" and not Path(weights).exists()
+
+
 def _load_torchvision(name: str, weights: Path | str | None) -> Classifier:
     import torchvision.models
 
-    default = torchvision.models.get_model_weights(name).DEFAULT
-    if weights == "default":
+    enum = torchvision.models.get_model_weights(name)
+    default = enum.DEFAULT
+    if isinstance(weights, str):  # "default" or an enum member, e.g. resnet50's IMAGENET1K_V1 (the detectors' stem)
+        member = "DEFAULT" if weights == "default" else weights
+        if member not in enum.__members__ and member != "DEFAULT":
+            raise ClassifierWeightsError(
+                f"{name}: torchvision has no weights {weights!r}; it has {', '.join(enum.__members__)}"
+            )
+        default = enum[member] if member != "DEFAULT" else default
         try:
-            model = torchvision.models.get_model(name, weights="DEFAULT")
+            model = torchvision.models.get_model(name, weights=member)
         except (OSError, RuntimeError, ValueError) as exc:
             message = f"{name}: cannot load torchvision's {default} weights ({one_line(exc)})"
             raise ClassifierWeightsError(message) from None

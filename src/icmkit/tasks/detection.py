@@ -154,10 +154,11 @@ class Detector:
             batch = [image_to_tensor(image).to(device) for image in images[start : start + batch_size]]
             with torch.inference_mode():
                 outputs = self.model(batch)
-            results += [self._to_numpy(output) for output in outputs]
+            results += [self.to_numpy(output) for output in outputs]
         return results
 
-    def _to_numpy(self, output: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    def to_numpy(self, output: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+        """One torchvision output → the numpy layout of :meth:`predict` (masks as COCO RLE)."""
         result: dict[str, Any] = {
             "boxes": output["boxes"].detach().float().cpu().numpy().reshape(-1, 4),
             "scores": output["scores"].detach().float().cpu().numpy().reshape(-1),
@@ -196,9 +197,14 @@ def load_detector(
     kwargs = {"min_size": min_size, "max_size": max_size, **model_kwargs}
     if isinstance(weights, str) and weights == "default":
         return Detector(name, _load_default(name, kwargs), weights=str(_default_enum(name)))
-    model = _build_random(name, kwargs)
     if weights is None:
-        return Detector(name, model, weights="random")
+        # Random weights are the same in every process (seed 0, the caller's random stream untouched); seeded
+        # like the classifiers, the v1 models' ResNet-50 then equals the random resnet50 classifier's — their
+        # stems are shared as with the real weights, so feature streams can be tested end to end.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return Detector(name, _build_random(name, kwargs), weights="random")
+    model = _build_random(name, kwargs)
     path = Path(weights)
     _load_state_dict(model, _read_state_dict(path), name, path)
     if DETECTORS[name].frozen_stem and _is_torchvision_file(path, name):

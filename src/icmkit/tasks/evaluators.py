@@ -26,7 +26,11 @@ that image — its crop of the resized image, mapped back to the image and divid
 (EfficientNet-Lite0 on a 256² crop: resize 256, crop 224 → the centre 28×28 of the 32×32 map at stride 8)
 — and fed to the *tail of the same classifier* that scores the pixel codecs. The classifier must be the
 backbone the features came from: same name, and a head whose weights digest equals the stream's.
-Detection, segmentation and fidelity refuse feature codecs in this version.
+Feature codecs in detection and segmentation (:class:`DetectionEvaluator`): a ResNet-50 ``layer1`` feature
+codec codes each image in the detection geometry (:meth:`icmkit.codecs.feature.FeatureCodec.for_detection`
+with the detector's own ``min_size`` / ``max_size``: the sender resizes as the detector would), and the
+decoded map goes through the v1 detector's tail (:class:`icmkit.backbones.detection.SplitDetector`); the
+detector's stem must be the head the stream names (digest). Fidelity refuses feature codecs.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from icmkit.codecs.base import FEATURES, Codec, CodecKind, FeatureMaps
 from icmkit.errors import IcmError
 
 IMAGE = "image"  # the reference name of pixel inputs
-FEATURE_CODECS_SERVE = "feature codecs serve classification in this version"
+FEATURE_CODECS_SERVE = "feature codecs serve classification, detection and segmentation"
 
 
 class EvaluatorError(IcmError):
@@ -108,6 +112,7 @@ class Evaluator(ABC):
     record_columns: tuple[str, ...] = ()  # the result-row columns its records fill
     sidecar: str | None = None  # else: records are JSON lines in this folder of the run (per codec × quality)
     crops_input: bool = False  # whether codecs get the benchmark's resize + centre crop (else the whole image)
+    detection_size: tuple[int, int] | None = None  # feature codecs code in the detection geometry of this size
 
     def check_codec(self, codec: Codec, qualities: Iterable[int]) -> None:
         """Refuse (:class:`EvaluatorError`) a codec whose decoded output this evaluator cannot score."""
@@ -435,6 +440,58 @@ class DetectionEvaluator(Evaluator):
         self.image_ids = dict(image_ids)
         self.segm = segm
         self.coco = CocoEvaluator(annotations, segm=segm)
+        transform = detector.model.transform
+        self.detection_size = (int(transform.min_size[-1]), int(transform.max_size))
+        self._split = None
+
+    def split(self):
+        """The detector cut after layer1 (built on first use; v1 models only)."""
+        if self._split is None:
+            from icmkit.backbones import SplitError
+            from icmkit.backbones.detection import SplitDetector
+
+            try:
+                self._split = SplitDetector(self.detector)
+            except SplitError as exc:
+                raise EvaluatorError(str(exc)) from None
+        return self._split
+
+    def check_codec(self, codec: Codec, qualities: Iterable[int]) -> None:
+        if codec.kind != CodecKind.FEATURE:
+            return
+        info = self.split().info
+        decoded = probe_feature_codec(codec, min(qualities))
+        meta = decoded.meta
+        if (meta["backbone"], meta["split"], meta["head_digest"]) != (
+            info.backbone,
+            info.stage,
+            info.head_digest.hex(),
+        ):
+            raise EvaluatorError(
+                f"codec {codec.name!r} codes {meta['backbone']} features after {meta['split']} (head "
+                f"{meta['head_digest']}); {self.detector.name} decodes {info.backbone} {info.stage} features of head "
+                f"{info.head_digest.hex()}: leave it out of --codecs for --task {self.task}"
+            )
+
+    def uncompressed(self, images: Sequence[np.ndarray], name: str) -> list[np.ndarray | FeatureMaps]:
+        if name == IMAGE:
+            return list(images)
+        info = self.split().info
+        if name != feature_reference_name(info.stage):
+            raise EvaluatorError(f"{self.task} has no reference {name!r}")
+        maps = []
+        for image in images:
+            features, geometry = self.split().features(image)
+            meta = {"backbone": info.backbone, "split": info.stage, "head_digest": info.head_digest.hex()}
+            maps.append(
+                FeatureMaps(
+                    tensors={FEATURES: features},
+                    strides={FEATURES: info.stride},
+                    image_size=geometry.original,
+                    meta={**meta, "resized": geometry.resized},
+                )
+            )
+        return maps
 
     def reset(self) -> None:
         self.coco.reset()
@@ -442,9 +499,14 @@ class DetectionEvaluator(Evaluator):
     def update(self, keys: Sequence[str], decoded: Sequence[np.ndarray | FeatureMaps]) -> list[dict]:
         from icmkit.tasks.detection import detections_to_json
 
-        if any(isinstance(item, FeatureMaps) for item in decoded):
-            raise EvaluatorError(f"{self.task} scores decoded images: {FEATURE_CODECS_SERVE}")
-        predictions = self.detector.predict(list(decoded), batch_size=1)  # 1: no padding shared between images
+        images = [i for i, item in enumerate(decoded) if not isinstance(item, FeatureMaps)]
+        predictions: list[Any] = [None] * len(decoded)
+        # Batches of 1: no padding shared between images.
+        for i, prediction in zip(images, self.detector.predict([decoded[i] for i in images], batch_size=1)):
+            predictions[i] = prediction
+        for i, item in enumerate(decoded):
+            if isinstance(item, FeatureMaps):
+                predictions[i] = self._detect_features(item)
         entries = []
         for key, prediction in zip(keys, predictions):
             if key not in self.image_ids:
@@ -453,6 +515,17 @@ class DetectionEvaluator(Evaluator):
             entries.append({"image_id": image_id, "records": detections_to_json(image_id, prediction)})
         self.update_from_records(entries)
         return entries
+
+    def _detect_features(self, features: FeatureMaps) -> dict[str, Any]:
+        from icmkit.geometry import DetectionGeometry
+
+        resized = features.meta.get("resized")
+        if resized is None:
+            raise EvaluatorError(f"{self.task}: features coded without the detector's resize (classification geometry)")
+        value = features.tensors[FEATURES]
+        tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
+        geometry = DetectionGeometry(tuple(features.image_size), tuple(resized))
+        return self.split().predict(tensor.to("cpu", torch.float32), geometry)
 
     def update_from_records(self, records: Iterable[Mapping[str, Any]]) -> None:
         entries = list(records)
