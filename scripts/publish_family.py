@@ -3,6 +3,7 @@
     python scripts/publish_family.py icm-mse ~/.cache/icmkit-runs/pixel-v2/icm-mse --bench bench/dev200-v2 \
         [--bench-model lite1=bench/dev200-v2-lite1 ...] [--as-run "..."]
     python scripts/publish_family.py icm-dicm-lite0 ~/.cache/icmkit-runs/dicm-v2 --bench bench/dev200-dicm
+    python scripts/publish_family.py icm-mmd --metrics-only --bench bench/v2-lite0 --bench-model lite1=bench/v2-lite1
 
 The run's ``final.safetensors`` (or, while it still trains, its latest checkpoint) is finalised and written
 slim (:func:`icmkit.weights.save_weights` with ``slim=True``: no float twins of the integer networks,
@@ -11,7 +12,8 @@ float16 transforms) to ``src/icmkit/zoo/weights/<file>``; machine paths are remo
 SHA-256) with λ, β, steps, data, the exact command and the dev figures measured by ``icm bench``
 (``summary.csv``; ``--bench-model`` adds other classifiers' top-1).
 
-Weights are published once: a retrained model gets a new file name (streams of the old one then fail with
+``--metrics-only`` rewrites only the table's measurements from new benches of the shipped file (no run
+needed; the weights file and its SHA-256 stay as they are). Weights are published once: a retrained model gets a new file name (streams of the old one then fail with
 the clean "other weights" message); the family name stays.
 """
 
@@ -136,10 +138,33 @@ def metrics_of(family: Family, quality: int, measured: dict[str, dict[int, dict]
     return metrics
 
 
+def measurements(args) -> dict[str, dict[int, dict]]:
+    measured = {"lite0": read_summary(args.bench, args.family)} if args.bench else {}
+    for item in args.bench_model:
+        model_name, _, folder = item.partition("=")
+        measured[model_name] = read_summary(Path(folder), args.family)
+    return measured
+
+
+def remeasure(name: str, family: Family, measured: dict[str, dict[int, dict]]) -> None:
+    """New measurements in the shipped table; its files, SHA-256 and everything else unchanged."""
+    if "lite0" not in measured:
+        raise SystemExit("--metrics-only needs --bench (the Lite0 folder)")
+    path = ZOO / f"{name}.json"
+    table = json.loads(path.read_text())
+    for entry in table["entries"]:
+        entry["metrics"] = metrics_of(family, entry["quality"], measured)
+    atomic_write(path, (json.dumps(table, indent=1, ensure_ascii=False) + "\n").encode())
+    print(f"{path}: {len(table['entries'])} rate points re-measured ({', '.join(measured)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("family", choices=sorted(FAMILIES))
-    parser.add_argument("run", type=Path)
+    parser.add_argument("run", type=Path, nargs="?", help="the run folder (not with --metrics-only)")
+    parser.add_argument(
+        "--metrics-only", action="store_true", help="only re-measure the shipped file's table (weights untouched)"
+    )
     parser.add_argument(
         "--bench",
         type=Path,
@@ -151,6 +176,12 @@ def main() -> None:
     parser.add_argument("--as-run", default="", help="how the run deviated from the config, for the zoo's command")
     args = parser.parse_args()
     name, family = args.family, FAMILIES[args.family]
+    measured = measurements(args)
+    if args.metrics_only:
+        remeasure(name, family, measured)
+        return
+    if args.run is None:
+        raise SystemExit("name the run folder (or pass --metrics-only)")
     final = args.run / "final.safetensors"
     with tempfile.TemporaryDirectory() as folder:
         if not final.exists():
@@ -176,10 +207,6 @@ def main() -> None:
         slim=True,
     )
     sha256 = hashlib.sha256(target.read_bytes()).hexdigest()
-    measured = {"lite0": read_summary(args.bench, name)} if args.bench else {}
-    for item in args.bench_model:
-        model_name, _, folder = item.partition("=")
-        measured[model_name] = read_summary(Path(folder), name)
     entries = [
         {
             "quality": quality,

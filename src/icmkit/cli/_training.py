@@ -12,7 +12,7 @@ from rich.table import Table
 from icmkit.cli._common import console, err_console
 from icmkit.train.reporting import Reporter, print_json_line
 
-_SHOWN_METRICS = ("loss", "bpp", "psnr", "perception", "aux")
+_SHOWN_METRICS = ("loss", "bpp", "psnr", "perception", "accuracy", "aux")  # accuracy: MoCo's instance task
 
 
 class ProgressBar:

@@ -170,6 +170,7 @@ def train(
 ) -> None:
     """Train a learned codec: random crops and flips of image folders, main + auxiliary Adam, checkpoints
     (safetensors + JSON), exact resume, log.jsonl and TensorBoard scalars in the run folder (field out).
+    `architecture: moco-v2` pre-trains a backbone instead (MoCo v2 with semantic-guided crops, DICM's stage 1).
 
     Rerunning the same command resumes from the run folder's checkpoint. For several GPUs or CPU processes
     start it with torchrun (DDP): torchrun --standalone --nproc_per_node 8 -m icmkit train --config FILE.yaml
@@ -177,7 +178,7 @@ def train(
     from icmkit.cli._training import print_config_fields, training_reporter
     from icmkit.train.config import load_config
     from icmkit.train.distributed import launched_rank
-    from icmkit.train.loop import Trainer
+    from icmkit.train.loop import make_trainer
 
     if list_fields:
         print_config_fields()
@@ -185,7 +186,7 @@ def train(
     train_config = load_config(config, overrides or [])
     # Under torchrun only rank 0 reports: other ranks must not draw (empty) bars on the same terminal.
     with training_reporter(train_config.steps, interactive=is_interactive() and launched_rank() == 0) as report:
-        weights = Trainer(train_config, report=report).run()
+        weights = make_trainer(train_config, report=report).run()
     if weights is not None:  # None on torchrun ranks other than 0
         console.print(f"weights: {weights}", highlight=False)
 

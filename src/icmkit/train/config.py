@@ -24,6 +24,8 @@ from icmkit.losses.perception import DEFAULT_LAYERS
 # A `data` entry naming the photos shipped inside the package (smoke runs work from any directory).
 SAMPLES_FOLDER = "icmkit:samples"
 DEVICES = ("auto", "cpu", "cuda")
+# The self-supervised backbone recipe (DICM's stage 1): trained by icmkit.train.ssl_loop, not a codec.
+MOCO_V2 = "moco-v2"
 
 
 def documented(default=MISSING, *, doc: str, factory=MISSING):
@@ -42,7 +44,11 @@ class TrainConfig:
         factory=list,  # no default: a run names its data (no folder layout of a development machine is assumed)
         doc=f"image folders to train on (searched recursively); '{SAMPLES_FOLDER}' = the photos shipped with icmkit",
     )
-    architecture: str = documented("mean-scale-hyperprior", doc="model architecture (see icmkit.models)")
+    architecture: str = documented(
+        "mean-scale-hyperprior",
+        doc=f"model architecture (see icmkit.models), or '{MOCO_V2}': self-supervised MoCo v2 pre-training of the "
+        "`backbone` classifier (DICM's stage 1; the ssl_* fields)",
+    )
     N: int = documented(64, doc="transform width (channels of the analysis / synthesis transforms)")
     M: int = documented(160, doc="latent channels")
     lmbda: float = documented(0.0067, doc="rate–distortion trade-off: bpp + λ·255²·MSE (λ·(1 − MS-SSIM) for ms-ssim)")
@@ -74,10 +80,14 @@ class TrainConfig:
     distill_weight: float = documented(0.0, doc="weight of logit distillation inside the perception term (0 = off)")
     distill_temperature: float = documented(2.0, doc="softmax temperature of the logit distillation")
     backbone: str = documented(
-        "tf_efficientnet_lite0", doc="feature codecs: the frozen classifier split into head and tail (timm/torchvision)"
+        "tf_efficientnet_lite0",
+        doc="feature codecs: the frozen classifier split into head and tail (timm/torchvision); "
+        f"{MOCO_V2}: the classifier trained (timm models, torchvision ResNets)",
     )
     backbone_weights: str = documented(
-        "default", doc="feature codecs: the backbone's weights ('default', 'none' = random init for tests, or a file)"
+        "default",
+        doc="feature codecs and moco-v2: the backbone's (initial) weights ('default', 'none' = random init for "
+        "tests, or a file — e.g. a moco-v2 run's final.safetensors)",
     )
     split: str = documented("blocks.2", doc="feature codecs: the backbone stage after which it is split")
     hyper: int = documented(96, doc="feature codecs: channels of the hyper-latent z")
@@ -140,10 +150,46 @@ class TrainConfig:
     tensorboard: bool = documented(
         True, doc="write TensorBoard scalars to <out>/tensorboard when tensorboard is installed"
     )
+    # -- moco-v2 (icmkit.ssl): its budget is `steps`; one epoch = (number of images // global batch) steps --
+    ssl_queue: int = documented(
+        4096, doc=f"{MOCO_V2}: negative keys in the queue (a multiple of the global batch = batch_size × processes)"
+    )
+    ssl_temperature: float = documented(0.2, doc=f"{MOCO_V2}: InfoNCE temperature τ")
+    ssl_momentum: float = documented(0.999, doc=f"{MOCO_V2}: momentum m of the key encoder (key ← m·key + (1−m)·query)")
+    ssl_projection_dim: int = documented(
+        128, doc=f"{MOCO_V2}: output width of the MLP projection head (hidden width = the backbone's feature width)"
+    )
+    ssl_lr: float = documented(
+        0.03,
+        doc=f"{MOCO_V2}: SGD learning rate per 256 crops: lr = ssl_lr × global batch / 256, momentum 0.9, weight "
+        "decay 1e-4, cosine decay over `steps` (MoCo v2; the codec fields lr, lr_drop_at, clip_grad are not used)",
+    )
+    ssl_bn_groups: int = documented(
+        2,
+        doc=f"{MOCO_V2}: BatchNorm groups per process (batch_size / groups crops each); queries run in order, keys "
+        "in a random shuffle of the global batch (MoCo's shuffling BN; one process needs ≥ 2 groups for it)",
+    )
+    ssl_box_threshold: float = documented(
+        0.1, doc=f"{MOCO_V2}: threshold of the min–max normalised activation map whose bounding box guides the crops"
+    )
+    ssl_box_size: int = documented(
+        224,
+        doc=f"{MOCO_V2}: side of the square each image is resized to for its activation map (224: a 7×7 map at "
+        "stride 32, ContrastiveCrop's)",
+    )
+    ssl_box_warmup: int = documented(
+        20, doc=f"{MOCO_V2}: epochs of whole-image crops before the first activation boxes are computed"
+    )
+    ssl_box_every: int = documented(
+        20, doc=f"{MOCO_V2}: epochs between recomputations of the boxes (each also redraws <out>/crops.png)"
+    )
+    ssl_beta_alpha: float = documented(
+        0.6, doc=f"{MOCO_V2}: α of the Beta(α, α) that places crop centres within the box (ContrastiveCrop)"
+    )
 
     def validate(self) -> None:
         """Refuse inconsistent values (not the environment: data folders are checked when training starts)."""
-        if self.crop % 64:
+        if self.crop % 64 and self.architecture != MOCO_V2:
             raise ConfigError(f"crop must be a multiple of 64, got {self.crop}")
         for name in ("batch_size", "steps", "N", "M", "log_every", "checkpoint_every"):
             if getattr(self, name) <= 0:
@@ -185,6 +231,28 @@ class TrainConfig:
             raise ConfigError("latent_levels must be ≥ 1")
         if min(self.re_levels, self.resize, self.re_rate_weight, self.re_distortion_weight, self.feature_weight) < 0:
             raise ConfigError("re_levels, resize, re_rate_weight, re_distortion_weight and feature_weight must be ≥ 0")
+        if self.architecture == MOCO_V2:
+            self._validate_self_supervised()
+
+    def _validate_self_supervised(self) -> None:
+        # A backbone reduces by 32: crops of whole feature maps (the codec's stride of 64 is not needed here).
+        if self.crop % 32 or self.crop < 32:
+            raise ConfigError(f"{MOCO_V2}: crop must be a positive multiple of 32, got {self.crop}")
+        for name in ("ssl_queue", "ssl_projection_dim", "ssl_bn_groups", "ssl_box_every"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.batch_size % self.ssl_bn_groups:
+            raise ConfigError(f"ssl_bn_groups ({self.ssl_bn_groups}) must divide batch_size ({self.batch_size})")
+        if self.ssl_queue % self.batch_size:  # the global batch (× processes) is checked when training starts
+            raise ConfigError(f"ssl_queue ({self.ssl_queue}) must be a multiple of batch_size ({self.batch_size})")
+        if self.ssl_temperature <= 0 or self.ssl_lr <= 0 or self.ssl_beta_alpha <= 0:
+            raise ConfigError("ssl_temperature, ssl_lr and ssl_beta_alpha must be positive")
+        if not 0 <= self.ssl_momentum < 1 or not 0 <= self.ssl_box_threshold < 1:
+            raise ConfigError("ssl_momentum and ssl_box_threshold must be in [0, 1)")
+        if self.ssl_box_warmup < 0 or self.ssl_box_size < 32:
+            raise ConfigError("ssl_box_warmup must be ≥ 0 and ssl_box_size ≥ 32")
+        if self.init_from:
+            raise ConfigError(f"init_from is for codecs; {MOCO_V2} starts from backbone_weights")
 
     def data_folders(self) -> list[Path]:
         """The folders of ``data``, with the bundled-samples name resolved."""

@@ -34,7 +34,7 @@ from icmkit.train.builders import (
     is_feature_codec,
     load_backbone,
 )
-from icmkit.train.config import TrainConfig
+from icmkit.train.config import MOCO_V2, TrainConfig
 from icmkit.train.data import RandomCrops, find_images
 from icmkit.train.distributed import DataParallel
 from icmkit.train.precision import MixedPrecision, to_float32
@@ -108,6 +108,16 @@ def _rng_names(rank: int) -> dict[str, str]:
 
 def _model_tensors(tensors: dict) -> dict:
     return {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def make_trainer(config: TrainConfig, report: Reporter = print_json_line) -> Trainer:
+    """The trainer a config asks for: codecs train with :class:`Trainer`; ``architecture: moco-v2`` pre-trains a
+    backbone (the self-supervised stage), with :class:`icmkit.train.ssl_loop.ContrastiveTrainer`."""
+    if config.architecture == MOCO_V2:
+        from icmkit.train.ssl_loop import ContrastiveTrainer
+
+        return ContrastiveTrainer(config, report)
+    return Trainer(config, report)
 
 
 class Trainer:
