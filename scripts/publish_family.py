@@ -13,8 +13,9 @@ SHA-256) with λ, β, steps, data, the exact command and the dev figures measure
 (``summary.csv``; ``--bench-model`` adds other classifiers' top-1).
 
 ``--metrics-only`` rewrites only the table's measurements from new benches of the shipped file (no run
-needed; the weights file and its SHA-256 stay as they are). Weights are published once: a retrained model gets a new file name (streams of the old one then fail with
-the clean "other weights" message); the family name stays.
+needed; the weights file and its SHA-256 stay as they are). Weights are published once: a retrained model gets
+a new file name (streams of the old one then fail with the clean "other weights" message); the family name
+stays.
 """
 
 from __future__ import annotations
