@@ -86,17 +86,24 @@ class _TimmEfficientNetFinish(nn.Module):
         self.conv_head, self.bn2 = model.conv_head, model.bn2
         self._forward_head = model.forward_head  # global pool, dropout, classifier (timm's own order)
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's output → the map the classifier pools (bn2 applies the activation)."""
+        return self.bn2(self.conv_head(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._forward_head(self.bn2(self.conv_head(x)))
+        return self._forward_head(self.feature_map(x))
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        return self._forward_head(self.bn2(self.conv_head(x)), pre_logits=True)  # bn2 applies the activation
+        return self._forward_head(self.feature_map(x), pre_logits=True)
 
 
 class _ResNetFinish(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # layer4's output is the map the classifier pools
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if hasattr(self.model, "forward_head"):  # timm ResNet
@@ -139,18 +146,28 @@ def split_stages(model: nn.Module) -> list[str]:
     return [name for name, _ in _family_parts(model)[1]]
 
 
+def split_parts(
+    model: nn.Module, stage: str, name: str = ""
+) -> tuple[list[nn.Module], list[tuple[str, nn.Module]], nn.Module]:
+    """``model``'s own modules (shared, not copied, left trainable) cut after ``stage``: the head's modules in
+    order, the tail's named stages, and the finish (``feature_map``: the map the classifier pools; ``forward``:
+    logits)."""
+    stem, stages, finish = _family_parts(model)
+    names = [n for n, _ in stages]
+    if stage not in names:
+        raise SplitError(f"{name or type(model).__name__} has no stage {stage!r}; stages: {', '.join(names)}")
+    cut = names.index(stage) + 1
+    return stem + [module for _, module in stages[:cut]], stages[cut:], finish
+
+
 class SplitBackbone(nn.Module):
     """A frozen classifier cut after ``stage``: :attr:`head`, :attr:`tail` and :attr:`info`."""
 
     def __init__(self, name: str, model: nn.Module, stage: str, mean, std):
         super().__init__()
-        stem, stages, finish = _family_parts(model)  # the stride is measured (_probe), not declared
-        names = [n for n, _ in stages]
-        if stage not in names:
-            raise SplitError(f"{name} has no stage {stage!r}; stages: {', '.join(names)}")
-        cut = names.index(stage) + 1
-        self.head = Head(stem + [module for _, module in stages[:cut]])
-        self.tail = Tail(stages[cut:], finish)
+        head, tail_stages, finish = split_parts(model, stage, name)  # the stride is measured (_probe), not declared
+        self.head = Head(head)
+        self.tail = Tail(tail_stages, finish)
         self.eval().requires_grad_(False)
         channels, stride = _probe(self.head)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)

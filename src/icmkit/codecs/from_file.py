@@ -27,6 +27,7 @@ def codec_from_weights_file(path: str) -> Codec:
     from icmkit.codecs.feature import FeatureCodec
     from icmkit.codecs.learned import LearnedPixelCodec, VariableRatePixelCodec
     from icmkit.models import DICMFeatureCodec, VariableRateHyperprior
+    from icmkit.models.redundancy import RedundancyFilter
 
     metadata = read_metadata(path)
     architecture = metadata.get("architecture")
@@ -41,4 +42,9 @@ def codec_from_weights_file(path: str) -> Codec:
         return VariableRatePixelCodec.from_weights_file(path, name=path)
     if architecture is None:
         raise IcmError(f"{path}: not an icmkit weights file (no architecture in its metadata)")
+    if architecture == RedundancyFilter.architecture:
+        raise IcmError(
+            f"{path}: a redundancy-elimination module (DICM's stage 2), not a codec: stage 4 "
+            "(re_from=…) builds the codec around it"
+        )
     return LearnedPixelCodec.from_weights_file(path, name=path)

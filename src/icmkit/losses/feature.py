@@ -7,7 +7,9 @@
 - ``bpp``: estimated bits of what the stream carries (y and z) over the **input image's** pixels;
 - ``MSE(f̂, f1)``: feature distortion at the split (normalised by ``f1``'s mean square, as the stage
   terms are), against the uncompressed head's features (the receiver's
-  tail was trained on those, so they are the target rather than the RE-filtered ``f2``);
+  tail was trained on those, so they are the target rather than the RE-filtered ``f2``) — unless
+  ``target="filtered"``: after DICM's stage 3 the tail was trained on RE's output, so its stage 4 matches
+  ``f̂`` (and the tail stages and logits) to ``f2`` instead (``feature_target: filtered``);
 - ``tail_k``: the L2 terms on later tail stages (DICM's layer2/3/4 terms), each normalised by the
   reference activation's mean square so that stages of different scales weigh as their ``w_k`` say;
 - ``KD``: logit distillation against the uncompressed model (needs no labels);
@@ -30,6 +32,9 @@ from icmkit.backbones.split import SplitBackbone
 from icmkit.losses.distill import logit_distillation
 from icmkit.losses.rate import bits_per_pixel
 
+# What f̂ is matched to: the head's own features f1, or RE's output f2 (DICM's stage 4 after stage 3).
+FEATURE_TARGETS = ("head", "filtered")
+
 
 class FeatureObjective(nn.Module):
     pixel_output = False  # no x_hat: the trainer reports feature MSE, not PSNR
@@ -44,8 +49,12 @@ class FeatureObjective(nn.Module):
         temperature: float = 2.0,
         re_rate_weight: float = 0.0,
         re_distortion_weight: float = 0.0,
+        target: str = "head",
     ):
         super().__init__()
+        if target not in FEATURE_TARGETS:
+            raise ValueError(f"feature target must be one of {', '.join(FEATURE_TARGETS)}, got {target!r}")
+        self.target = target
         stage_weights = dict(stage_weights or {})
         unknown = [s for s in stage_weights if s not in backbone.tail.stage_names]
         if unknown:
@@ -66,12 +75,14 @@ class FeatureObjective(nn.Module):
         likelihoods = dict(output["likelihoods"])
         re_likelihoods = likelihoods.pop("re", None)
         f_hat, f1 = output["f_hat"], output["features"]
-        parts = {"bpp": bits_per_pixel(likelihoods, pixels), "mse": F.mse_loss(f_hat, f1)}
-        parts["nmse"] = parts["mse"] / f1.pow(2).mean().clamp_min(1e-6)
+        # The filtered target is RE's output taken as given: the codec must not pull RE towards itself.
+        reference = output["f_filtered"].detach() if self.target == "filtered" else f1
+        parts = {"bpp": bits_per_pixel(likelihoods, pixels), "mse": F.mse_loss(f_hat, reference)}
+        parts["nmse"] = parts["mse"] / reference.pow(2).mean().clamp_min(1e-6)
         distortion = self.feature_weight * parts["nmse"]
         if self.stage_weights or self.distill_weight > 0:
             with torch.no_grad():
-                ref_logits, ref_stages = self.backbone.tail(f1, return_stages=True)
+                ref_logits, ref_stages = self.backbone.tail(reference, return_stages=True)
             logits, stages = self.backbone.tail(f_hat, return_stages=True)
             for name, ref, out in zip(self.backbone.tail.stage_names, ref_stages, stages):
                 if name in self.stage_weights:

@@ -65,6 +65,7 @@ from icmkit.models.context import (
     table_choice,
     training_parameters,
 )
+from icmkit.models.feature_statistics import FeatureStatistics
 from icmkit.threads import single_threaded
 
 BLOCKS = {"gnconv": HorBlock, "conv": ResidualConvBlock}
@@ -101,6 +102,17 @@ class RedundancyElimination(nn.Module):
         self.encoder, self.decoder = nn.Sequential(*encoder), nn.Sequential(*decoder)
         self.prior = FactorizedPrior(latent)
         self.factor = 1 << len(depths)
+        # The latent leaves a LayerNorm with std ≈ 1: scaled by 4 it starts well above the rounding step, else
+        # rounding would pass almost nothing and the rate term would win before the encoder learns to spread it.
+        with torch.no_grad():
+            self.encoder[-1].weight.fill_(4.0)
+
+    @classmethod
+    def at_levels(cls, channels: int, width: int, latent: int, levels: int) -> RedundancyElimination:
+        """``levels`` stride-2 steps with the paper's block depths: (1, 1, 2) at three levels, (…, 1, 2) at others."""
+        if levels < 1:
+            raise ValueError(f"an RE module needs at least one level, got {levels}")
+        return cls(channels, width, latent, (1,) * (levels - 1) + (2,))
 
     def forward(self, f1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(f2, likelihoods of the rounded latent)``."""
@@ -112,7 +124,7 @@ class RedundancyElimination(nn.Module):
         return self.decoder(torch.round(self.encoder(f1)))
 
 
-class DICMFeatureCodec(CompressionModel):
+class DICMFeatureCodec(FeatureStatistics, CompressionModel):
     architecture = "dicm-feature"
     # Float networks whose exact-integer twins are what coding runs: shipped files leave them out.
     float_twins = ("h_s", "context", "entropy_parameters")
@@ -163,8 +175,7 @@ class DICMFeatureCodec(CompressionModel):
             "hyper_synthesis": hyper_synthesis,
         }
         self.M = M
-        depths = (1,) * (re_levels - 1) + (2,)  # the paper's (1, 1, 2) at three levels
-        self.re = RedundancyElimination(channels, re_width, re_latent, depths) if re_levels > 0 else None
+        self.re = RedundancyElimination.at_levels(channels, re_width, re_latent, re_levels) if re_levels > 0 else None
         make = BLOCKS[block]
         if latent_levels < 1:
             raise ValueError("latent_levels must be ≥ 1")
@@ -212,11 +223,8 @@ class DICMFeatureCodec(CompressionModel):
             self.float_twins = tuple(name for name in self.float_twins if name != "h_s")
         self.context_int = ExactIntegerNet(self.context) if self.use_context else None
         self.entropy_parameters_int = ExactIntegerNet(self.entropy_parameters)
-        # Per-channel statistics of the head's features (set from data before training): the transforms
-        # see standardised features and g_s's output is mapped back, so no layer has to learn the scale
-        # of the backbone's activations (std ≈ 7 at Lite0's blocks.2, heavy-tailed) from its init.
-        self.register_buffer("feature_mean", torch.zeros(1, channels, 1, 1))
-        self.register_buffer("feature_std", torch.ones(1, channels, 1, 1))
+        # The transforms see standardised features and g_s's output is mapped back (FeatureStatistics).
+        self._register_feature_statistics(channels)
         # Feature samples per latent sample of y, and the multiple the feature map's sides must be.
         self.latent_scale = 1 << latent_levels  # feature samples per y sample
         self.hyper_scale = 4 * self.latent_scale  # feature samples per z sample
@@ -225,26 +233,12 @@ class DICMFeatureCodec(CompressionModel):
     @torch.no_grad()
     def _init_latent_gains(self) -> None:
         """Start with latents well above the quantisation step: with default initialisation y's std is
-        ≈ 0.2 (and RE's latent, after its LayerNorm, ≈ 1), so rounding would pass almost nothing and the
-        rate term would win before the transforms learn to spread them (seen: no progress in 150 steps)."""
+        ≈ 0.2, so rounding would pass almost nothing and the rate term would win before the transforms learn
+        to spread them (seen: no progress in 150 steps). RE's latent is scaled by RedundancyElimination."""
         self.g_a[-1].weight.mul_(10.0)
         self.g_s[0].weight.div_(10.0)
-        if self.re is not None:
-            self.re.encoder[-1].weight.fill_(4.0)
 
     # -- training ---------------------------------------------------------------------------------
-    @torch.no_grad()
-    def set_feature_statistics(self, features: torch.Tensor) -> None:
-        """Per-channel mean and standard deviation of a batch of head features (call once, before training)."""
-        self.feature_mean.copy_(features.mean(dim=(0, 2, 3), keepdim=True))
-        self.feature_std.copy_(features.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3))
-
-    def standardise(self, f: torch.Tensor) -> torch.Tensor:
-        return (f - self.feature_mean) / self.feature_std
-
-    def restore(self, f: torch.Tensor) -> torch.Tensor:
-        return f * self.feature_std + self.feature_mean
-
     def _gains(self, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= quality < self.qualities:
             raise ValueError(f"quality index {quality} outside 0…{self.qualities - 1}")

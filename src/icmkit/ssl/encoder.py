@@ -54,18 +54,20 @@ class EmbeddingEncoder(nn.Module):
 
     ``bn_groups``: the batch runs through the trunk in that many consecutive chunks, each with its own
     BatchNorm statistics (the per-GPU batches of MoCo's shuffling BN, see :mod:`icmkit.ssl.shuffle`).
+    ``classifier``: the model, or a :class:`ClassifierTrunk` around it (:mod:`icmkit.ssl.filtered` passes one
+    with an RE module inside).
     """
 
     def __init__(
         self,
-        classifier: nn.Module,
+        classifier: nn.Module | ClassifierTrunk,
         mean: Sequence[float],
         std: Sequence[float],
         projection_dim: int = 128,
         bn_groups: int = 1,
     ):
         super().__init__()
-        self.trunk = ClassifierTrunk(classifier)
+        self.trunk = classifier if isinstance(classifier, ClassifierTrunk) else ClassifierTrunk(classifier)
         width = self.trunk.width
         self.projection = MLP(width, [width, projection_dim], activation_layer=nn.ReLU)
         self.embedding_dim = projection_dim
@@ -80,13 +82,23 @@ class EmbeddingEncoder(nn.Module):
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         return (p for p in self.parameters() if p.requires_grad)
 
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] → the classifier's input (its own mean / std)."""
+        return (images - self.mean) / self.std
+
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
-        return self.trunk.feature_map((images - self.mean) / self.std)
+        return self.trunk.feature_map(self.normalise(images))
+
+    def bn_chunks(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The consecutive BN groups the batch runs through the trunk in."""
+        return images.chunk(self.bn_groups) if self.bn_groups > 1 else (images,)
+
+    def embed(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled trunk features ``(N, C)`` → L2-normalised embeddings ``(N, d)``."""
+        return F.normalize(self.projection(pooled), dim=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        chunks = images.chunk(self.bn_groups) if self.bn_groups > 1 else (images,)
-        pooled = torch.cat([self.trunk.pool(self.feature_map(chunk)) for chunk in chunks])
-        return F.normalize(self.projection(pooled), dim=1)
+        return self.embed(torch.cat([self.trunk.pool(self.feature_map(chunk)) for chunk in self.bn_chunks(images)]))
 
     def classifier_state_dict(self) -> dict[str, torch.Tensor]:
         """The classifier's own state dict (what ``load_classifier(name, weights=file)`` reads), on the CPU."""

@@ -1,24 +1,38 @@
-"""What a training config builds: the codec model, its objective and, for feature codecs, the backbone."""
+"""What a training config builds: the codec model, its objective and, for feature codecs, the backbone.
+
+The RE stage (``architecture: dicm-re``, DICM's stage 2) trains like a feature codec — frozen backbone, feature
+statistics, main and auxiliary optimisers, checkpoints — so it is built here too: the model is a
+:class:`~icmkit.models.redundancy.RedundancyFilter`, the objective a
+:class:`~icmkit.losses.redundancy.RedundancyObjective`."""
 
 from __future__ import annotations
 
 from icmkit.backbones import SplitBackbone, SplitError, split_classifier
 from icmkit.errors import ConfigError, IcmError
 from icmkit.losses.feature import FeatureCodecTraining, FeatureObjective, parse_stage_weights
+from icmkit.losses.redundancy import RedundancyObjective
 from icmkit.models import ARCHITECTURES, CompressionModel, DICMFeatureCodec, VariableRateHyperprior, build_model
-from icmkit.train.config import TrainConfig
+from icmkit.models.redundancy import RedundancyFilter
+from icmkit.train.config import DICM_RE, TrainConfig
 
 
 def is_feature_codec(config: TrainConfig) -> bool:
     return ARCHITECTURES.get(config.architecture) is DICMFeatureCodec
 
 
+def trains_on_backbone_features(config: TrainConfig) -> bool:
+    """Feature codecs and the RE stage: models fed by a frozen backbone's head."""
+    return is_feature_codec(config) or config.architecture == DICM_RE
+
+
 def is_variable_rate_pixel_codec(config: TrainConfig) -> bool:
     return ARCHITECTURES.get(config.architecture) is VariableRateHyperprior
 
 
-def load_backbone(config: TrainConfig) -> SplitBackbone:
-    weights = None if config.backbone_weights == "none" else config.backbone_weights
+def load_backbone(config: TrainConfig, weights: str = "") -> SplitBackbone:
+    """``config``'s backbone split after ``config.split``, with ``weights`` (default: ``config.backbone_weights``)."""
+    weights = weights or config.backbone_weights
+    weights = None if weights == "none" else weights
     try:
         return split_classifier(config.backbone, config.split, weights)
     except SplitError as exc:
@@ -27,6 +41,8 @@ def load_backbone(config: TrainConfig) -> SplitBackbone:
 
 def build_codec_model(config: TrainConfig, backbone: SplitBackbone | None = None) -> CompressionModel:
     """The architecture ``config`` names; feature codecs record the backbone's split and head digest."""
+    if config.architecture == DICM_RE:
+        return build_redundancy_filter(config, backbone or load_backbone(config))
     if config.architecture not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {config.architecture!r}; known: {', '.join(ARCHITECTURES)}")
     if is_variable_rate_pixel_codec(config):
@@ -56,7 +72,23 @@ def build_codec_model(config: TrainConfig, backbone: SplitBackbone | None = None
     )
 
 
-def build_feature_objective(config: TrainConfig, backbone: SplitBackbone) -> FeatureObjective:
+def build_redundancy_filter(config: TrainConfig, backbone: SplitBackbone) -> RedundancyFilter:
+    info = backbone.info
+    return RedundancyFilter(
+        info.channels,
+        backbone=info.backbone,
+        split=info.stage,
+        head_digest=info.head_digest.hex(),
+        re_levels=config.re_levels,
+        re_width=config.re_width,
+        re_latent=config.re_latent,
+    )
+
+
+def build_feature_objective(config: TrainConfig, backbone: SplitBackbone) -> FeatureObjective | RedundancyObjective:
+    """The objective of a model fed by ``backbone``'s head: a feature codec's, or the RE stage's."""
+    if config.architecture == DICM_RE:
+        return RedundancyObjective(config.re_rate_weight, config.re_distortion_weight)
     try:
         stages = parse_stage_weights(config.tail_stages, config.tail_stage_weights)
         return FeatureObjective(
@@ -68,6 +100,7 @@ def build_feature_objective(config: TrainConfig, backbone: SplitBackbone) -> Fea
             config.distill_temperature,
             config.re_rate_weight,
             config.re_distortion_weight,
+            config.feature_target,
         )
     except (ValueError, IcmError) as exc:
         raise ConfigError(f"tail_stages: {exc}") from None
@@ -77,7 +110,9 @@ __all__ = [
     "FeatureCodecTraining",
     "build_codec_model",
     "build_feature_objective",
+    "build_redundancy_filter",
     "is_feature_codec",
     "is_variable_rate_pixel_codec",
     "load_backbone",
+    "trains_on_backbone_features",
 ]

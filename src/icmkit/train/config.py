@@ -18,14 +18,17 @@ import yaml
 
 from icmkit.errors import ConfigError
 from icmkit.losses.distortion import DISTORTIONS, MS_SSIM_MIN_CROP
+from icmkit.losses.feature import FEATURE_TARGETS
 from icmkit.losses.mmd import DEFAULT_BANDWIDTH_MULTIPLIERS
 from icmkit.losses.perception import DEFAULT_LAYERS
 
 # A `data` entry naming the photos shipped inside the package (smoke runs work from any directory).
 SAMPLES_FOLDER = "icmkit:samples"
 DEVICES = ("auto", "cpu", "cuda")
-# The self-supervised backbone recipe (DICM's stage 1): trained by icmkit.train.ssl_loop, not a codec.
+# The self-supervised backbone recipe (DICM's stage 1; stage 3 with ssl_re_from): icmkit.train.ssl_loop, not a codec.
 MOCO_V2 = "moco-v2"
+# DICM's stage 2: the redundancy-elimination module alone on a frozen backbone (icmkit.models.redundancy).
+DICM_RE = "dicm-re"
 
 
 def documented(default=MISSING, *, doc: str, factory=MISSING):
@@ -46,8 +49,10 @@ class TrainConfig:
     )
     architecture: str = documented(
         "mean-scale-hyperprior",
-        doc=f"model architecture (see icmkit.models), or '{MOCO_V2}': self-supervised MoCo v2 pre-training of the "
-        "`backbone` classifier (DICM's stage 1; the ssl_* fields)",
+        doc=f"model architecture (see icmkit.models); '{MOCO_V2}': self-supervised MoCo v2 pre-training of the "
+        "`backbone` classifier (DICM's stage 1; the ssl_* fields; with ssl_re_from its stage 3); "
+        f"'{DICM_RE}': the redundancy-elimination module alone on the frozen backbone's head (DICM's stage 2; "
+        "the re_* fields, lr, aux_lr)",
     )
     N: int = documented(64, doc="transform width (channels of the analysis / synthesis transforms)")
     M: int = documented(160, doc="latent channels")
@@ -112,9 +117,29 @@ class TrainConfig:
         factory=list, doc="feature codecs: tail stages whose outputs are matched (normalised MSE) inside λ·(…)"
     )
     tail_stage_weights: list[float] = documented(factory=list, doc="weight per tail stage; empty = all 1")
-    re_rate_weight: float = documented(0.1, doc="feature codecs: weight of the RE latent's rate (not transmitted)")
+    re_rate_weight: float = documented(
+        0.1,
+        doc=f"feature codecs and {DICM_RE}: weight of the RE latent's rate (not transmitted; the reference's "
+        "stage 2: 1)",
+    )
     re_distortion_weight: float = documented(
-        1.0, doc="feature codecs: weight of the RE module's own distortion, normalised MSE(f2, f)"
+        1.0,
+        doc="feature codecs: weight of the RE module's own distortion, normalised MSE(f2, f); "
+        f"{DICM_RE}: of L1(f2, f) on standardised features (the reference's stage 2: 128)",
+    )
+    re_from: str = documented(
+        "",
+        doc=f"dicm-feature: start the RE module from this file — a {DICM_RE} run's final.safetensors or a "
+        f"{MOCO_V2} + ssl_re_from run's re.safetensors (DICM's stage 4); its re_levels / re_width / re_latent must "
+        "be the config's and its head the backbone's; its feature statistics replace the measured ones",
+    )
+    re_frozen: bool = documented(
+        True, doc="with re_from: keep the loaded RE module fixed, only the compression network trains (DICM's stage 4)"
+    )
+    feature_target: str = documented(
+        "head",
+        doc="feature codecs: what f̂ (and the tail's stages and logits) are matched to: 'head' (the head's f1) or "
+        "'filtered' (the RE module's f2 — DICM's stage 4 after a stage 3 that trained the tail on f2)",
     )
     resize: int = documented(
         0, doc="resize each training image so its shorter side is this (bicubic) before cropping; 0 = native size"
@@ -186,6 +211,16 @@ class TrainConfig:
     ssl_beta_alpha: float = documented(
         0.6, doc=f"{MOCO_V2}: α of the Beta(α, α) that places crop centres within the box (ContrastiveCrop)"
     )
+    ssl_re_from: str = documented(
+        "",
+        doc=f"{MOCO_V2}: a {DICM_RE} run's final.safetensors to put between the backbone's head (`split`) and tail "
+        "and train with it (DICM's stage 3); its re_levels / re_width / re_latent must be the config's and its "
+        "head the one backbone_weights give; the run also writes <out>/re.safetensors",
+    )
+    ssl_rate_weight: float = documented(0.1, doc=f"{MOCO_V2} with ssl_re_from: weight of the RE latent's bpp")
+    ssl_distortion_weight: float = documented(
+        0.1, doc=f"{MOCO_V2} with ssl_re_from: weight of L1(f2, f1) on standardised features"
+    )
 
     def validate(self) -> None:
         """Refuse inconsistent values (not the environment: data folders are checked when training starts)."""
@@ -231,8 +266,24 @@ class TrainConfig:
             raise ConfigError("latent_levels must be ≥ 1")
         if min(self.re_levels, self.resize, self.re_rate_weight, self.re_distortion_weight, self.feature_weight) < 0:
             raise ConfigError("re_levels, resize, re_rate_weight, re_distortion_weight and feature_weight must be ≥ 0")
+        if self.feature_target not in FEATURE_TARGETS:
+            raise ConfigError(f"feature_target must be {' or '.join(FEATURE_TARGETS)}, got {self.feature_target!r}")
+        if self.re_from and self.architecture != "dicm-feature":
+            raise ConfigError(f"re_from is for dicm-feature ({MOCO_V2} takes ssl_re_from), not {self.architecture}")
+        if self.re_from and self.re_levels == 0:
+            raise ConfigError("re_from needs an RE module: re_levels must be the file's, not 0")
+        if self.ssl_re_from and self.architecture != MOCO_V2:
+            raise ConfigError(f"ssl_re_from is for {MOCO_V2} (dicm-feature takes re_from), not {self.architecture}")
         if self.architecture == MOCO_V2:
             self._validate_self_supervised()
+        if self.architecture == DICM_RE:
+            self._validate_redundancy_stage()
+
+    def _validate_redundancy_stage(self) -> None:
+        if self.re_levels < 1:
+            raise ConfigError(f"{DICM_RE} trains an RE module: re_levels must be ≥ 1")
+        if self.init_from:
+            raise ConfigError(f"init_from is for codecs; {DICM_RE} starts from scratch on backbone_weights")
 
     def _validate_self_supervised(self) -> None:
         # A backbone reduces by 32: crops of whole feature maps (the codec's stride of 64 is not needed here).
@@ -253,6 +304,10 @@ class TrainConfig:
             raise ConfigError("ssl_box_warmup must be ≥ 0 and ssl_box_size ≥ 32")
         if self.init_from:
             raise ConfigError(f"init_from is for codecs; {MOCO_V2} starts from backbone_weights")
+        if self.ssl_rate_weight < 0 or self.ssl_distortion_weight < 0:
+            raise ConfigError("ssl_rate_weight and ssl_distortion_weight must be ≥ 0")
+        if self.ssl_re_from and self.re_levels == 0:
+            raise ConfigError("ssl_re_from needs an RE module: re_levels must be the file's, not 0")
 
     def data_folders(self) -> list[Path]:
         """The folders of ``data``, with the bundled-samples name resolved."""

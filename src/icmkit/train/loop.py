@@ -31,13 +31,14 @@ from icmkit.train.builders import (
     FeatureCodecTraining,
     build_codec_model,
     build_feature_objective,
-    is_feature_codec,
     load_backbone,
+    trains_on_backbone_features,
 )
 from icmkit.train.config import MOCO_V2, TrainConfig
 from icmkit.train.data import RandomCrops, find_images
 from icmkit.train.distributed import DataParallel
 from icmkit.train.precision import MixedPrecision, to_float32
+from icmkit.train.redundancy_source import start_codec_from_redundancy_filter
 from icmkit.train.reporting import Reporter, RunLog, print_json_line
 from icmkit.weights import load_weights, save_weights
 
@@ -111,8 +112,14 @@ def _model_tensors(tensors: dict) -> dict:
 
 
 def make_trainer(config: TrainConfig, report: Reporter = print_json_line) -> Trainer:
-    """The trainer a config asks for: codecs train with :class:`Trainer`; ``architecture: moco-v2`` pre-trains a
-    backbone (the self-supervised stage), with :class:`icmkit.train.ssl_loop.ContrastiveTrainer`."""
+    """The trainer a config asks for: codecs (and the RE stage, ``dicm-re``) train with :class:`Trainer`;
+    ``architecture: moco-v2`` pre-trains a backbone (the self-supervised stage), with
+    :class:`icmkit.train.ssl_loop.ContrastiveTrainer` — or, with ``ssl_re_from``, jointly with an RE module
+    (:class:`icmkit.train.ssl_joint_loop.JointContrastiveTrainer`, DICM's stage 3)."""
+    if config.architecture == MOCO_V2 and config.ssl_re_from:
+        from icmkit.train.ssl_joint_loop import JointContrastiveTrainer
+
+        return JointContrastiveTrainer(config, report)
     if config.architecture == MOCO_V2:
         from icmkit.train.ssl_loop import ContrastiveTrainer
 
@@ -137,15 +144,17 @@ class Trainer:
         if not self._resume():
             if config.init_from:
                 self._initialise_from(Path(config.init_from))
-            elif self.backbone is not None:
+            elif self.backbone is not None and not config.re_from:  # re_from brings the statistics RE was trained on
                 self._init_feature_statistics()
         self.network = self._distribute()
 
     def _build_model(self) -> None:
         config = self.config
         torch.manual_seed(config.seed)  # the same initial weights on every rank
-        self.backbone = load_backbone(config) if is_feature_codec(config) else None
+        self.backbone = load_backbone(config) if trains_on_backbone_features(config) else None
         self.model = build_codec_model(config, self.backbone)
+        if config.re_from:  # DICM's stage 4: stage 3's RE module, frozen (on resume too: a checkpoint holds no freeze)
+            start_codec_from_redundancy_filter(self.model, config, self.backbone.info)
         self.precision = MixedPrecision(self.device, config.amp)
         self.precision.prepare(self.model)
         self.model.to(self.device)
@@ -246,34 +255,43 @@ class Trainer:
             state["cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
+    def _checkpoint_extras(self) -> tuple[dict, dict]:
+        """This trainer's own part of a checkpoint: optimiser tensors, and metadata (λ, β, optimiser groups)."""
+        main, main_groups = _optimizer_tensors("opt", self.optimizer)
+        aux, aux_groups = _optimizer_tensors("aux", self.aux_optimizer)
+        meta = {
+            "lmbda": self.config.lmbda,
+            "beta": self.config.beta,
+            "optimizer_groups": main_groups,
+            "aux_optimizer_groups": aux_groups,
+        }
+        return {**main, **aux}, meta
+
     def save_checkpoint(self) -> None:
         rng_states = self.parallel.gather(self._rng_state())  # every rank takes part; rank 0 writes
         if not self.parallel.is_main:
             return
         tensors_path, meta_path = self._checkpoint_paths()
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        main, main_groups = _optimizer_tensors("opt", self.optimizer)
-        aux, aux_groups = _optimizer_tensors("aux", self.aux_optimizer)
-        tensors.update(main)
-        tensors.update(aux)
+        extra_tensors, extra_meta = self._checkpoint_extras()
+        tensors.update(extra_tensors)
         meta = {
             "step": self.step,
             "config": json.loads(self.config.to_json()),
-            "lmbda": self.config.lmbda,
-            "beta": self.config.beta,
             "data": list(self.config.data),
             "world_size": self.parallel.world_size,
             "git_commit": self.git_commit,
-            "optimizer_groups": main_groups,
-            "aux_optimizer_groups": aux_groups,
             "grad_scaler": self.precision.scaler.state_dict(),
+            **extra_meta,
         }
         for rank, state in enumerate(rng_states):
             names = _rng_names(rank)
             tensors[names["torch"]] = state["torch"]
             if "cuda" in state:
                 tensors[names["cuda"]] = state["cuda"]
-            meta[names["dataset"]], meta[names["batch"]] = state["dataset"], state["batch"]
+            for key in ("dataset", "batch"):  # numpy generators of the crop pipeline, where the trainer has them
+                if key in state:
+                    meta[names[key]] = state[key]
         atomic_write(tensors_path, save(tensors))
         atomic_write(meta_path, json.dumps(meta, default=_json_default).encode())
 

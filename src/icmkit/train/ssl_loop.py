@@ -57,7 +57,15 @@ _VIEWS, _SHUFFLE, _EPOCH_ORDER = 1, 2, 3
 
 class ContrastiveTrainer(Trainer):
     """Trainer's construction order, loop, logging, time limit and rank handling; MoCo's model, data, step,
-    checkpoints and export. ``make_trainer(config)`` returns one when ``config.architecture`` is ``moco-v2``."""
+    checkpoints and export. ``make_trainer(config)`` returns one when ``config.architecture`` is ``moco-v2``.
+
+    Hooks for :class:`~icmkit.train.ssl_joint_loop.JointContrastiveTrainer` (stage 3): :meth:`_build_encoder`,
+    :meth:`_encode_queries` with :attr:`term_weights`, and :attr:`checkpoint_kind`."""
+
+    # What a checkpoint of this trainer holds: a resume refuses the checkpoint of another kind of run.
+    checkpoint_kind = MOCO_V2
+    # Weights of the extra loss terms :meth:`_encode_queries` returns, by name (none for plain MoCo).
+    term_weights: dict[str, float] = {}
 
     # -- building: hooks called by Trainer.__init__ -----------------------------------------------
     def _build_model(self) -> None:
@@ -67,12 +75,13 @@ class ContrastiveTrainer(Trainer):
         classifier = load_classifier(config.backbone, weights)
         mean, std = classifier.preprocess_config.mean, classifier.preprocess_config.std
         try:
-            encoder = EmbeddingEncoder(classifier.model, mean, std, config.ssl_projection_dim, config.ssl_bn_groups)
+            encoder = self._build_encoder(classifier.model, mean, std)
         except ValueError as exc:
             raise ConfigError(f"backbone: {exc}") from None
         self.model = MoCo(encoder, config.ssl_queue, config.ssl_momentum, config.ssl_temperature).to(self.device)
         self.backbone = None  # not a feature codec: Trainer's codec initialisation stays off
         self.precision = MixedPrecision(self.device, config.amp)
+        self.precision.prepare(self.model)  # after MoCo's copy: query and key each get their own float32 wrappers
         self.optimizer = torch.optim.SGD(
             encoder.trainable_parameters(), lr=self.learning_rate(0), momentum=SGD_MOMENTUM, weight_decay=WEIGHT_DECAY
         )
@@ -92,6 +101,10 @@ class ContrastiveTrainer(Trainer):
             raise ConfigError(f"data: {len(self.views)} images, fewer than one global batch ({self.global_batch})")
         if self.parallel.active:
             torch.manual_seed(self._stream_seed(0))  # each rank its own dropout, where a backbone has some
+
+    def _build_encoder(self, classifier: torch.nn.Module, mean, std) -> EmbeddingEncoder:
+        config = self.config
+        return EmbeddingEncoder(classifier, mean, std, config.ssl_projection_dim, config.ssl_bn_groups)
 
     def _distribute(self) -> torch.nn.Module:
         return self.parallel.wrap(self.model.query, self.device, ignore=[])  # the key encoder and queue: by hand
@@ -123,7 +136,7 @@ class ContrastiveTrainer(Trainer):
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(self.step)
         with self.precision.autocast():
-            q = self.network(queries)
+            q, terms = self._encode_queries(queries)
         with torch.no_grad():
             # DDP would give the query rank 0's BN statistics at its next forward; doing it now lets the key copy
             # them, so that every rank ends the step with identical encoders (a no-op for one process).
@@ -132,12 +145,21 @@ class ContrastiveTrainer(Trainer):
             with self.precision.autocast():
                 k = self.shuffle.encode(self.model.key, keys, self._step_generator(_SHUFFLE)).float()
         parts = self.model.loss(q.float(), k)  # the queue holds earlier batches' keys only
+        if terms:
+            parts["contrastive"] = parts["loss"]
+            for name, value in terms.items():
+                parts[name] = value.float()
+                parts["loss"] = parts["loss"] + self.term_weights[name] * parts[name]
         self.optimizer.zero_grad(set_to_none=True)
         self.precision.backward(parts["loss"])
         self.precision.step(self.optimizer)
         self.model.queue.push(concat_from_ranks(k, self.parallel.world_size))
         self.step += 1
         return {name: float(value.detach()) for name, value in parts.items()}
+
+    def _encode_queries(self, queries: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Query embeddings, and extra loss terms of the query path (weighted by :attr:`term_weights`)."""
+        return self.network(queries), {}
 
     def _step_generator(self, stream: int) -> torch.Generator:
         """A CPU generator in the same state on every rank, drawn afresh for each step."""
@@ -175,40 +197,21 @@ class ContrastiveTrainer(Trainer):
             state["cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def save_checkpoint(self) -> None:
-        rng_states = self.parallel.gather(self._rng_state())  # every rank takes part; rank 0 writes
-        if not self.parallel.is_main:
-            return
-        tensors_path, meta_path = self._checkpoint_paths()
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+    def _checkpoint_extras(self) -> tuple[dict, dict]:
         optimizer, optimizer_groups = _optimizer_tensors("opt", self.optimizer)
-        tensors.update(optimizer)
-        tensors["boxes"] = self.views.boxes.contiguous()
-        meta = {
-            "step": self.step,
-            "architecture": MOCO_V2,
-            "config": json.loads(self.config.to_json()),
-            "data": list(self.config.data),
-            "world_size": self.parallel.world_size,
-            "git_commit": self.git_commit,
-            "optimizer_groups": optimizer_groups,
-            "grad_scaler": self.precision.scaler.state_dict(),
-        }
-        for rank, state in enumerate(rng_states):
-            names = _rng_names(rank)
-            tensors[names["torch"]] = state["torch"]
-            if "cuda" in state:
-                tensors[names["cuda"]] = state["cuda"]
-        atomic_write(tensors_path, save(tensors))
-        atomic_write(meta_path, json.dumps(meta).encode())
+        tensors = {**optimizer, "boxes": self.views.boxes.contiguous()}
+        return tensors, {"architecture": self.checkpoint_kind, "optimizer_groups": optimizer_groups}
 
     def _resume(self) -> bool:
         tensors_path, meta_path = self._checkpoint_paths()
         if not (tensors_path.exists() and meta_path.exists()):
             return False
         meta = json.loads(meta_path.read_text())
-        if meta.get("architecture") != MOCO_V2:
-            raise ConfigError(f"out: {self.out} holds the checkpoint of a {meta['config']['architecture']} run")
+        if meta.get("architecture") != self.checkpoint_kind:
+            held = meta.get("architecture") or meta["config"]["architecture"]
+            raise ConfigError(
+                f"out: {self.out} holds the checkpoint of a {held} run, not of a {self.checkpoint_kind} run"
+            )
         tensors = load_file(str(tensors_path))
         if tensors["boxes"].shape[0] != len(self.views):
             raise ConfigError(f"data: {len(self.views)} images, the checkpoint's run had {tensors['boxes'].shape[0]}")
