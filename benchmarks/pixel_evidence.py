@@ -1,16 +1,21 @@
 """The pixel codecs' evidence: fidelity against the anchors, what the MMD term buys, what the context buys.
 
     python benchmarks/pixel_evidence.py report lite0=bench/dev200-lite0 lite1=bench/dev200-lite1 \
-        lite2=bench/dev200-lite2 [--ablation bench/dev200-context] [--json evidence.json] [--plot docs/pixel-dev200.png]
+        lite2=bench/dev200-lite2 [--ablation bench/dev200-context] [--sweep bench/dev200-beta] [--json evidence.json] \
+        [--plot docs/pixel-dev200.png]
     python benchmarks/pixel_evidence.py ablate --data ../shared/data/imagenet-dev200 --out bench/dev200-context \
-        context=RUN_DIR no-context=RUN_DIR
+        --anchor no-context context=RUN_DIR no-context=RUN_DIR
+    python benchmarks/pixel_evidence.py ablate --data ../shared/data/imagenet-dev200 --out bench/dev200-beta \
+        beta-0=RUN_DIR beta-2=RUN_DIR beta-5=RUN_DIR beta-10=RUN_DIR
 
 ``report``: each folder is one classification bench of the same images (``summary.csv``) scored with one
 classifier; the first also provides PSNR and the anchors (HEVC-444, WebP, JPEG). Figures are pchip BD (the
 CTC method) with an isotonic fit first for top-1, as ``icm bench`` computes them; every figure prints its
 overlap range and the number of points, since BD over few points is fragile. Targets are those of the
-pixel-codecs-v2 issue. ``ablate`` benches two variable-rate runs (their ``final.safetensors``) at the
-default grid, so that the context model's gain is a BD-rate at equal training budget.
+pixel-codecs-v2 issue. ``ablate`` benches variable-rate runs (their ``final.safetensors``, codec ``pixel-LABEL``)
+at the default grid, so that what one change buys is a BD-rate at equal training budget: the context model
+(``--ablation``: context vs no-context on PSNR) and the β sweep of the MMD term (``--sweep``: each β against
+β = 0 on Lite0 top-1 and on PSNR).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from icmkit.bench.results import load_curves
 from icmkit.errors import IcmError
 
 MSE, MMD, HEVC, JPEG, WEBP = "icm-mse", "icm-mmd", "hevc444", "jpeg", "webp"
-CONTEXT, NO_CONTEXT = "pixel-context", "pixel-no-context"
+PIXEL_RUN = "pixel-"  # the codec name of an ablation's run: pixel-LABEL
+CONTEXT, NO_CONTEXT = PIXEL_RUN + "context", PIXEL_RUN + "no-context"
 # PSNR BD-rate targets of icm-mse against the anchors (negative: fewer bits than the anchor).
 FIDELITY_TARGETS = {HEVC: 15.0, WEBP: -20.0}
 
@@ -112,23 +118,41 @@ def plot(benches: dict[str, Path], path: Path) -> None:
 
 
 def ablate(args) -> None:
-    """Bench two variable-rate runs (labels ``context=`` and ``no-context=``) on the default grid, one process."""
+    """Bench variable-rate runs (``LABEL=RUN_DIR``, codec ``pixel-LABEL``) on the default grid, in one process."""
     from icmkit.bench.api import BenchOptions, run_bench
     from icmkit.codecs import register_codec
     from icmkit.codecs.learned import VariableRatePixelCodec
 
-    runs = dict(item.split("=", 1) for item in args.runs)
-    if set(runs) != {"context", "no-context"}:
-        raise SystemExit("name the runs context=RUN_DIR no-context=RUN_DIR")
-    for label, name in (("context", CONTEXT), ("no-context", NO_CONTEXT)):
-        weights = Path(runs[label]) / "final.safetensors"
+    try:
+        runs = dict(item.split("=", 1) for item in args.runs)
+    except ValueError:
+        raise SystemExit("error: each run is LABEL=RUN_DIR") from None
+    anchor = args.anchor or next(iter(runs))
+    if anchor not in runs:
+        raise SystemExit(f"error: --anchor {anchor}: not one of the runs ({', '.join(runs)})")
+    for label, folder in runs.items():
+        weights = Path(folder) / "final.safetensors"
         if not weights.exists():
             raise SystemExit(f"{weights}: no final weights (is the run finished?)")
-        register_codec(VariableRatePixelCodec.from_weights_file(weights, name=name))
+        register_codec(VariableRatePixelCodec.from_weights_file(weights, name=PIXEL_RUN + label))
     # One process: the codecs registered here are not visible to worker processes.
-    options = BenchOptions(out=args.out, data=args.data, codecs=f"{CONTEXT},{NO_CONTEXT}", anchor=NO_CONTEXT, workers=1)
+    codecs = ",".join(PIXEL_RUN + label for label in runs)
+    options = BenchOptions(out=args.out, data=args.data, codecs=codecs, anchor=PIXEL_RUN + anchor, workers=1)
     outcome = run_bench(options)
     print(f"{outcome.results}: {len(outcome.summary)} summary rows")
+
+
+def sweep_rows(folder: Path, anchor: str) -> tuple[list[dict], list[str]]:
+    """Every ``pixel-*`` curve of a sweep bench against ``pixel-ANCHOR``, on Lite0 top-1 and on PSNR."""
+    base = PIXEL_RUN + anchor
+    labels = [name for name in curves(folder, "top1") if name.startswith(PIXEL_RUN) and name != base]
+    results, lines = [], []
+    for name in labels:
+        for metric in ("top1", "psnr"):
+            r = compare(folder, name, base, metric)
+            results.append({**r, "classifier": "lite0" if metric == "top1" else "—", "sweep": name})
+            lines.append(row("lite0" if metric == "top1" else "— (fidelity)", r))
+    return results, lines
 
 
 def main() -> None:
@@ -139,10 +163,13 @@ def main() -> None:
     rep.add_argument("--ablation", type=Path, help="folder written by the ablate command")
     rep.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     rep.add_argument("--plot", type=Path, help="also draw the curves to this PNG (and an SVG beside it)")
-    abl = sub.add_parser("ablate", help="bench the context ablation's two runs")
+    rep.add_argument("--sweep", type=Path, help="folder written by the ablate command for the β sweep")
+    rep.add_argument("--sweep-anchor", default="beta-0", help="the sweep's run the others are compared with")
+    abl = sub.add_parser("ablate", help="bench runs of an ablation (the context, the β sweep) at equal budget")
     abl.add_argument("--data", type=Path, required=True)
     abl.add_argument("--out", type=Path, required=True)
-    abl.add_argument("runs", nargs=2, metavar="LABEL=RUN_DIR")
+    abl.add_argument("--anchor", help="the run the others are compared with (default: the first)")
+    abl.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR")
     args = parser.parse_args()
     if args.command == "ablate":
         ablate(args)
@@ -186,6 +213,10 @@ def report(args) -> None:
             r = compare(args.ablation, CONTEXT, NO_CONTEXT, "psnr")
             results.append({**r, "classifier": "—", "ablation": "checkerboard context"})
             lines.append(row("— (context ablation)", r))
+        if args.sweep:
+            found, found_lines = sweep_rows(args.sweep, args.sweep_anchor)
+            results += found
+            lines += found_lines
     except IcmError as exc:
         raise SystemExit(f"error: {exc}") from None
     print("\n".join(lines))

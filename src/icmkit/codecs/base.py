@@ -13,11 +13,14 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from icmkit.errors import CodecUnavailableError, QualityError
+
+if TYPE_CHECKING:
+    from icmkit.geometry import DetectionGeometry
 
 Quality = int | float  # an integer knob, or a point of a continuous one (see QualitySpec.resolution)
 
@@ -130,6 +133,23 @@ class FeatureMaps:
     strides: Mapping[str, int]
     image_size: tuple[int, int]  # (height, width) of the coded image, for rate and task heads
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of_split(cls, features, image_size, stride: int, meta: dict, geometry: DetectionGeometry | None = None):
+        """One split's map (``FEATURES``) cropped to what the receivers take: the image's own map in the
+        classification geometry (``⌈side / stride⌉``), the map of the 32-padded resized input in the detection
+        geometry (whose resized size joins ``meta``, for boxes back in original coordinates)."""
+        if geometry is None:
+            height, width = (math.ceil(side / stride) for side in image_size)
+        else:
+            height, width = geometry.feature_size(stride)
+            meta = {**meta, "resized": geometry.resized}
+        return cls(
+            tensors={FEATURES: features[:, :, :height, :width].contiguous()},
+            strides={FEATURES: stride},
+            image_size=tuple(image_size),
+            meta=meta,
+        )
 
 
 class Codec(ABC):

@@ -31,7 +31,6 @@ bpp is always the stream's bits over the input image's pixels.
 from __future__ import annotations
 
 import copy
-import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ import torch.nn.functional as F
 
 from icmkit import bitstream
 from icmkit.backbones import SplitBackbone, split_classifier
-from icmkit.codecs.base import FEATURES, Availability, CodecKind, FeatureMaps
+from icmkit.codecs.base import Availability, CodecKind, FeatureMaps
 from icmkit.codecs.learned import IcmContainerCodec
 from icmkit.errors import BitstreamError, IcmError, WeightsMismatchError
 from icmkit.geometry import DetectionGeometry, format_size, parse_size
@@ -207,23 +206,7 @@ class FeatureCodec(IcmContainerCodec):
             "split": info.stage,
             "head_digest": info.head_digest.hex(),
         }
-        return self._maps(features, image.shape[:2], info.stride, x.geometry, meta)
-
-    @staticmethod
-    def _maps(features, image_size, stride: int, geometry: DetectionGeometry | None, meta: dict) -> FeatureMaps:
-        """Decoded (or uncompressed) features cropped to what the receivers take: the image's own map in the
-        classification geometry, the map of the 32-padded resized input in the detection geometry."""
-        if geometry is None:
-            height, width = (math.ceil(side / stride) for side in image_size)
-        else:
-            height, width = geometry.feature_size(stride)
-            meta = {**meta, "resized": geometry.resized}
-        return FeatureMaps(
-            tensors={FEATURES: features[:, :, :height, :width].contiguous()},
-            strides={FEATURES: stride},
-            image_size=tuple(image_size),
-            meta=meta,
-        )
+        return FeatureMaps.of_split(features, image.shape[:2], info.stride, meta, x.geometry)
 
     def decode_batch(self, streams: list[bytes]) -> list[FeatureMaps]:
         # Each stream is synthesised on its own (one intra-op thread), so this equals decoding them one by one.
@@ -243,7 +226,7 @@ class FeatureCodec(IcmContainerCodec):
                 header.quality - 1,
             )["f_hat"]
         meta = {"codec": self.name, "quality": header.quality, **extra}
-        return self._maps(f_hat, (header.height, header.width), info.stride, geometry, meta)
+        return FeatureMaps.of_split(f_hat, (header.height, header.width), info.stride, meta, geometry)
 
     @staticmethod
     def _check_extra(header: bitstream.IcmHeader, info, feature_stride: int) -> tuple[dict, DetectionGeometry | None]:

@@ -479,18 +479,11 @@ class DetectionEvaluator(Evaluator):
         info = self.split().info
         if name != feature_reference_name(info.stage):
             raise EvaluatorError(f"{self.task} has no reference {name!r}")
+        meta = {"backbone": info.backbone, "split": info.stage, "head_digest": info.head_digest.hex()}
         maps = []
         for image in images:
             features, geometry = self.split().features(image)
-            meta = {"backbone": info.backbone, "split": info.stage, "head_digest": info.head_digest.hex()}
-            maps.append(
-                FeatureMaps(
-                    tensors={FEATURES: features},
-                    strides={FEATURES: info.stride},
-                    image_size=geometry.original,
-                    meta={**meta, "resized": geometry.resized},
-                )
-            )
+            maps.append(FeatureMaps.of_split(features, geometry.original, info.stride, meta, geometry))
         return maps
 
     def reset(self) -> None:
