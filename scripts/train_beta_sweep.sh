@@ -7,21 +7,15 @@
 # Usage: [DATA=../shared/data] [THREADS=1] [STOP=500] [BETAS="2 5 10"] scripts/train_beta_sweep.sh [RUNS_DIR] [key=value ...]
 # (default RUNS_DIR ~/.cache/icmkit-runs/pixel-v2; runs go to RUNS_DIR/beta-B, one after the other).
 # Rerunning resumes the unfinished run; a finished one is only exported again.
-# Then: python benchmarks/pixel_evidence.py sweep --data ../shared/data/imagenet-dev200 --out bench/v2-beta \
+# Then: python benchmarks/pixel_evidence.py ablate --data ../shared/data/imagenet-dev200 --out bench/v2-beta \
 #         beta-0=RUNS_DIR/abl-context beta-2=RUNS_DIR/beta-2 beta-5=RUNS_DIR/beta-5 beta-10=RUNS_DIR/beta-10
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-$HOME/.cache/icmkit-runs/pixel-v2}
 shift || true
-ICM=${ICM:-.venv/bin/icm}
-DATA=${DATA:-../shared/data}
-THREADS=${THREADS:-1}
 STOP=${STOP:-500}
 BETAS=${BETAS:-2 5 10}
-TRAIN_DATA="data=$DATA/imagenet-train500,$DATA/bsds500/train,$DATA/bsds500/val,$DATA/coco-train80/images"
-mkdir -p "$RUNS"
-BASE=$RUNS/base.safetensors
-[ -f "$BASE" ] || git show a06cc70:src/icmkit/zoo/weights/icm-mse-q4.safetensors > "$BASE"
+source scripts/pixel_v2_common.sh
 for beta in $BETAS; do
   $ICM train --config configs/icm-mmd.yaml "$TRAIN_DATA" out="$RUNS/beta-$beta" init_from="$BASE" threads="$THREADS" \
     steps=2500 stop_at="$STOP" beta="$beta" "$@" > "$RUNS/beta-$beta.log" 2>&1

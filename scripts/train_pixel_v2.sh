@@ -14,13 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-$HOME/.cache/icmkit-runs/pixel-v2}
 shift || true
-ICM=${ICM:-.venv/bin/icm}
-DATA=${DATA:-../shared/data}
-THREADS=${THREADS:-1}
-TRAIN_DATA="data=$DATA/imagenet-train500,$DATA/bsds500/train,$DATA/bsds500/val,$DATA/coco-train80/images"
-mkdir -p "$RUNS"
-BASE=$RUNS/base.safetensors
-[ -f "$BASE" ] || git show a06cc70:src/icmkit/zoo/weights/icm-mse-q4.safetensors > "$BASE"
+source scripts/pixel_v2_common.sh
 for family in icm-mse icm-mmd; do
   $ICM train --config "configs/$family.yaml" "$TRAIN_DATA" out="$RUNS/$family" init_from="$BASE" threads="$THREADS" \
     "$@" > "$RUNS/$family.log" 2>&1 &
