@@ -148,10 +148,11 @@ def sweep_rows(folder: Path, anchor: str) -> tuple[list[dict], list[str]]:
     labels = [name for name in curves(folder, "top1") if name.startswith(PIXEL_RUN) and name != base]
     results, lines = [], []
     for name in labels:
-        for metric in ("top1", "psnr"):
+        # ablate benches with the default classifier, Lite0; PSNR has none
+        for metric, classifier, label in (("top1", "lite0", "lite0"), ("psnr", "—", "— (fidelity)")):
             r = compare(folder, name, base, metric)
-            results.append({**r, "classifier": "lite0" if metric == "top1" else "—", "sweep": name})
-            lines.append(row("lite0" if metric == "top1" else "— (fidelity)", r))
+            results.append({**r, "classifier": classifier, "sweep": name})
+            lines.append(row(label, r))
     return results, lines
 
 
