@@ -69,6 +69,43 @@ def no_network(request, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
 
 
+# Codecs whose library comes from an optional extra: unavailable here, their tests skip with the reason. Every
+# other registered codec rests on a hard dependency, so its tests fail when it is unavailable — a broken install
+# must not vanish from CI as a shorter parametrisation.
+OPTIONAL_EXTRAS = {"vvc": "vvc", "compressai-": "compressai"}
+
+
+def _extra_of(name: str) -> str | None:
+    return next((extra for prefix, extra in OPTIONAL_EXTRAS.items() if name.startswith(prefix)), None)
+
+
+def codec_params(kind=None, exclude: tuple[str, ...] = ()) -> list:
+    """Every registered codec (of ``kind``) as a pytest parameter: unavailable codecs of an optional extra are
+    skipped with their reason; the test itself must call ``require_codec`` so that any other one fails."""
+    from icmkit.codecs import list_codecs
+
+    params = []
+    for codec in list_codecs():
+        if "@" in codec.name or codec.name in exclude or (kind is not None and codec.kind != kind):
+            continue
+        state = codec.availability()
+        marks = ()
+        if not state.ok and _extra_of(codec.name):
+            marks = pytest.mark.skip(reason=f"{codec.name}: optional extra '{_extra_of(codec.name)}' ({state.reason})")
+        params.append(pytest.param(codec.name, marks=marks, id=codec.name))
+    return params
+
+
+def require_codec(name: str):
+    """The registered codec ``name``; a test fails (not skips) when a codec of a hard dependency is unavailable."""
+    from icmkit.codecs import get_codec
+
+    codec = get_codec(name)
+    state = codec.availability()
+    assert state.ok, f"{name} is unavailable though its library is a hard dependency: {state.reason}"
+    return codec
+
+
 def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
     """Smooth colour gradients, a few edges and mild noise: compressible like a photo, not like noise."""
     rng = np.random.default_rng(seed)

@@ -102,7 +102,7 @@ def test_feature_rows_are_scored_by_the_tail_on_the_centre_window(bench, feature
     reference = {(r["key"], r["reference"]): r for r in _csv(out / "reference.csv")}
     for sample in samples:
         for quality in (1, 2):
-            decoded = feature_codec.decode(feature_codec.encode(_crop(sample), quality))
+            decoded = feature_codec.decode(feature_codec.for_full_image().encode(_crop(sample), quality))
             predicted = _tail_top1(lite0_split, decoded.tensors["features"].numpy())
             row = rows[(sample.key, str(quality))]
             assert int(row["pred"]) == predicted
@@ -174,8 +174,9 @@ def test_report_shows_heat_maps_of_decoded_and_original_features(bench):
     assert f'alt="{FEATURE} decoded features"' in stripped and f'alt="{FEATURE} original features"' in stripped
     assert "(uncompressed blocks.2 features)" in stripped and "nan" not in stripped.lower()
     assert 'src="http' not in text
-    # plots, the original crop, one decoded JPEG crop, and the feature codec's two heat maps
-    assert text.count("data:image/png;base64,") == len(list((out / "plots").glob("*.png"))) + 1 + 1 + 2
+    # the original crop, one decoded JPEG crop, and the feature codec's two heat maps; the plots as SVG
+    assert text.count("data:image/png;base64,") == 1 + 1 + 2
+    assert text.count("data:image/svg+xml;base64,") == len(list((out / "plots").glob("*.svg")))
 
 
 def test_resumed_run_prints_the_references_and_codes_nothing(bench, tmp_path, monkeypatch):

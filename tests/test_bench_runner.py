@@ -111,7 +111,8 @@ def test_report_is_self_contained(labelled, classifier, tmp_path):
         tmp_path, {"task": "classify", "anchor": "jpeg"}, rows, summary, table, plots, SUMMARY_COLUMNS, BD_COLUMNS
     )
     text = path.read_text()
-    assert text.count("data:image/png;base64,") == len(plots) + 1 + 2  # plots, original, one per codec
+    assert text.count("data:image/svg+xml;base64,") == len(plots)  # each plot as its SVG
+    assert text.count("data:image/png;base64,") == 1 + 2  # the original's crop, one per codec
     assert "<table>" in text and "webp" in text and 'src="http' not in text
 
 

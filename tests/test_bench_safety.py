@@ -63,7 +63,8 @@ def test_a_stale_lock_is_taken_over_and_released(tmp_path):
 def test_a_half_written_lock_counts_as_stale(tmp_path):
     (tmp_path / LOCK_NAME).write_text('{"pi')
     with folder_lock(tmp_path):
-        pass
+        assert f'"pid": {os.getpid()}' in (tmp_path / LOCK_NAME).read_text()  # taken over, not refused
+    assert not (tmp_path / LOCK_NAME).exists()
 
 
 def test_second_bench_on_one_folder_is_refused(labelled, tmp_path):
@@ -82,8 +83,8 @@ def test_killed_bench_resumes_dropping_its_half_written_row(labelled, tmp_path):
     path.write_text("".join(complete[:4]) + complete[4][: len(complete[4]) // 2])
     assert len(runner.read_results(path)) == 3  # the partial row is not taken for a finished one
     kept = []
-    second = run_bench(BenchOptions(out=tmp_path, data=labelled, **FAST), resumed=lambda n, p: kept.append((n, p)))
-    assert kept == [(3, path)]
+    second = run_bench(BenchOptions(out=tmp_path, data=labelled, **FAST), resumed=lambda *args: kept.append(args))
+    assert [(n, p) for n, p, _ in kept] == [(3, path)] and kept[0][2].carried == 0
     rows = runner.read_results(path)
     assert len(rows) == 8 and len({(r["codec"], r["quality"], r["key"]) for r in rows}) == 8
     strip = lambda summary: [{k: v for k, v in r.items() if k not in ("enc_s", "dec_s")} for r in summary]  # noqa: E731
@@ -183,9 +184,11 @@ def test_cli_says_that_it_resumed(labelled, tmp_path):
 
     args = ["bench", "--data", str(labelled), "--out", str(tmp_path), *BENCH_FLAGS]
     first = CliRunner().invoke(app, args, catch_exceptions=False)
-    assert first.exit_code == 0 and "resuming" not in first.stderr
+    assert first.exit_code == 0 and "resumed" not in first.stderr
     second = CliRunner().invoke(app, args, catch_exceptions=False)
+    said = " ".join(second.stderr.split())
     assert (
         second.exit_code == 0
-        and f"resuming: kept 8 rows of an earlier run in {tmp_path / 'results.csv'}" in " ".join(second.stderr.split())
+        and f"resumed: 8 rows of this run's plan kept from an earlier run in {tmp_path / 'results.csv'}" in said
     )
+    assert "other codecs" not in said  # nothing but this run's codecs in the folder

@@ -6,7 +6,21 @@ import json
 import subprocess
 import sys
 
-COMMANDS = ["", "compress", "decompress", "info", "predict", "probe", "codecs", "zoo", "demo", "bench", "bd", "train"]
+COMMANDS = [
+    "",
+    "compress",
+    "decompress",
+    "info",
+    "predict",
+    "probe",
+    "codecs",
+    "zoo",
+    "demo",
+    "bench",
+    "bd",
+    "train",
+    "cache",
+]
 HEAVY = ("torch", "numpy", "PIL", "matplotlib", "scipy", "timm")
 
 _PROBE = """

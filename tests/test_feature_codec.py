@@ -23,21 +23,53 @@ def _one_thread(one_torch_thread):
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (70, 97), (128, 128), (200, 130)])
-def test_round_trip_shapes_and_header(tiny_feature_codec, shape):
+def test_round_trip_shapes_and_header_in_the_full_geometry(tiny_feature_codec, shape):
     image = synthetic_photo(*shape, seed=sum(shape))
-    data = tiny_feature_codec.encode(image, 1)
+    data = tiny_feature_codec.for_full_image().encode(image, 1)
     header, streams = bitstream.unpack(data)
     assert header.kind == "feature" and len(streams) == 3
     stride = 8 * 16  # backbone stride × codec stride
     assert (header.height + header.pad_bottom) % stride == 0 and (header.width + header.pad_right) % stride == 0
     extra = bitstream.unpack_extra(header.extra)
     assert extra["b"] == b"tf_efficientnet_lite0" and extra["s"] == b"blocks.2" and len(extra["h"]) == 8
+    assert "c" not in extra and "g" not in extra
     decoded = tiny_feature_codec.decode(data)
     assert isinstance(decoded, FeatureMaps)
     features = decoded.tensors["features"]
     assert features.shape == (1, 40, -(-shape[0] // 8), -(-shape[1] // 8)) and features.dtype == torch.float32
     assert decoded.strides == {"features": 8} and decoded.image_size == shape
     assert decoded.meta["backbone"] == "tf_efficientnet_lite0" and decoded.meta["feature_shape"] == extra["f"].decode()
+    assert "input_size" not in decoded.meta
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (70, 97), (300, 451), (500, 40)])
+def test_classifier_geometry_codes_the_classifiers_own_crop(tiny_feature_codec, shape):
+    image = synthetic_photo(*shape, seed=sum(shape))
+    assert tiny_feature_codec.geometry == "classifier"  # the default
+    data = tiny_feature_codec.encode(image, 1)
+    header, _ = bitstream.unpack(data)
+    assert (header.height, header.width, header.pad_bottom, header.pad_right) == (*shape, 0, 0)  # bpp: the photo's
+    extra = bitstream.unpack_extra(header.extra)
+    # Lite0's transform: shorter side to 256 (bicubic), centre crop 224 → a 28×28 map, coded padded to 32×32.
+    assert extra["c"] == b"224x224" and extra["f"] == b"40x32x32" and "g" not in extra
+    decoded = tiny_feature_codec.decode(data)
+    assert decoded.tensors["features"].shape == (1, 40, 28, 28)
+    assert decoded.image_size == shape and decoded.meta["input_size"] == (224, 224)
+
+
+def test_classifier_geometry_features_are_the_classifiers_own(tiny_feature_codec):
+    """Uncompressed, the head's features of the classifier geometry give the classifier's logits exactly: the
+    sender's transform is the image path's."""
+    from icmkit.tasks.classification import load_classifier
+
+    image = synthetic_photo(150, 260, seed=8)
+    classifier = load_classifier("tf_efficientnet_lite0")
+    features = tiny_feature_codec.uncompressed(image)
+    assert features.meta["input_size"] == (224, 224)
+    split = split_classifier("tf_efficientnet_lite0", "blocks.2")
+    with torch.no_grad():
+        from_features = split.tail(features.tensors["features"])
+    torch.testing.assert_close(from_features, classifier.logits(classifier.preprocess([image])), rtol=0, atol=0)
 
 
 def test_decoding_is_identical_across_threads_and_batching(tiny_feature_codec):
@@ -170,7 +202,7 @@ def test_slim_weights_drop_float_twins_and_still_code(tiny_feature_weights, tmp_
     assert not any(k.split(".")[0] in DICMFeatureCodec.float_twins for k in tensors)
     assert tensors["g_a.0.weight"].dtype == torch.float16 and tensors["h_s_int.weight0"].dtype == torch.int16
     assert slim.stat().st_size < 0.7 * os.path.getsize(tiny_feature_weights)
-    codec = FeatureCodec.from_weights_file(slim, name="icm-feature-slim")
+    codec = FeatureCodec.from_weights_file(slim, name="icm-feature-slim").for_full_image()
     data = codec.encode(synthetic_photo(128, 128, seed=6), 2)
     assert codec.decode(data).tensors["features"].shape == (1, 40, 16, 16)
 
@@ -195,17 +227,23 @@ def test_ablation_variants_round_trip(variant):
     assert model.decompress(coded["strings"], coded["shape"])["f_hat"].shape == features.shape
 
 
-def test_edited_feature_header_fields_are_refused_before_decoding(tiny_feature_codec):
-    data = tiny_feature_codec.encode(synthetic_photo(64, 64, seed=5), 1)
+def _forger(data: bytes):
     header, streams = bitstream.unpack(data)
     extra = bitstream.unpack_extra(header.extra)
     forge = lambda streams=streams, **fields: bitstream.pack(  # noqa: E731
         bitstream.IcmHeader(**{**header.__dict__, "stream_lengths": (), **fields}), streams
     )
+    return header, streams, extra, forge
+
+
+def test_edited_feature_header_fields_are_refused_before_decoding(tiny_feature_codec):
+    full = tiny_feature_codec.for_full_image()
+    header, streams, extra, forge = _forger(full.encode(synthetic_photo(64, 64, seed=5), 1))
     cases = [
         (forge(extra=bitstream.pack_extra({**extra, "f": "40x9x8"})), "shape 40x9x8"),
         (forge(extra=bitstream.pack_extra({k: v for k, v in extra.items() if k != "f"})), "fields b, h, s"),
         (forge(extra=bitstream.pack_extra({**extra, "b": b"\xff"})), "non-ASCII"),
+        (forge(extra=bitstream.pack_extra({**extra, "b": b"../w/x.safetensors "})), "backbone or split name"),
         (forge(extra=header.extra + b"\x00"), "trailing bytes"),
         (forge(streams=streams[:2]), "expected 3 streams"),
         (forge(width=header.width + 128), "shape 40x16x16, expected 40x16x32"),  # larger than the coded map
@@ -214,7 +252,25 @@ def test_edited_feature_header_fields_are_refused_before_decoding(tiny_feature_c
     ]
     for forged, message in cases:
         with pytest.raises(BitstreamError, match=message):
+            full.decode(forged)
+
+
+def test_edited_classifier_geometry_fields_are_refused_before_decoding(tiny_feature_codec):
+    header, _, extra, forge = _forger(tiny_feature_codec.encode(synthetic_photo(64, 80, seed=5), 1))
+    cases = [
+        (forge(extra=bitstream.pack_extra({**extra, "c": "0x224"})), "bad input size"),
+        (forge(extra=bitstream.pack_extra({**extra, "c": "99999x99999"})), "bad input size"),  # over the pixel limit
+        (forge(extra=bitstream.pack_extra({**extra, "c": "480x480"})), "expected 40x64x64"),
+        (forge(extra=bitstream.pack_extra({**extra, "g": "224x224"})), "fields b, c, f, g, h, s"),
+        (forge(pad_bottom=8), "padding in a resized stream"),
+    ]
+    for forged, message in cases:
+        with pytest.raises(BitstreamError, match=message):
             tiny_feature_codec.decode(forged)
+    # 240² maps to 30×30, coded padded to 32×32 like 224²: the coded map alone cannot tell the two crops apart,
+    # so the receiver crops what the (CRC-covered) header says — never more than was coded.
+    other_crop = forge(extra=bitstream.pack_extra({**extra, "c": "240x240"}))
+    assert tiny_feature_codec.decode(other_crop).tensors["features"].shape == (1, 40, 30, 30)
 
 
 def test_attention_hyper_synthesis_codes_with_its_float_network():

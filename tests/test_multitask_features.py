@@ -63,8 +63,8 @@ def test_detection_stream_records_the_geometry(codec, image):
     decoded = codec.decode(data)
     assert decoded.image_size == (90, 130) and decoded.meta["resized"] == (96, 138)
     assert tuple(decoded.tensors["features"].shape) == (1, 256, 24, 40)
-    # The classification geometry is unchanged: no g record, the image's own map.
-    plain = codec.decode(codec.encode(image, 2))
+    # The full geometry is unchanged: no g record, the image's own map.
+    plain = codec.decode(codec.for_full_image().encode(image, 2))
     assert "resized" not in plain.meta and tuple(plain.tensors["features"].shape) == (1, 256, 23, 33)
 
 
@@ -81,26 +81,27 @@ def test_uncompressed_detection_features_give_the_unsplit_detections(codec, imag
 @pytest.mark.parametrize("name", ["fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "retinanet_resnet50_fpn"])
 def test_one_stream_serves_classifier_and_detectors(codec, image, name):
     data = codec.for_detection(*SIZE).encode(image, 1)
-    found = icmkit.detect(data, model=name, weights=None, min_size=SIZE[0], max_size=SIZE[1])
+    found = icmkit.detect(data, model=name, weights=None, codec=codec, min_size=SIZE[0], max_size=SIZE[1])
     assert found.kind == "feature_stream" and found.model == name and found.codec == codec.name
     assert len(found.boxes) == len(found.scores) == len(found.labels) == len(found.names)
     if not name.startswith("retinanet"):  # random RetinaNet scores stay under its 0.05 threshold
         assert len(found.boxes) > 0
         assert found.boxes[:, [0, 2]].max() <= 130 and found.boxes[:, [1, 3]].max() <= 90  # original coordinates
     assert (found.masks is not None) == name.startswith("mask")
-    classified = icmkit.predict(data, weights=None)
+    classified = icmkit.predict(data, weights=None, codec=codec)  # a stream never names its weights file
     assert classified.model == "resnet50" and len(classified.top_k) == 5
 
 
 def test_detectors_refuse_other_streams(codec, image, tiny_feature_codec):
-    plain = codec.encode(image, 1)  # the classification geometry
-    with pytest.raises(IcmError, match="classification geometry"):
-        icmkit.detect(plain, weights=None, min_size=SIZE[0], max_size=SIZE[1])
+    plain = codec.encode(image, 1)  # the classifier geometry (the default)
+    with pytest.raises(IcmError, match="classifier geometry"):
+        icmkit.detect(plain, weights=None, codec=codec, min_size=SIZE[0], max_size=SIZE[1])
     lite0 = tiny_feature_codec.for_detection(*SIZE).encode(image, 1)
     with pytest.raises(IcmError, match="decodes resnet50 layer1 features"):
         icmkit.detect(lite0, codec=tiny_feature_codec, weights=None, min_size=SIZE[0], max_size=SIZE[1])
     with pytest.raises(IcmError, match="no frozen ImageNet stem|whole backbone"):
-        icmkit.detect(codec.for_detection(*SIZE).encode(image, 1), model="fasterrcnn_resnet50_fpn_v2", weights=None)
+        data = codec.for_detection(*SIZE).encode(image, 1)
+        icmkit.detect(data, model="fasterrcnn_resnet50_fpn_v2", weights=None, codec=codec)
 
 
 def test_crafted_detection_headers_fail_cleanly(codec, image):
@@ -112,7 +113,7 @@ def test_crafted_detection_headers_fail_cleanly(codec, image):
         with pytest.raises(BitstreamError, match="malformed feature stream header"):
             codec.decode(crafted)
     padded = bitstream.pack(dataclasses.replace(header, pad_bottom=6), streams)
-    with pytest.raises(BitstreamError, match="padding in a detection stream"):
+    with pytest.raises(BitstreamError, match="padding in a resized stream"):
         codec.decode(padded)
 
 
@@ -140,9 +141,9 @@ def test_cli_compress_info_predict_with_a_detector(r50_weights, tmp_path):
     assert result.returncode == 0, result.stderr
     info = json.loads(icm("info", stream, "--json").stdout)
     assert info["geometry"] == "detection" and info["resized"] == "96x138"  # 90×130 with the shorter side to 96
-    result = icm(
-        "predict", stream, "--model", "fasterrcnn_resnet50_fpn", "--model-weights", "none", "--min-score", "0", "--json"
-    )
+    named = ("--model", "fasterrcnn_resnet50_fpn", "--model-weights", "none", "--min-score", "0", "--json")
+    assert_user_error(icm("predict", stream, *named), "--codec FILE")  # a header never picks a weights file
+    result = icm("predict", stream, "--codec", r50_weights, *named)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["kind"] == "feature_stream" and record["model"] == "fasterrcnn_resnet50_fpn"

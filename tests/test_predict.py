@@ -207,7 +207,7 @@ def test_bad_arguments_are_user_errors(tmp_path):
         icmkit.predict([1, 2, 3])
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
-    with pytest.raises(IcmError, match=r"notes\.txt: not a readable image"):
+    with pytest.raises(IcmError, match=r"notes\.txt: not an image format icmkit reads"):
         icmkit.predict(text)
     assert len(icmkit.predict(image, k=5000).top_k) == 1000
 

@@ -10,31 +10,24 @@ import pytest
 
 from icmkit import bitstream
 from icmkit.api import predict, psnr
-from icmkit.codecs import CodecKind, list_codecs
+from icmkit.codecs import CodecKind
 from icmkit.ratecontrol import Target, TargetError, candidates, compress_to_target, search
 
-from conftest import synthetic_photo
+from conftest import codec_params, require_codec, synthetic_photo
 from test_cli import assert_user_error, icm
 
 IMAGE = synthetic_photo(64, 96, seed=11)
 
 
-def _available(kind: CodecKind | None = None) -> list[str]:
-    names = [c.name for c in list_codecs() if c.availability().ok and "@" not in c.name]
-    return [n for n in names if kind is None or _codec(n).kind == kind]
-
-
 def _codec(name):
-    from icmkit.codecs import get_codec
-
-    return get_codec(name)
+    return require_codec(name)
 
 
 def _max_encodes(codec) -> int:
     return math.ceil(math.log2(len(candidates(codec.quality)))) + 2
 
 
-@pytest.mark.parametrize("name", _available())
+@pytest.mark.parametrize("name", codec_params())
 def test_byte_target_is_the_largest_stream_that_fits(name):
     """Within the codec's step: the chosen stream fits and the next quality up would not."""
     codec = _codec(name)
@@ -51,7 +44,7 @@ def test_byte_target_is_the_largest_stream_that_fits(name):
     assert result.data == codec.encode(IMAGE, result.quality)  # the search's stream is the codec's own
 
 
-@pytest.mark.parametrize("name", _available(CodecKind.PIXEL))
+@pytest.mark.parametrize("name", codec_params(CodecKind.PIXEL))
 def test_psnr_target_is_met_within_the_step(name):
     codec = _codec(name)
     qualities = candidates(codec.quality)

@@ -228,7 +228,8 @@ def test_stage_4_codec_codes_with_the_stage_3_backbone_only(chain):
     weights, stage3 = output(chain.root, "codec"), output(chain.root, "joint")
     image = load_rgb(SAMPLES_DIR / "chelsea.png")[:100, :150]
     codec = FeatureCodec.from_weights_file(weights, name="icm-ssl-stage4", backbone_weights=stage3)
-    decoded = codec.decode(codec.encode(image, 1))
+    whole = codec.for_full_image()
+    decoded = whole.decode(whole.encode(image, 1))
     assert decoded.tensors["features"].shape == (1, 40, 13, 19)  # ceil(100 / 8) × ceil(150 / 8)
     assert decoded.meta["head_digest"] == head_digest(stage3)
     assert torch.isfinite(decoded.tensors["features"]).all()

@@ -101,5 +101,7 @@ def test_feature_codec_smoke_config_trains_resumes_and_codes(tmp_path):
     assert '"event": "resumed", "step": 4' in resumed.stdout
     codec = FeatureCodec.from_weights_file(run / "final.safetensors", name="icm-feature-smoke")
     assert codec.quality.allowed == (1, 2)
-    decoded = codec.decode(codec.encode(synthetic_photo(128, 128), 2))
-    assert decoded.tensors["features"].shape == (1, 40, 16, 16)
+    decoded = codec.decode(codec.encode(synthetic_photo(128, 128), 2))  # the classifier geometry: Lite0's 224² crop
+    assert decoded.tensors["features"].shape == (1, 40, 28, 28)
+    whole = codec.for_full_image()
+    assert whole.decode(whole.encode(synthetic_photo(128, 128), 2)).tensors["features"].shape == (1, 40, 16, 16)

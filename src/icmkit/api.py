@@ -15,14 +15,14 @@ from PIL import Image
 
 from icmkit import bitstream
 from icmkit.codecs.base import Codec, FeatureMaps
-from icmkit.codecs.registry import get_codec
+from icmkit.codecs.registry import get_codec, stream_codec
 from icmkit.codecs.sniff import sniff_codec
 from icmkit.defaults import DEFAULT_CLASSIFIER, DEFAULT_CODEC  # noqa: F401 (re-exported)
-from icmkit.errors import BitstreamError, IcmError, InputImageError, WeightsMismatchError
+from icmkit.errors import BitstreamError, IcmError, InputImageError, WeightsMismatchError, resource_errors
 from icmkit.fileio import read_user_file
 from icmkit.image import check_rgb, load_rgb, to_rgb_array
 
-MAX_STREAM_BYTES = 1 << 31
+MAX_STREAM_BYTES = 1 << 31  # kept for callers; reads are bounded by icmkit.limits.max_input_bytes()
 
 ImageLike = str | Path | bytes | np.ndarray | Image.Image
 
@@ -42,18 +42,23 @@ def compress(image: ImageLike, codec: str | Codec = DEFAULT_CODEC, quality: floa
     """Compress an image with a registered codec (by name) at ``quality`` (the codec's default if None)."""
     codec = get_codec(codec) if isinstance(codec, str) else codec
     codec.require_available()
-    return codec.encode(read_image(image), quality)
+    with resource_errors("compress"):
+        return codec.encode(read_image(image), quality)
 
 
 def codec_for_stream(data: bytes, codec: str | Codec | None = None, how_to_name: str = "codec=...") -> Codec:
-    """The codec that decodes ``data``: ``codec`` if given, else the one its header or signature names.
+    """The codec that decodes ``data``: ``codec`` if given (a name, or a weights file: the caller's choice), else
+    the *registered* codec its header or signature names — a header never resolves to a file.
     ``how_to_name`` is how the caller names a codec in the error (the command line says ``--codec NAME``)."""
     if isinstance(codec, Codec):
         return codec
-    name = codec or sniff_codec(data)
-    if name is None:
-        raise BitstreamError(f"unrecognised stream: not .icm and no known image signature (pass {how_to_name})")
-    found = get_codec(name)
+    if codec is not None:
+        found = get_codec(codec)
+    else:
+        name = sniff_codec(data)
+        if name is None:
+            raise BitstreamError(f"unrecognised stream: not .icm and no known image signature (pass {how_to_name})")
+        found = stream_codec(name, how_to_name)
     found.require_available()
     return found
 
@@ -69,7 +74,8 @@ def decompress(data: bytes, codec: str | Codec | None = None) -> np.ndarray | Fe
     head digest, coded feature shape and stride — feed it to :func:`predict`, or write it with
     :func:`icmkit.feature_io.save_features`.
     """
-    return codec_for_stream(data, codec).decode(bytes(data))
+    with resource_errors("decompress"):
+        return codec_for_stream(data, codec).decode(bytes(data))
 
 
 def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
@@ -83,8 +89,9 @@ def bits_per_pixel(num_bytes: int, image_shape: tuple[int, ...]) -> float:
 
 
 def read_stream_file(path: str | Path) -> bytes:
-    """A compressed file's bytes, with the user errors a command reports (missing, a folder, too large)."""
-    return read_user_file(path, MAX_STREAM_BYTES, InputImageError, too_large=BitstreamError)
+    """A compressed file's bytes, with the user errors a command reports (missing, a folder, a device or FIFO,
+    over ``ICM_MAX_INPUT_BYTES``: see :mod:`icmkit.limits`)."""
+    return read_user_file(path, None, InputImageError)
 
 
 # -- prediction ----------------------------------------------------------------------------------------
@@ -161,7 +168,7 @@ def cached_split_backbone(name: str, split: str, weights: ClassifierWeights = "d
             from icmkit.backbones import SplitBackbone
 
             cfg = classifier.preprocess_config
-            _splits[key] = SplitBackbone(name, classifier.model, split, cfg.mean, cfg.std)
+            _splits[key] = SplitBackbone(name, classifier.model, split, cfg.mean, cfg.std, cfg)
         return _splits[key]
 
 
@@ -188,7 +195,9 @@ def predict(
 
     Images and pixel streams (decoded first) go through classifier ``model`` (default
     ``tf_efficientnet_lite0``) with its own preprocessing. Features go through the *tail* of the backbone
-    they were made by, on the whole decoded map; ``model`` may only name that backbone (default: it), and
+    they were made by, on the decoded map — in the classifier geometry (feature streams' default) that is the map
+    of the classifier's own crop, so the prediction agrees with the image path's; in the full geometry it is the
+    whole photo's map. ``model`` may only name that backbone (default: it), and
     its weights must have the head the features came from (checked by digest). ``weights``:
     ``"default"``, None (random initialisation) or a local state dict file. ``codec`` decodes a stream
     with that codec (a name or an unregistered :class:`Codec`) instead of the one its header names.
@@ -283,6 +292,29 @@ def _decoded(codec: Codec, decoded) -> tuple[str, np.ndarray | FeatureMaps, Code
     return ("feature_stream" if isinstance(decoded, FeatureMaps) else "pixel_stream"), decoded, codec
 
 
+def _check_features_backbone(backbone: str, split: str, digest: str, model: str | None, weights) -> None:
+    """Before any model loads for features (a file's metadata, not the user, names the backbone): it must be the
+    split backbone of a registered feature codec — unless the user named that model (``--model``) — and, with the
+    default weights, the head digest must be one of those codecs' (so a mismatch costs no load, and no download)."""
+    from icmkit.codecs.registry import split_backbones
+
+    known = split_backbones()
+    named = f"{backbone!r} after {split!r}" if len(backbone) + len(split) <= 120 else "an unknown backbone"
+    if (backbone, split) not in known:
+        if model is None:
+            have = ", ".join(f"{b} after {s}" for b, s in sorted(known)) or "none"
+            raise IcmError(
+                f"these features name the backbone {named}, which no registered feature codec uses (registered: "
+                f"{have}); name it with --model (model=) to load that classifier"
+            )
+        return  # the user asked for this model by name
+    if model is None and isinstance(weights, str) and weights == "default" and digest not in known[(backbone, split)]:
+        raise WeightsMismatchError(
+            f"features were made by a {backbone} head with digest {digest[:32]}; the registered feature codecs' "
+            f"{backbone} heads have digest {', '.join(sorted(known[(backbone, split)]))}"
+        )
+
+
 def _predict_features(
     features: FeatureMaps, model: str | None, k: int, weights: ClassifierWeights, kind: str, decoder: Codec | None
 ) -> Prediction:
@@ -307,6 +339,8 @@ def _predict_features(
     if isinstance(decoder, FeatureCodec) and isinstance(weights, str) and weights == "default" and "quality" in meta:
         split_backbone = decoder.backbone(decoder.model(int(meta["quality"]))[0])  # the one that just decoded it
     else:
+        if not isinstance(decoder, FeatureCodec):  # features from a file (or in memory): their metadata names it
+            _check_features_backbone(backbone_name, split, digest, model, weights)
         split_backbone = cached_split_backbone(backbone_name, split, weights)
     info = split_backbone.info
     if info.head_digest.hex() != digest:
@@ -468,8 +502,9 @@ def _detect_features(features: FeatureMaps, model: str, split) -> dict:
             f"{split.info.head_digest.hex()} (other weights)"
         )
     if meta.get("resized") is None:
+        geometry = "classifier" if meta.get("input_size") is not None else "full"
         raise IcmError(
-            "these features were coded in the classification geometry; a detector needs a stream coded with "
+            f"these features were coded in the {geometry} geometry; a detector needs a stream coded with "
             "the detector's resize (icm compress --detector-size, FeatureCodec.for_detection)"
         )
     geometry = DetectionGeometry(tuple(features.image_size), tuple(meta["resized"]))

@@ -19,6 +19,8 @@ metadata
 ``feature_shape`` ``CxHxW`` of the coded map before cropping, as in the stream header (optional)
 ``resized``      ``hxw``: detection streams only — the image's size after the detector's resize; the map
                  then covers that size padded to 32 (``h = ceil32(h) / stride``), not ``image_size``
+``input_size``   ``hxw``: classifier-geometry streams only — the classifier's centre crop of the resized
+                 image; the map then covers it (``h = ceil(h / stride)``), not ``image_size``
 ================ ===================================================================================
 
 Reading checks all of it (``h = ceil(H / stride)``, ``w = ceil(W / stride)``, finite values, …) and
@@ -34,15 +36,16 @@ from pathlib import Path
 from typing import Any
 
 from icmkit.codecs.base import FEATURES, FeatureMaps
-from icmkit.errors import IcmError, one_line
+from icmkit.errors import IcmError, ResourceLimitError, one_line
 from icmkit.fileio import atomic_write, read_user_file
-from icmkit.geometry import DetectionGeometry, format_size, parse_size
+from icmkit.geometry import ClassifierGeometry, DetectionGeometry, format_size, parse_size
+from icmkit.limits import ENVIRONMENT as PIXELS_ENVIRONMENT
+from icmkit.limits import check_decode_memory, max_pixels
 
 FORMAT = "icmkit.features/1"
 SUFFIX = ".safetensors"
 _REQUIRED = ("backbone", "split", "head_digest", "stride", "image_size")
 _MAX_HEADER = 1 << 20  # one tensor and a few strings need a few hundred bytes
-_MAX_FILE = 1 << 31
 _SIZE = re.compile(r"^([1-9][0-9]{0,8})x([1-9][0-9]{0,8})$")
 _SHAPE = re.compile(r"^([1-9][0-9]{0,8})x([1-9][0-9]{0,8})x([1-9][0-9]{0,8})$")
 _DIGEST = re.compile(r"^[0-9a-f]{16}$")
@@ -71,9 +74,10 @@ def features_to_bytes(features: FeatureMaps) -> bytes:
     return save({FEATURES: checked.tensors[FEATURES]}, metadata=metadata)
 
 
-def save_features(features: FeatureMaps, path: str | Path) -> None:
-    """Write ``features`` to ``path`` (atomically: a temporary file, then a rename)."""
-    atomic_write(path, features_to_bytes(features))
+def save_features(features: FeatureMaps, path: str | Path, overwrite: bool = True) -> None:
+    """Write ``features`` to ``path`` (atomically: a temporary file, then a rename; ``overwrite`` False: refuse a
+    ``path`` that exists by then, see :func:`icmkit.fileio.atomic_write`)."""
+    atomic_write(path, features_to_bytes(features), overwrite=overwrite)
 
 
 def load_features(source: str | Path | bytes, name: str | None = None) -> FeatureMaps:
@@ -96,6 +100,7 @@ def load_features(source: str | Path | bytes, name: str | None = None) -> Featur
         raise FeatureFileError(
             f"{label}: not an icmkit features file (format {metadata.get('format')!r}, expected {FORMAT!r})"
         )
+    _check_declared_cost(tensors[FEATURES], metadata, label)  # before any tensor is read or converted
     try:
         from safetensors.torch import load
 
@@ -107,7 +112,38 @@ def load_features(source: str | Path | bytes, name: str | None = None) -> Featur
 
 # -- internals ---------------------------------------------------------------------------------------
 def _read(path: Path, label: str) -> bytes:
-    return read_user_file(path, _MAX_FILE, FeatureFileError, label=label)
+    return read_user_file(path, None, FeatureFileError, label=label)  # at most ICM_MAX_INPUT_BYTES
+
+
+def tail_memory(feature_rows: int, feature_cols: int, stride: int) -> int:
+    """Working memory (bytes) of running a classifier's tail on a ``feature_rows``×``feature_cols`` map of
+    ``stride``: proportional to the pixels the map covers (measured: 54 bytes a pixel for EfficientNet-Lite0
+    after blocks.2, peak RSS of `icm predict` on 1 and 4 MP maps)."""
+    return TAIL_BYTES_PER_PIXEL * feature_rows * feature_cols * stride * stride
+
+
+TAIL_BYTES_PER_PIXEL = 64
+
+
+def _check_declared_cost(entry: object, metadata: dict[str, str], label: str) -> None:
+    """Refuse, from the safetensors header and metadata alone, features whose image is over ``ICM_MAX_PIXELS``
+    or whose tail would need more than ``ICM_MAX_DECODE_MEMORY`` (a few MB of fp8 can declare an 8192² map)."""
+    shape = entry.get("shape") if isinstance(entry, dict) else None
+    if not isinstance(shape, list) or len(shape) not in (3, 4) or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise FeatureFileError(f"{label}: features must be shaped (1, C, h, w) or (C, h, w), not {shape}")
+    size = _SIZE.match(metadata.get("image_size", ""))
+    if size is not None and int(size[1]) * int(size[2]) > max_pixels():
+        raise ResourceLimitError(
+            f"{label}: features of a {size[2]}×{size[1]} image = {int(size[1]) * int(size[2]):,} pixels, over the "
+            f"limit of {max_pixels():,} (set {PIXELS_ENVIRONMENT} to raise it)"
+        )
+    stride = metadata.get("stride", "")
+    if re.fullmatch(r"[1-9][0-9]{0,8}", stride):
+        check_decode_memory(
+            tail_memory(shape[-2], shape[-1], int(stride)),
+            f"{label}: a {shape[-2]}×{shape[-1]} map",
+            "for the classifier",
+        )
 
 
 def _header(data: bytes, label: str) -> dict[str, Any]:
@@ -160,8 +196,15 @@ def _build_maps(tensor, metadata: dict[str, str], label: str) -> FeatureMaps:
         if resized is None:
             raise FeatureFileError(f"{label}: metadata resized={metadata['resized']!r} is not HxW")
         expected = DetectionGeometry((height, width), resized).feature_size(stride)
+    cropped = None
+    if "input_size" in metadata:
+        cropped = parse_size(metadata["input_size"])
+        if cropped is None or resized is not None:
+            raise FeatureFileError(f"{label}: metadata input_size={metadata['input_size']!r} is not HxW")
+        expected = ClassifierGeometry((height, width), cropped).feature_size(stride)
     if tuple(tensor.shape[-2:]) != expected:
         what = f"a {height}×{width} image" + (f" resized to {format_size(resized)}" if resized else "")
+        what += f" cropped to {format_size(cropped)}" if cropped else ""
         raise FeatureFileError(
             f"{label}: {what} at stride {stride} has {expected[0]}×{expected[1]} features, "
             f"the file holds {tensor.shape[-2]}×{tensor.shape[-1]}"
@@ -181,6 +224,8 @@ def _build_maps(tensor, metadata: dict[str, str], label: str) -> FeatureMaps:
         meta["feature_shape"] = metadata["feature_shape"]
     if resized is not None:
         meta["resized"] = resized
+    if cropped is not None:
+        meta["input_size"] = cropped
     if "codec" in metadata:
         meta["codec"] = metadata["codec"]
     if "quality" in metadata:
@@ -215,8 +260,9 @@ def _check_maps(features: FeatureMaps) -> tuple[Any, dict[str, str]]:
     for key in ("codec", "quality", "feature_shape"):
         if features.meta.get(key) is not None:
             metadata[key] = str(features.meta[key])
-    if features.meta.get("resized") is not None:
-        metadata["resized"] = format_size(features.meta["resized"])
+    for key in ("resized", "input_size"):
+        if features.meta.get(key) is not None:
+            metadata[key] = format_size(features.meta[key])
     shape = tuple(getattr(tensor, "shape", ()))
     if len(shape) not in (3, 4) or (len(shape) == 4 and shape[0] != 1):
         raise IcmError(f"features must be shaped (1, C, h, w) or (C, h, w), not {shape}")

@@ -1,7 +1,10 @@
-"""Where a feature map's samples sit in the image: the sender's resize for detectors, recorded in streams.
+"""Where a feature map's samples sit in the image: the sender's transform, recorded in streams.
 
-A classification stream codes the image as it is (padded to the codec's multiple); a detection stream codes
-the image after the detector's own transform — resized so that the shorter side is ``min_size`` (the longer
+Three geometries. A *classifier* stream (the default) codes the image after the classifier's own evaluation
+transform — resize, centre crop (:class:`ClassifierGeometry`) — so the tail sees what the classifier sees on the
+image path. A *full* stream codes the image as it is (padded to the codec's multiple; the tail then runs on the
+whole photo's map, which classifiers trained on centre crops read poorly). A *detection* stream codes the image
+after the detector's own transform — resized so that the shorter side is ``min_size`` (the longer
 at most ``max_size``), then padded to a multiple of :data:`SIZE_DIVISIBLE` as torchvision batches it. The
 receiver needs the original size (boxes and masks come back in its coordinates) and the resized one (the
 detector clips boxes to it); the padded size follows from the latter. No torch here: the stream and
@@ -15,6 +18,18 @@ from dataclasses import dataclass
 
 SIZE_DIVISIBLE = 32  # torchvision's GeneralizedRCNNTransform pads every batch to this multiple
 _SIZE = re.compile(r"^([1-9][0-9]{0,5})x([1-9][0-9]{0,5})$")
+
+
+@dataclass(frozen=True)
+class ClassifierGeometry:
+    """An image's original ``(H, W)`` and ``input``, the ``(h, w)`` the classifier's transform crops it to."""
+
+    original: tuple[int, int]
+    input: tuple[int, int]
+
+    def feature_size(self, stride: int) -> tuple[int, int]:
+        """``(h, w)`` of the head's map of the cropped input at ``stride`` ("same" padding: rounded up)."""
+        return tuple(-(-side // stride) for side in self.input)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ from torch import nn
 
 from icmkit.digest import weights_digest
 from icmkit.errors import IcmError
+from icmkit.geometry import ClassifierGeometry
 from icmkit.image import image_to_tensor
+from icmkit.preprocess import PreprocessConfig, preprocess_images
 
 
 class SplitError(IcmError):
@@ -163,8 +165,9 @@ def split_parts(
 class SplitBackbone(nn.Module):
     """A frozen classifier cut after ``stage``: :attr:`head`, :attr:`tail` and :attr:`info`."""
 
-    def __init__(self, name: str, model: nn.Module, stage: str, mean, std):
+    def __init__(self, name: str, model: nn.Module, stage: str, mean, std, preprocess: PreprocessConfig | None = None):
         super().__init__()
+        self.preprocess_config = preprocess  # the classifier's evaluation transform (None: not known here)
         head, tail_stages, finish = split_parts(model, stage, name)  # the stride is measured (_probe), not declared
         self.head = Head(head)
         self.tail = Tail(tail_stages, finish)
@@ -185,6 +188,17 @@ class SplitBackbone(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], ``(N, 3, H, W)`` → head features."""
         return self.head(self.normalize(x))
+
+    def classifier_input(self, image: np.ndarray) -> tuple[torch.Tensor, ClassifierGeometry]:
+        """An ``H×W×3`` uint8 image → the classifier's own input ``(1, 3, h, w)`` (resized, centre-cropped,
+        normalised exactly as on the image path) and where it sits in the image."""
+        if self.preprocess_config is None:
+            raise SplitError(
+                f"the {self.info.backbone} split loaded here does not know its classifier's evaluation transform: "
+                "code the image in the full geometry instead"
+            )
+        x = preprocess_images([image], self.preprocess_config)
+        return x, ClassifierGeometry(tuple(image.shape[:2]), tuple(x.shape[-2:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tail(self.head(x))
@@ -216,7 +230,7 @@ def split_classifier(name: str, stage: str, weights="default") -> SplitBackbone:
 
     classifier = load_classifier(name, weights)
     cfg = classifier.preprocess_config
-    return SplitBackbone(name, classifier.model, stage, cfg.mean, cfg.std)
+    return SplitBackbone(name, classifier.model, stage, cfg.mean, cfg.std, cfg)
 
 
 def images_to_batch(images: list[np.ndarray]) -> torch.Tensor:

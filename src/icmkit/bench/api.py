@@ -14,7 +14,15 @@ from icmkit.bench.lock import folder_lock
 from icmkit.bench.plan import DEFAULT_CODECS, parse_codec_spec  # noqa: F401 (DEFAULT_CODECS re-exported)
 from icmkit.bench.plots import plot_curves
 from icmkit.bench.report import write_report
-from icmkit.bench.summary import BD_COLUMNS, SUMMARY_COLUMNS, bd_table, summarize, write_csv
+from icmkit.bench.summary import (
+    BD_COLUMNS,
+    SUMMARY_COLUMNS,
+    ReportRows,
+    bd_table,
+    report_rows,
+    summarize,
+    write_csv,
+)
 from icmkit.errors import IcmError
 from icmkit.fileio import atomic_write
 
@@ -50,13 +58,17 @@ class BenchOutcome:
     report: Path
     seconds: float
     reference: list[dict] = field(default_factory=list)  # also the last rows of summary: uncompressed inputs
+    carried: ReportRows | None = None  # the rows shown: this run's, and other codecs' from earlier runs
 
 
 def run_bench(options: BenchOptions, progress=None, resumed=None) -> BenchOutcome | None:
     """Run the benchmark; under torchrun every rank codes its shard and rank 0 alone reports
     (other ranks return None). ``progress(total)`` is called once with the number of codings to do and
-    returns a callback taking how many finished; ``resumed(rows, path)`` when rows of an earlier,
-    interrupted run are kept. One run per ``options.out`` at a time (:mod:`icmkit.bench.lock`)."""
+    returns a callback taking how many finished; ``resumed(rows, path, earlier)`` when the folder holds rows
+    of earlier runs: ``rows`` of this run's plan kept (not coded again), ``earlier`` the other codecs' rows the
+    report keeps (:class:`~icmkit.bench.summary.ReportRows`, see
+    :func:`~icmkit.bench.summary.resume_message`). One run per ``options.out`` at a time
+    (:mod:`icmkit.bench.lock`)."""
     if options.task not in TASKS:
         raise IcmError(f"unknown task {options.task!r}; choose one of {', '.join(TASKS)}")
     if options.workers < 1:
@@ -105,8 +117,9 @@ def run_bench(options: BenchOptions, progress=None, resumed=None) -> BenchOutcom
             results_name=distributed.rank_results_name(rank, world) if sharded else "results.csv",
         )
         kept = runner.count_kept(run)
-        if kept and resumed is not None:
-            resumed(kept, options.out / run.results_name)
+        earlier = _shown_rows(runner.read_results(options.out / "results.csv"), plans, dataset.samples)
+        if (kept or earlier.carried or earlier.partial) and resumed is not None:
+            resumed(kept, options.out / run.results_name, earlier)
         if progress is not None:
             run.progress = progress(runner.count_pending(run))
         results = runner.execute(run)
@@ -130,10 +143,11 @@ def _report(
     started: float,
 ) -> BenchOutcome:
     """summary.csv, bd.csv, plots, report.html and run.json from the rows on disk."""
-    # The folder may hold rows of earlier runs (other codecs, a larger --limit): report this run's only.
-    planned = {(p.codec, str(q)) for p in plans for q in p.qualities}
+    # The folder may hold rows of earlier runs: those of other images (a larger --limit) stay out; other
+    # codecs on this run's images stay in (a rerun with fewer codecs does not hide them), marked in the report.
     keys = {s.key for s in samples}
-    rows = [r for r in runner.read_results(results) if (r["codec"], r["quality"]) in planned and r["key"] in keys]
+    shown = _shown_rows(runner.read_results(results), plans, samples)
+    rows = shown.rows
     summary = summarize(rows, runner.set_metrics(run))
     reference = runner.reference_summary(run, keys)
     summary += reference  # rows without rate: the task model on uncompressed inputs (skipped by BD and curves)
@@ -145,15 +159,24 @@ def _report(
         "data": data,
         "task": options.task,
         "images": len(samples),
-        "model": model_name if options.task != "fidelity" else "—",
+        "model": model_name if options.task != "fidelity" else None,  # the report says "none" for fidelity
+        "model_weights": options.model_weights,
         "anchor": options.anchor,
         "codecs": options.codecs,
     }
     plots = plot_curves(summary, options.out / "plots", title=f"{Path(data).name or data} — {options.task}")
-    report = write_report(options.out, meta, rows, summary, table, plots, SUMMARY_COLUMNS, BD_COLUMNS)
+    report = write_report(options.out, meta, rows, summary, table, plots, SUMMARY_COLUMNS, BD_COLUMNS, shown)
     record = {**asdict(options), "out": str(options.out), "data": data, "model": model_name}
     atomic_write(options.out / "run.json", json.dumps(record, indent=2).encode())
-    return BenchOutcome(results, summary, table, report, time.monotonic() - started, reference)
+    return BenchOutcome(results, summary, table, report, time.monotonic() - started, reference, shown)
+
+
+def _shown_rows(rows: list[dict], plans: list, samples: list) -> ReportRows:
+    """The rows a report shows: this run's plan on its images, and other codecs an earlier run left in the
+    folder when they cover the same images (a rerun with fewer codecs keeps them in the report and summary;
+    provenance.json has refused any rows made with other weights or another task model)."""
+    planned = {(p.codec, str(q)) for p in plans for q in p.qualities}
+    return report_rows(rows, planned, {s.key for s in samples})
 
 
 def _with_adaptive(options: BenchOptions) -> str:
@@ -162,10 +185,11 @@ def _with_adaptive(options: BenchOptions) -> str:
         return options.codecs
     if options.task != "classify":
         raise IcmError("--adaptive keeps a classifier's decision: it needs --task classify")
+    from icmkit.bench.protocols import coding_view
     from icmkit.ratecontrol.adaptive import register_adaptive
 
     names = [plan.codec for plan in parse_codec_spec(options.codecs)]
-    adaptive = register_adaptive(names, options.adaptive, options.adaptive_model)
+    adaptive = register_adaptive(names, options.adaptive, options.adaptive_model, view=coding_view)
     return ",".join([options.codecs, *adaptive])
 
 

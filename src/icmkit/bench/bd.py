@@ -20,6 +20,7 @@ import numpy as np
 from icmkit.errors import IcmError
 
 METHODS = {"pchip": "pchip", "akima": "akima", "poly": "cubic"}  # our name → bjontegaard's
+MIN_RATE, MAX_RATE, MAX_METRIC = 1e-6, 1e6, 1e6  # bpp, and PSNR / accuracy / mAP / MS-SSIM (dB or not)
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,32 @@ def _prepare(rates, metric, monotonic: bool, label: str) -> tuple[np.ndarray, np
         raise IcmError(f"{label}: rate and metric lists differ in length")
     finite = np.isfinite(rates) & np.isfinite(metric) & (rates > 0)
     rates, metric = rates[finite], metric[finite]
-    if monotonic:
+    if len(rates) and (rates.min() < MIN_RATE or rates.max() > MAX_RATE or np.abs(metric).max() > MAX_METRIC):
+        # LAPACK's least squares (the poly method) does not return on values like 1e300; no real curve has them
+        raise IcmError(
+            f"{label}: rates must lie in [{MIN_RATE:g}, {MAX_RATE:g}] bpp and metric values within ±{MAX_METRIC:g}"
+        )
+    if monotonic and len(rates):
         rates, metric = monotonic_fit(rates, metric)
     else:
         order = np.argsort(rates, kind="stable")  # sort the points together, never each array alone
         rates, metric = rates[order], metric[order]
     if len(rates) < 2:
         flat = " (its curve is flat: the same value at every rate)" if monotonic and len(metric) == 1 else ""
-        raise IcmError(f"{label}: need at least 2 usable rate points, got {len(rates)}{flat}")
+        unusable = " (no finite point with a positive rate)" if not len(rates) else ""
+        raise IcmError(f"{label}: need at least 2 usable rate points, got {len(rates)}{flat}{unusable}")
     return rates, metric
+
+
+def _falling(label: str, rates: np.ndarray, metric: np.ndarray) -> str:
+    """Why a curve (sorted by rate) cannot be interpolated as rate of metric: its metric does not rise, end to end."""
+    if metric[-1] > metric[0]:
+        return ""
+    return (
+        f"the {label} curve's {'metric falls' if metric[-1] < metric[0] else 'metric does not rise'} as its rate "
+        f"grows ({metric[0]:.4g} at {rates[0]:.4g} bpp, {metric[-1]:.4g} at {rates[-1]:.4g} bpp); "
+        "try --monotonic"
+    )
 
 
 def bd(
@@ -77,6 +95,9 @@ def bd(
     rt, mt = _prepare(test_rates, test_metric, monotonic, "test")
     lo, hi = max(ma.min(), mt.min()), min(ma.max(), mt.max())
     points = min(len(ra), len(rt))
+    falling = _falling("anchor", ra, ma) or _falling("test", rt, mt)
+    if falling:
+        return BDResult(math.nan, math.nan, method, float(lo), float(hi), points, falling)
     if lo >= hi:
         note = f"no overlap: anchor {ma.min():.4g}…{ma.max():.4g}, test {mt.min():.4g}…{mt.max():.4g}"
         return BDResult(math.nan, math.nan, method, lo, hi, points, note)
@@ -89,6 +110,7 @@ def bd(
         try:
             rate = float(bjontegaard.bd_rate(ra, ma, rt, mt, **options))
             metric = float(bjontegaard.bd_psnr(ra, ma, rt, mt, **options))
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            raise IcmError(f"BD computation failed ({exc}); try --monotonic or another --method") from None
+        except (ValueError, AssertionError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise IcmError(f"BD computation failed ({reason}); try --monotonic or another --method") from None
     return BDResult(rate, metric, method, float(lo), float(hi), points)

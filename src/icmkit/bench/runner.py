@@ -39,8 +39,8 @@ from icmkit.bench.datasets import Dataset, Sample
 from icmkit.bench.heatmap import STATISTIC, energy_scale, feature_energy, heatmap_image
 from icmkit.bench.metrics import ms_ssim
 from icmkit.bench.plan import CodecPlan
-from icmkit.bench.protocols import resize_center_crop
-from icmkit.codecs.base import CodecKind, FeatureMaps
+from icmkit.bench.protocols import coding_view, resize_center_crop
+from icmkit.codecs.base import FeatureMaps
 from icmkit.fileio import atomic_write, complete_lines, drop_partial_line
 from icmkit.image import encode_png
 from icmkit.tasks.evaluators import Evaluator, build_evaluator, input_name, portable
@@ -119,9 +119,7 @@ def code_chunk(
     """Worker: code and decode each sample; rows (without task metrics) and what was decoded (images, or
     feature maps with numpy tensors, which pickle cheaply). ``detection_size``: feature codecs code in the
     detection geometry of that ``(min_size, max_size)`` (the detector's own resize, on the sender)."""
-    codec = api.get_codec(codec_name)
-    if detection_size is not None and codec.kind == CodecKind.FEATURE:
-        codec = codec.for_detection(*detection_size)
+    codec = coding_view(api.get_codec(codec_name), detection_size)
     rows, decoded_items = [], []
     for sample in samples:
         image = prepare(sample, crop)

@@ -12,6 +12,7 @@ import csv
 import io
 import math
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,26 @@ BD_COLUMNS = [
     "note",
 ]
 ACCURACY_METRICS = ("top1", "top5", "agree", "map", "map50")  # in %, fitted monotonically for BD
+TIME_COLUMNS = ("enc_s", "dec_s")  # seconds in the CSV files; milliseconds wherever a person reads them
+# How a person reads a summary value (report tables, ``icm bench``'s table): one precision per column, so
+# 3.3 ms sits under 1050.0 ms rather than 0.003313 under 1.05.
+DISPLAY_FORMATS = {
+    "bpp": ".4f",
+    "psnr": ".2f",
+    "ms_ssim": ".4f",
+    "top1": ".1f",
+    "top5": ".1f",
+    "agree": ".1f",
+    "map": ".2f",
+    "map50": ".2f",
+    "enc_s": ".1f",  # after the conversion to ms
+    "dec_s": ".1f",
+    "bd_rate_pct": "+.2f",
+    "bd_metric": "+.4f",
+    "overlap_lo": ".4g",
+    "overlap_hi": ".4g",
+}
+DISPLAY_HEADERS = {"enc_s": "enc ms", "dec_s": "dec ms", "bd_rate_pct": "BD-rate %", "bd_metric": "BD-metric"}
 PSNR_CAP = 100.0  # a lossless image's infinite PSNR counts as 100 dB in means
 
 
@@ -133,10 +154,95 @@ def bd_table(summary: list[dict], anchor: str) -> list[dict]:
     return table
 
 
+def display_header(column: str) -> str:
+    """A column's heading for people: ``enc_s`` → ``enc ms`` (times are shown in milliseconds)."""
+    return DISPLAY_HEADERS.get(column, column)
+
+
+def display_value(column: str, value) -> str:
+    """A summary or BD value for people, with the column's one precision ("" for no value, times in ms)."""
+    if value in ("", None):
+        return ""
+    if column not in DISPLAY_FORMATS:  # a codec, a quality, a count, a note: as written
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.4g}"
+        return str(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(number):
+        return ""
+    return format(number * 1000.0 if column in TIME_COLUMNS else number, DISPLAY_FORMATS[column])
+
+
+def _csv_value(column: str, value):
+    if not isinstance(value, float):
+        return value
+    if column in TIME_COLUMNS:  # one precision for every time (microseconds), not 0.003313 beside 1.05
+        return "" if math.isnan(value) else f"{value:.6f}"
+    return f"{value:.6g}"
+
+
 def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
     buffer = io.StringIO(newline="")
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        writer.writerow({k: _csv_value(k, v) for k, v in row.items()})
     atomic_write(path, buffer.getvalue().encode())
+
+
+@dataclass
+class ReportRows:
+    """The result rows a report of one run shows: this run's plan, and the other codecs an earlier run left in
+    the same folder (all on this run's images), so that a rerun with fewer codecs does not hide them."""
+
+    rows: list[dict]
+    planned: int = 0  # rows of this run's codec × quality plan
+    carried: int = 0  # rows of other codecs, kept in the report
+    carried_codecs: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)  # ``codec:quality`` of earlier runs left out: images missing
+
+    def message(self) -> str:
+        """One sentence on the other codecs (empty when there are none)."""
+        parts = []
+        if self.carried:
+            parts.append(
+                f"{self.carried:,} rows of other codecs from earlier runs in this folder "
+                f"({', '.join(self.carried_codecs)}) kept in the report"
+            )
+        if self.partial:
+            parts.append(
+                f"{len(self.partial)} codec × quality point(s) of earlier runs left out: they lack some of this "
+                f"run's images ({', '.join(self.partial[:6])}{', …' if len(self.partial) > 6 else ''})"
+            )
+        return "; ".join(parts)
+
+
+def resume_message(kept: int, path: Path, carried: ReportRows | None = None) -> str:
+    """What ``icm bench`` says when its folder already holds rows: this plan's kept, other codecs' shown."""
+    parts = [f"resumed: {kept:,} rows of this run's plan kept from an earlier run in {path}"] if kept else []
+    other = carried.message() if carried is not None else ""
+    if other:
+        parts.append(other if kept else f"{path} holds results of earlier runs: {other}")
+    return "; ".join(parts)
+
+
+def report_rows(rows: list[dict], planned: set[tuple[str, str]], keys: set[str]) -> ReportRows:
+    """Rows of ``planned`` ``(codec, quality)`` pairs on ``keys``, plus every other codec × quality of the
+    file that covers all of ``keys`` (means over other images would not compare); in file order."""
+    on_keys = [r for r in rows if r["key"] in keys]
+    covered: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for row in on_keys:
+        covered[(row["codec"], row["quality"])].add(row["key"])
+    complete = {pair for pair, found in covered.items() if pair in planned or found >= keys}
+    kept = [r for r in on_keys if (r["codec"], r["quality"]) in complete]
+    others = [r for r in kept if (r["codec"], r["quality"]) not in planned]
+    return ReportRows(
+        rows=kept,
+        planned=len(kept) - len(others),
+        carried=len(others),
+        carried_codecs=list(dict.fromkeys(r["codec"] for r in others)),
+        partial=[f"{c}:{q}" for (c, q) in covered if (c, q) not in complete],
+    )

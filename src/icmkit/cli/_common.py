@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from typer.core import TyperCommand, TyperGroup
 
 from icmkit.errors import IcmError, OutputExistsError
 
@@ -25,7 +25,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def user_errors(command):
-    """Turn :class:`IcmError` into one line on stderr and exit status 2 (no traceback)."""
+    """Turn :class:`IcmError` into one line on stderr and exit status 2 (no traceback); and so, at this boundary,
+    whatever else escapes a command (MemoryError, OSError, RecursionError, torch's RuntimeError, a wrapped
+    library's error). ``ICM_TRACEBACK=1`` lets those through with their traceback, for bug reports."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -39,6 +41,19 @@ def user_errors(command):
         except KeyboardInterrupt:
             err_console.print("[red]interrupted[/]")
             raise typer.Exit(code=130) from None
+        except Exception as exc:  # the boundary: whatever else escapes is one line too, never a traceback
+            import click
+            from rich.markup import escape
+
+            from icmkit.errors import unexpected_error_line
+
+            passed = (typer.Exit, typer.Abort)  # typer >= 0.29 has its own, not click's
+            if isinstance(exc, (*passed, click.exceptions.Exit, click.exceptions.Abort, click.ClickException)):
+                raise  # typer's own exits (typer.Exit is a RuntimeError) and usage errors
+            if os.environ.get("ICM_TRACEBACK", "") not in ("", "0"):
+                raise
+            err_console.print(f"[red]error:[/] {escape(unexpected_error_line(exc))}", highlight=False)
+            raise typer.Exit(code=2) from None
         finally:
             warnings.showwarning = previous
 
@@ -88,15 +103,49 @@ DECODED_SUFFIX = ".decoded.png"  # never the name of the image a stream was made
 ForceOption = Annotated[
     bool, typer.Option("--force", "-f", help="Overwrite existing output files (never a file this command reads).")
 ]
+SkipExistingOption = Annotated[
+    bool,
+    typer.Option(
+        "--skip-existing",
+        help="Leave inputs whose output exists (resume an interrupted batch: outputs are written whole or not at all).",
+    ),
+]
 
 
-def progress_bar(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not enabled,
-    )
+def rewrap(text: str | None) -> str | None:
+    """Help text whose paragraphs are single lines, so that the terminal wraps them (not the docstring's line
+    breaks); paragraphs are kept, and so is a paragraph click marks verbatim with a leading ``\\b`` line."""
+    if not text:
+        return text
+    import inspect
+
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
+
+
+def _without_type_label(param) -> None:
+    """Show ``param`` in help without a type label (``<bool>``, ``<list[Path]>``): only a metavar it names itself."""
+    metavar = param.metavar or ""
+    if param.param_type_name == "argument" or getattr(param, "is_flag", False) or getattr(param, "count", False):
+        metavar = ""  # an argument's name (or metavar) is shown already; a flag takes no value
+    param.display_type_rich = lambda ctx=None: metavar
+
+
+class _PlainHelp:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help = rewrap(self.help)
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            _without_type_label(param)
+        return params
+
+
+class IcmCommand(_PlainHelp, TyperCommand):
+    """A command whose help the terminal wraps (docstrings are rewrapped) and that shows no type labels."""
+
+
+class IcmGroup(_PlainHelp, TyperGroup):
+    """The ``icm`` group, with :class:`IcmCommand`'s help."""

@@ -1,4 +1,5 @@
-"""Console progress of ``icm train``: a rich progress bar on a terminal, JSON lines otherwise."""
+"""Console progress of ``icm train``: a progress bar on a terminal; otherwise JSON lines on stdout and a plain
+progress line (step / steps, rate, ETA) on stderr every few seconds (:mod:`icmkit.cli.progress`)."""
 
 from __future__ import annotations
 
@@ -6,31 +7,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from icmkit.cli._common import console, err_console
+from icmkit.cli._common import console
+from icmkit.cli.progress import Progress
 from icmkit.train.reporting import Reporter, print_json_line
 
 _SHOWN_METRICS = ("loss", "bpp", "psnr", "perception", "accuracy", "aux")  # accuracy: MoCo's instance task
 
 
-class ProgressBar:
-    """A reporter drawing progress records as a bar with the latest loss / bpp / PSNR, events as lines."""
+class ProgressReporter:
+    """A reporter moving ``progress`` to each progress record's step (its loss / bpp / PSNR beside it); on a
+    terminal events become lines above the bar, elsewhere every record is also a JSON line on stdout."""
 
-    def __init__(self, progress: Progress, total_steps: int):
+    def __init__(self, progress: Progress):
         self.progress = progress
-        self.task = progress.add_task("training", total=total_steps, metrics="")
 
     def __call__(self, record: dict) -> None:
+        if not self.progress.interactive:
+            print_json_line(record)
         if "loss" in record:
-            self.progress.update(self.task, completed=record["step"], metrics=_metrics_text(record))
+            self.progress.update(record["step"], status=_metrics_text(record))
             return
         if record.get("event") in ("started", "resumed"):
             # Restart the speed estimate: steps before a resume were not run by this process.
-            self.progress.reset(self.task, completed=record["step"])
-        details = "  ".join(f"{k} {v}" for k, v in record.items() if k != "event")
-        self.progress.console.print(f"{record.get('event', 'record')}  {details}", highlight=False)
+            self.progress.restart(record["step"])
+        if self.progress.interactive:
+            details = "  ".join(f"{k} {v}" for k, v in record.items() if k != "event")
+            self.progress.print(f"{record.get('event', 'record')}  {details}")
 
 
 def _metrics_text(record: dict) -> str:
@@ -39,22 +43,14 @@ def _metrics_text(record: dict) -> str:
 
 
 @contextmanager
-def training_reporter(total_steps: int, interactive: bool) -> Iterator[Reporter]:
-    """A progress bar on stderr when attached to a terminal; otherwise JSON lines on stdout (log-friendly)."""
-    if not interactive:
+def training_reporter(total_steps: int, enabled: bool = True) -> Iterator[Reporter]:
+    """Progress of ``total_steps`` on stderr (a bar on a terminal, else timed lines) and, off a terminal, every
+    record as a JSON line on stdout (log-friendly). ``enabled=False`` (torchrun ranks but 0): JSON lines only."""
+    if not enabled:
         yield print_json_line
         return
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[metrics]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-    )
-    with progress:
-        yield ProgressBar(progress, total_steps)
+    with Progress("icm train", total_steps, unit="steps", transient=False) as progress:
+        yield ProgressReporter(progress)
 
 
 def print_config_fields() -> None:

@@ -15,9 +15,9 @@ from rich.table import Table
 from icmkit.cli._common import (
     console,
     err_console,
-    progress_bar,
     user_errors,
 )
+from icmkit.cli.progress import Progress
 from icmkit.defaults import DEFAULT_BENCH_CODECS
 from icmkit.errors import IcmError
 
@@ -72,9 +72,17 @@ def bench(
     ] = None,
 ) -> None:
     """Rate vs fidelity vs machine accuracy for codecs: results.csv, summary.csv, bd.csv, plots, report.html.
-    An interrupted run resumes from what its --out folder already holds."""
+
+    An interrupted run resumes from what its --out folder already holds. Progress goes to stderr: a bar on a
+    terminal, otherwise a line every few seconds (done / total, rate, ETA).
+    """
+    from contextlib import ExitStack
+
     from icmkit.bench.api import BenchOptions, run_bench
-    from icmkit.bench.summary import SUMMARY_COLUMNS
+    from icmkit.bench.datasets import DatasetError
+    from icmkit.bench.summary import SUMMARY_COLUMNS, display_header, display_value
+
+    _refuse_feature_codecs(task, codecs)
 
     options = BenchOptions(
         out=out,
@@ -90,41 +98,76 @@ def bench(
         adaptive=adaptive,
         adaptive_model=adaptive_model,
     )
-    with progress_bar(True) as progress:
+    with ExitStack() as stack:
 
         def start(total: int):
-            task_id = progress.add_task("coding and scoring", total=total)
-            return lambda n: progress.advance(task_id, n)
+            from icmkit.train.distributed import launched_rank
 
-        def resumed(rows: int, path: Path) -> None:
-            err_console.print(f"resuming: kept {rows:,} rows of an earlier run in {path}", highlight=False)
+            # Under torchrun only rank 0 shows progress (of its own shard).
+            progress = Progress("icm bench: coding and scoring", total, unit="codings", enabled=launched_rank() == 0)
+            stack.enter_context(progress)
+            return progress.advance
 
-        outcome = run_bench(options, progress=start, resumed=resumed)
+        def resumed(rows: int, path: Path, earlier=None) -> None:
+            from icmkit.bench.summary import resume_message
+
+            err_console.print(resume_message(rows, path, earlier), highlight=False)
+
+        try:
+            outcome = run_bench(options, progress=start, resumed=resumed)
+        except DatasetError:
+            if task == "classify" and _unlabelled_images(data):
+                raise DatasetError(
+                    f"{data}: images without labels (no labels.csv, no ImageNet wnid sub-folders), which --task "
+                    "classify needs; for rate and fidelity alone (bpp, PSNR, MS-SSIM) pass --task fidelity"
+                ) from None
+            raise
     if outcome is None:  # a torchrun rank other than 0: rank 0 reports
         return
     table = Table(title=f"summary ({outcome.seconds:.0f} s)")
     columns = [c for c in SUMMARY_COLUMNS if any(r.get(c, "") != "" for r in outcome.summary)]
     for column in columns:
-        table.add_column(column)
-    formats = {
-        "bpp": ".4f",
-        "psnr": ".2f",
-        "ms_ssim": ".4f",
-        "top1": ".1f",
-        "top5": ".1f",
-        "agree": ".1f",
-        "map": ".2f",
-        "map50": ".2f",
-        "enc_s": ".3f",
-        "dec_s": ".3f",
-    }
+        table.add_column(display_header(column))  # the report's headings and precisions (times in ms)
     for row in outcome.summary:
-        table.add_row(*[format(row[c], formats[c]) if isinstance(row[c], float) else str(row[c]) for c in columns])
+        table.add_row(*[display_value(c, row[c]) for c in columns])
     console.print(table)
     for row in outcome.bd:
         if row["metric"] in ("psnr", "top1", "map"):
             console.print(_bd_line(row), highlight=False)
     console.print(f"report: {outcome.report}", highlight=False)
+
+
+def _refuse_feature_codecs(task: str, codecs: str) -> None:
+    """A fidelity bench of feature codecs: one message saying why, before the anchor or anything else is checked."""
+    if task != "fidelity":
+        return
+    from icmkit.bench.plan import parse_codec_spec
+    from icmkit.codecs.base import CodecKind
+    from icmkit.codecs.registry import get_codec
+
+    names = list(dict.fromkeys(plan.codec for plan in parse_codec_spec(codecs)))
+    features = [name for name in names if get_codec(name).kind == CodecKind.FEATURE]
+    if features:
+        which = f"{', '.join(features)} {'is a feature codec' if len(features) == 1 else 'are feature codecs'}"
+        raise IcmError(
+            f"{which}: feature codecs decode to backbone features, not pixels, so a fidelity bench (PSNR, MS-SSIM) "
+            "cannot score them; they serve --task classify, detect and segment (or leave them out of --codecs)"
+        )
+
+
+def _unlabelled_images(data: Path | None) -> bool:
+    """``data`` is a folder of images with nothing that labels them (what --task fidelity benches)."""
+    from icmkit.bench.datasets import image_folder, imagenet_wnids
+
+    if data is None or not data.is_dir() or (data / "labels.csv").exists():
+        return False
+    wnids = set(imagenet_wnids())
+    if any(p.is_dir() and p.name in wnids for p in data.iterdir()):
+        return False
+    try:
+        return bool(image_folder(data).samples)
+    except IcmError:
+        return False
 
 
 @user_errors
@@ -149,7 +192,9 @@ def bd(
 ) -> None:
     """Bjøntegaard-delta rate and metric of every curve in TEST_FILE against ANCHOR_FILE.
 
-    Both may be the same summary.csv: icm bd s.csv s.csv --anchor-codec icm-mse --codec icm-mmd --metric top1
+    Both may be the same summary.csv:
+
+    icm bd s.csv s.csv --anchor-codec icm-mse --codec icm-mmd --metric top1
     """
     from icmkit.bench.bd import bd as compute_bd
     from icmkit.bench.results import load_curves

@@ -19,33 +19,50 @@ from icmkit.cli._common import (
     CodecOption,
     ForceOption,
     QualityOption,
+    SkipExistingOption,
     check_output,
     console,
     err_console,
-    progress_bar,
     user_errors,
 )
+from icmkit.cli.progress import Progress
 from icmkit.defaults import DEFAULT_CODEC
-from icmkit.digest import DIGEST_BYTES
 from icmkit.errors import BitstreamError, IcmError, InputImageError, OutputExistsError
 from icmkit.fileio import atomic_write
 from icmkit.limits import max_pixels
 
 
-def _expand_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
-    """Every image to code, with the path its output takes relative to the output folder
-    (a folder's images keep their sub-folders; a file given by name keeps its name)."""
+def _expand_inputs(
+    inputs: list[Path], suffixes: set[str] | None = None, what: str = "images", left_out=None
+) -> list[tuple[Path, Path]]:
+    """Every file to code (a folder's files with one of ``suffixes``, default the image suffixes), with the path
+    its output takes relative to the output folder (a folder's files keep their sub-folders; a file given by name
+    keeps its name). A file reached twice (named twice, or named and inside a named folder) is taken once, by
+    resolved path. ``left_out(folder, files)``: told of a folder's other files."""
     from icmkit.image import IMAGE_SUFFIXES
 
+    suffixes = IMAGE_SUFFIXES if suffixes is None else suffixes
     files: list[tuple[Path, Path]] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, relative: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            files.append((path, relative))
+
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            every = sorted(p for p in item.rglob("*") if p.is_file())
+            found = [p for p in every if p.suffix.lower() in suffixes]
             if not found:
-                raise InputImageError(f"{item}: folder holds no images")
-            files.extend((p, p.relative_to(item)) for p in found)
+                raise InputImageError(f"{item}: folder holds no {what}")
+            if left_out is not None and len(found) < len(every):
+                left_out(item, [p for p in every if p.suffix.lower() not in suffixes])
+            for path in found:
+                add(path, path.relative_to(item))
         elif item.exists():
-            files.append((item, Path(item.name)))
+            add(item, Path(item.name))
         else:
             raise InputImageError(f"{item}: no such file or folder")
     return files
@@ -67,7 +84,7 @@ def _plan_outputs(files: list[tuple[Path, Path]], output: Path | None, extension
     return targets
 
 
-def _refuse_collisions(sources: list[Path], targets: list[Path]) -> None:
+def _refuse_collisions(sources: list[Path], targets: list[Path], verb: str = "compress") -> None:
     """Two inputs whose outputs are one file (``a.png`` and ``a.jpg`` → ``a.icm``; ``x/a.png`` and ``a.png``
     given by name → ``OUT/a.icm``): the second would silently replace the first."""
     first: dict[Path, Path] = {}
@@ -75,7 +92,7 @@ def _refuse_collisions(sources: list[Path], targets: list[Path]) -> None:
         key = Path(os.path.normcase(os.path.abspath(target)))
         if key in first:
             raise OutputExistsError(
-                f"{first[key]} and {source} would both be written to {target}; compress them separately, or rename one"
+                f"{first[key]} and {source} would both be written to {target}; {verb} them separately, or rename one"
             )
         first[key] = source
 
@@ -135,14 +152,7 @@ def compress(
     codec: CodecOption = DEFAULT_CODEC,
     quality: QualityOption = None,
     force: ForceOption = False,
-    skip_existing: Annotated[
-        bool,
-        typer.Option(
-            "--skip-existing",
-            help="Leave inputs whose output exists (resume an interrupted batch: "
-            "outputs are written whole or not at all).",
-        ),
-    ] = False,
+    skip_existing: SkipExistingOption = False,
     target_bytes: Annotated[
         int | None, typer.Option("--target-bytes", help="Rate control: the best stream of at most N bytes.")
     ] = None,
@@ -188,11 +198,24 @@ def compress(
             "--detector-size",
             help="Feature codecs: code for a COCO detector — resize as torchvision's detectors do (shorter side N, "
             "longer at most max(1333, N)) before the head; `icm predict --model fasterrcnn_resnet50_fpn` then "
-            "reads the stream. Default: the classification geometry (the image as it is).",
+            "reads the stream. Default: the classifier geometry (see --geometry).",
+        ),
+    ] = None,
+    geometry: Annotated[
+        str | None,
+        typer.Option(
+            "--geometry",
+            help="Feature codecs: 'classifier' (default) codes what the backbone classifier sees — its own "
+            "resize and centre crop (224² for EfficientNet-Lite0) — so `icm predict` on the stream agrees with "
+            "`icm predict` on the image; 'full' codes the whole image at its own size, and the tail then runs on "
+            "the whole map (what dense tasks want; a classifier trained on centre crops reads it poorly).",
+            metavar="classifier|full",
         ),
     ] = None,
 ) -> None:
-    """Compress images. Learned codecs write .icm files; conventional codecs their native format
+    """Compress images.
+
+    Learned codecs write .icm files; conventional codecs their native format
     (default output: the input's name with that extension, beside it). With a target (--target-bytes,
     --target-bpp, --target-psnr or --keep-prediction) the quality is searched per image; the chosen quality and
     what it achieved are printed and, in .icm files of icmkit's codecs, recorded in the header (icm info)."""
@@ -206,14 +229,11 @@ def compress(
     )
     chosen = get_codec(codec)
     chosen.require_available()
-    if detector_size is not None:
-        if not hasattr(chosen, "for_detection"):
-            raise IcmError(f"--detector-size is for feature codecs; {chosen.name} is a {chosen.kind.value} codec")
-        chosen = chosen.for_detection(detector_size, max(1333, detector_size))
+    chosen = _feature_geometry(chosen, geometry, detector_size)
     quality = chosen.quality.validate(quality)
     planned = _expand_inputs(inputs)
     files = [source for source, _ in planned]
-    many = len(files) > 1 or any(p.is_dir() for p in inputs)
+    many = len(inputs) > 1 or any(p.is_dir() for p in inputs)  # a file named twice is coded once, into a folder
     targets = _plan_outputs(planned, output, chosen.extension, many)
     for target in targets:
         hint = "use --force to overwrite, or --skip-existing to keep it" if many else "use --force to overwrite"
@@ -234,19 +254,18 @@ def compress(
 
     failures = 0
     total_bytes = total_pixels = 0
-    with progress_bar(many) as progress:
-        task = progress.add_task(f"compressing with {chosen.name}", total=len(files))
+    with Progress(f"icm compress with {chosen.name}", len(files), unit="images", enabled=many) as progress:
         for source, target in zip(files, targets):
             try:
                 image = api.read_image(source)
                 data, note = _encode(chosen, image, quality, rate_target, best_effort)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(target, data)
+                atomic_write(target, data, overwrite=force)  # without --force a concurrent writer loses, cleanly
             except IcmError as exc:
                 if not many:
                     raise
                 failures += 1
-                err_console.print(f"[red]error:[/] {exc}", highlight=False)
+                err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             else:
                 pixels = image.shape[0] * image.shape[1]
                 total_bytes += len(data)
@@ -254,7 +273,7 @@ def compress(
                 console.print(
                     f"{source} → {target}  {len(data):,} bytes  {8 * len(data) / pixels:.4f} bpp{note}", highlight=False
                 )
-            progress.advance(task)
+            progress.advance()
     if many and files:
         console.print(
             f"{len(files) - failures} of {len(files)} images, {total_bytes:,} bytes, "
@@ -267,32 +286,108 @@ def compress(
 
 @user_errors
 def decompress(
-    input: Annotated[Path, typer.Argument(help="A compressed file (.icm or a conventional codec's file).")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Compressed files (.icm or a conventional codec's file), or folders of them.", show_default=False
+        ),
+    ],
     output: Annotated[
         Path | None,
         typer.Option(
             "--output",
             "-o",
-            help="Output file: a PNG for images (default IN.decoded.png, so that "
+            help="Output file (one input): a PNG for images (default IN.decoded.png, so that "
             "decoding photo.icm never replaces photo.png); for feature streams a .safetensors of the "
-            "decoded features (default IN.features.safetensors).",
+            "decoded features (default IN.features.safetensors). Several inputs or a folder: the output folder "
+            "(created if missing; sub-folders kept, the same names as beside the inputs).",
         ),
     ] = None,
     codec: Annotated[
         str | None, typer.Option("--codec", "-c", help="Codec to decode with (default: read from the file).")
     ] = None,
     force: ForceOption = False,
+    skip_existing: SkipExistingOption = False,
 ) -> None:
-    """Decompress a file to a lossless PNG (default IN.decoded.png), or a feature stream to its decoded
-    features (.safetensors: tensor "features" (1, C, h, w) float32 + metadata stride, backbone, split,
-    head_digest, image_size, codec, quality), which `icm predict` reads."""
+    """Decompress streams to lossless PNGs, or feature streams to their decoded features.
+
+    Images go to IN.decoded.png by default; feature streams to IN.features.safetensors (tensor "features"
+    (1, C, h, w) float32 + metadata stride, backbone, split, head_digest, image_size, codec, quality), which
+    `icm predict` reads.
+
+    A folder is decoded like `icm compress` codes one: recursively, its files with a codec's extension
+    (.icm .jpg .webp .jp2 .avif .jxl .hevc .vvc), to -o OUTDIR (sub-folders kept) or beside each file. Its
+    other files (the original images, say) are left out with a note; a file that is no stream icmkit decodes is
+    an error line, the others are still decoded, and the exit status is then 2."""
+    if force and skip_existing:
+        raise IcmError("--force and --skip-existing contradict each other; pass one")
+    many = len(inputs) > 1 or any(p.is_dir() for p in inputs)
+    if not many:
+        _decompress_one(inputs[0], output, codec, force)
+        return
     from icmkit import api
-    from icmkit.codecs.base import FeatureMaps
-    from icmkit.image import encode_png
+
+    if codec is not None:  # an unknown or missing codec: one error, not one per file
+        from icmkit.codecs.registry import get_codec
+
+        get_codec(codec).require_available()
+    left_out: list[tuple[Path, list[Path]]] = []  # noted once the plan holds (a refused plan: one error line)
+    planned = _expand_inputs(inputs, _stream_suffixes(), "compressed streams", left_out=lambda *f: left_out.append(f))
+    if output is not None and output.exists() and not output.is_dir():
+        raise OutputExistsError(f"{output}: several inputs need an output folder, not a file")
+    jobs: list[tuple[Path, Path | None, IcmError | None]] = []
+    for source, relative in planned:
+        try:  # a corrupt .icm header fails here: an error line in the loop, the other files are still decoded
+            suffix = ".features.safetensors" if _is_feature_stream(api.read_stream_file(source), codec) else None
+        except IcmError as exc:
+            jobs.append((source, None, exc))
+            continue
+        base = source if output is None else output / relative
+        jobs.append((source, base.with_suffix(suffix or DECODED_SUFFIX), None))
+    planned_jobs = [(s, t) for s, t, problem in jobs if problem is None]
+    _refuse_collisions([s for s, _ in planned_jobs], [t for _, t in planned_jobs], verb="decompress")
+    sources = [s for s, _ in planned]
+    for _, target in planned_jobs:
+        hint = "use --force to overwrite, or --skip-existing to keep it"
+        check_output(target, sources, force or (skip_existing and target.is_file()), create_parent=True, hint=hint)
+    if skip_existing:
+        kept = [job for job in jobs if job[1] is None or not job[1].is_file()]
+        if len(kept) < len(jobs):
+            err_console.print(
+                f"skipping {len(jobs) - len(kept)} of {len(jobs)} inputs whose output exists", highlight=False
+            )
+        jobs = kept
+    for folder, files in left_out:
+        _note_left_out(folder, files)
+
+    failures = 0
+    with Progress("icm decompress", len(jobs), unit="files") as progress:
+        for source, target, problem in jobs:
+            try:
+                if problem is not None:
+                    raise problem
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _decode_file(source, api.read_stream_file(source), target, codec, overwrite=force)
+            except IcmError as exc:
+                failures += 1
+                message = str(exc) if str(exc).startswith(str(source)) else f"{source}: {exc}"
+                err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
+            progress.advance()
+    if jobs:
+        console.print(f"{len(jobs) - failures} of {len(jobs)} files decoded", highlight=False)
+    if failures:
+        raise typer.Exit(code=2)
+
+
+def _decompress_one(input: Path, output: Path | None, codec: str | None, force: bool) -> None:
+    """One file: to ``output`` (a file, or a folder that exists), or beside it."""
+    from icmkit import api
 
     data = api.read_stream_file(input)
     if _is_feature_stream(data, codec):
         target = output if output is not None else input.with_suffix(".features.safetensors")
+        if output is not None and output.is_dir():
+            target = output / Path(input.name).with_suffix(".features.safetensors")
         if target.suffix.lower() != ".safetensors":
             raise OutputExistsError(
                 f"{input} is a feature stream: it decodes to backbone features, not an image; name the output "
@@ -300,25 +395,76 @@ def decompress(
             )
     else:
         target = output if output is not None else input.with_suffix(DECODED_SUFFIX)
+        if output is not None and output.is_dir():
+            target = output / Path(input.name).with_suffix(DECODED_SUFFIX)
         if target.suffix.lower() != ".png":
             raise OutputExistsError(f"{target}: decoded images are written as PNG; name the output *.png")
     check_output(target, [input], force)
+    _decode_file(input, data, target, codec, overwrite=force)
+
+
+def _decode_file(source: Path, data: bytes, target: Path, codec: str | None, overwrite: bool = True) -> None:
+    """Decode ``data`` (the bytes of ``source``), write ``target`` and print what was written (``overwrite``
+    False: created exclusively, so that a file another process wrote meanwhile is not replaced)."""
+    from icmkit import api
+    from icmkit.codecs.base import FeatureMaps
+    from icmkit.codecs.sniff import not_a_stream_message, sniff_codec
+    from icmkit.image import encode_png
+
+    if codec is None and sniff_codec(data) is None:  # say what the file is (a PNG, a text file …)
+        raise BitstreamError(not_a_stream_message(source, data))
     decoded = api.codec_for_stream(data, codec, how_to_name="--codec NAME").decode(data)
     if isinstance(decoded, FeatureMaps):
         from icmkit.feature_io import FEATURES, save_features
 
-        save_features(decoded, target)
+        save_features(decoded, target, overwrite=overwrite)
         height, width = decoded.image_size
         shape = "×".join(str(n) for n in tuple(decoded.tensors[FEATURES].shape)[1:])
         console.print(
-            f"{input} → {target}  features {shape} (stride {decoded.strides[FEATURES]}) of a {width}×{height} image  "
+            f"{source} → {target}  features {shape} (stride {decoded.strides[FEATURES]}) of a {width}×{height} image  "
             f"{8 * len(data) / (width * height):.4f} bpp",
             highlight=False,
         )
         return
-    atomic_write(target, encode_png(decoded))
+    atomic_write(target, encode_png(decoded), overwrite=overwrite)
     height, width = decoded.shape[:2]
-    console.print(f"{input} → {target}  {width}×{height}  {8 * len(data) / (width * height):.4f} bpp", highlight=False)
+    console.print(f"{source} → {target}  {width}×{height}  {8 * len(data) / (width * height):.4f} bpp", highlight=False)
+
+
+def _stream_suffixes() -> set[str]:
+    """The extensions of every registered codec's files (.icm, .jpg, .webp, …): what a folder is decoded from."""
+    from icmkit.codecs.registry import list_codecs
+
+    suffixes = {codec.extension.lower() for codec in list_codecs()} | {".icm"}
+    return suffixes | ({".jpeg"} if ".jpg" in suffixes else set())
+
+
+def _note_left_out(folder: Path, left: list[Path]) -> None:
+    example = ", ".join(str(p) for p in left[:2]) + (", …" if len(left) > 2 else "")
+    what = "file that is not a compressed stream" if len(left) == 1 else "files that are not compressed streams"
+    err_console.print(
+        f"note: {folder}: left out {len(left)} {what} ({example})",
+        highlight=False,
+        markup=False,
+    )
+
+
+def _feature_geometry(chosen, geometry: str | None, detector_size: int | None):
+    """The codec view that codes in the geometry asked for (--geometry, --detector-size: feature codecs only)."""
+    from icmkit.feature_header import CLASSIFIER, FULL
+
+    flag = "--detector-size" if detector_size is not None else "--geometry" if geometry is not None else None
+    if flag is None:
+        return chosen
+    if not hasattr(chosen, "for_detection"):
+        raise IcmError(f"{flag} is for feature codecs; {chosen.name} is a {chosen.kind.value} codec")
+    if detector_size is not None:
+        if geometry is not None:
+            raise IcmError("--detector-size codes in the detector's geometry; leave out --geometry")
+        return chosen.for_detection(detector_size, max(1333, detector_size))
+    if geometry not in (CLASSIFIER, FULL):
+        raise IcmError(f"--geometry must be {CLASSIFIER} or {FULL}, not {geometry!r}")
+    return chosen.for_classifier() if geometry == CLASSIFIER else chosen.for_full_image()
 
 
 def _is_feature_stream(data: bytes, codec: str | None) -> bool:
@@ -341,11 +487,16 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Show an .icm file's header: codec, quality, size, streams, rate, and whether the weights match.
+
     Feature streams also show the backbone, split, coded and decoded feature shape, stride and head digest."""
     from icmkit import api
     from icmkit.codecs.base import CodecKind
 
     data = api.read_stream_file(input)
+    if not bitstream.peek_is_icm(data):  # say what the file is instead (a JPEG image, a PNG …)
+        from icmkit.codecs.sniff import not_icm_message
+
+        raise BitstreamError(not_icm_message(input, data))
     header, _ = bitstream.unpack(data, max_pixels=max_pixels())
     fields = {
         "file": str(input),
@@ -377,77 +528,68 @@ def info(
         return
     table = Table(show_header=False, box=None)
     for key, value in fields.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else escape(str(value)))
+        table.add_row(key, _info_text(key, value))
     console.print(table)
 
 
+def _info_text(key: str, value) -> str:
+    """A header field as `icm info` shows it: bpp to 4 decimals, a quality as `compress` prints it (3.725, 42)."""
+    if isinstance(value, float):
+        return f"{value:.4f}" if key == "bpp" else format(value, "g")
+    return escape(str(value))
+
+
 def _feature_fields(header: bitstream.IcmHeader) -> dict:
-    """A feature stream's ``extra`` header (b = backbone, s = split, h = head digest, f = coded C×h×w, and
-    g = the detector's resize of a detection stream)."""
-    import re
+    """A feature stream's own header fields (:mod:`icmkit.feature_header`): backbone, split, coded shape,
+    geometry, head digest, and what the receiver gets (the decoded map's shape; a full stream's stride follows
+    from the image's size, a resized stream's from its backbone, which ``icm info`` does not load)."""
+    from icmkit.feature_header import parse_feature_header
 
-    extra = bitstream.unpack_extra(header.extra)
-    missing = [key for key in "bsfh" if key not in extra]
-    if missing:
-        raise BitstreamError(f"malformed feature stream header (no {', '.join(missing)} field)")
-    try:
-        backbone, split, shape = (extra[key].decode("ascii") for key in "bsf")
-    except UnicodeDecodeError:
-        raise BitstreamError("malformed feature stream header (non-ASCII names)") from None
-    match = re.fullmatch(r"([1-9][0-9]*)x([1-9][0-9]*)x([1-9][0-9]*)", shape)
-    padded_h, padded_w = header.height + header.pad_bottom, header.width + header.pad_right
-    if match is None or len(extra["h"]) != DIGEST_BYTES:
-        raise BitstreamError("malformed feature stream header (feature shape or head digest)")
-    channels, rows, cols = (int(v) for v in match.groups())
-    if "g" in extra:  # a detection stream: coded after the detector's resize (icmkit.geometry)
-        from icmkit.geometry import format_size, parse_size
-
-        resized = parse_size(extra["g"].decode("ascii", "replace"))
-        if resized is None:
-            raise BitstreamError("malformed feature stream header (bad detection size)")
-        geometry = {"geometry": "detection", "resized": format_size(resized)}
-        return {
-            "backbone": backbone,
-            "split": split,
-            "feature_shape": shape,
-            **geometry,
-            "head_digest": extra["h"].hex(),
-        }
-    if padded_h % rows or padded_w % cols or padded_h // rows != padded_w // cols:
-        raise BitstreamError(
-            f"malformed feature stream header (features {shape} do not tile a {padded_w}×{padded_h} padded image)"
-        )
-    stride = padded_h // rows
-    return {
-        "backbone": backbone,
-        "split": split,
-        "feature_shape": shape,
-        "decoded_shape": f"{channels}x{-(-header.height // stride)}x{-(-header.width // stride)}",
-        "stride": stride,
-        "head_digest": extra["h"].hex(),
-    }
+    parsed = parse_feature_header(header)
+    fields = parsed.fields()
+    if parsed.geometry is None:
+        rows, cols = parsed.coded
+        padded_h, padded_w = header.height + header.pad_bottom, header.width + header.pad_right
+        if padded_h % rows or padded_w % cols or padded_h // rows != padded_w // cols:
+            raise BitstreamError(
+                f"malformed feature stream header (features {parsed.feature_shape} do not tile a "
+                f"{padded_w}×{padded_h} padded image)"
+            )
+        stride = padded_h // rows
+        fields["decoded_shape"] = f"{parsed.channels}x{-(-header.height // stride)}x{-(-header.width // stride)}"
+        fields["stride"] = stride
+    return fields
 
 
 def _header_quality(header: bitstream.IcmHeader):
     """The quality a header's quality byte stands for (continuous knobs store a step index); the byte itself
-    when the codec is not installed here."""
-    from icmkit.codecs.registry import get_codec
+    when the codec is not registered here (a header never resolves to a weights file)."""
+    from icmkit.codecs.registry import registered_codec
 
     try:
-        return get_codec(header.codec).quality.from_id(header.quality)
+        return registered_codec(header.codec).quality.from_id(header.quality)
     except IcmError:
         return header.quality
 
 
 def _weights_status(header: bitstream.IcmHeader) -> str:
-    from icmkit.codecs.registry import get_codec
+    """Whether the installed weights are the header's, from the weights file's digest: no model is built."""
+    from icmkit.codecs.registry import registered_codec
+    from icmkit.weights import coding_digest
 
     try:
-        codec = get_codec(header.codec)
-        model = getattr(codec, "model", None)
-        if model is None or not codec.availability().ok:
+        codec = registered_codec(header.codec)
+    except IcmError:
+        if header.codec.endswith(".safetensors"):
+            return "not registered here: a weights file's codec (a header never loads one; decode with --codec FILE)"
+        return "not installed (no codec of that name is registered here)"
+    try:
+        if not codec.availability().ok or not hasattr(codec, "weights_file"):
             return "unknown here"
-        _, digest = model(codec.quality.validate(codec.quality.from_id(header.quality)))
+        path = codec.weights_file(codec.quality.validate(codec.quality.from_id(header.quality)))
+        if path is None:
+            return "unknown here"
+        digest = coding_digest(path)
     except IcmError as exc:
         return f"not installed ({exc})"
     return "match installed" if digest == header.digest else "DIFFERENT from installed (decoding will fail)"

@@ -15,12 +15,14 @@ from rich.table import Table
 # so that `icm --help` and every `icm COMMAND --help` answer at once (a test checks what they import).
 from icmkit.cli._common import (
     CodecOption,
+    IcmCommand,
+    IcmGroup,
     QualityOption,
     console,
-    is_interactive,
     user_errors,
 )
 from icmkit.cli.benchmark import bd, bench
+from icmkit.cli.cache import cache_app
 from icmkit.cli.coding import compress, decompress, info
 from icmkit.cli.predict import predict
 from icmkit.cli.probe import probe
@@ -29,17 +31,39 @@ from icmkit.defaults import DEFAULT_CODEC
 app = typer.Typer(
     name="icm",
     help="icmkit — image coding for machines: compress, decompress, inspect and compare codecs; train learned ones.",
+    cls=IcmGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from icmkit import __version__
+
+        print(f"icm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _icm(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True, expose_value=True
+        ),
+    ] = False,
+) -> None:
+    """icmkit — image coding for machines: compress, decompress, inspect and compare codecs; train learned ones."""
+
+
 # Commands in the order `icm --help` lists them; each lives in the module of its job.
 for command in (compress, decompress, info, predict, probe):
-    app.command()(command)
+    app.command(cls=IcmCommand)(command)
 
 
-@app.command()
+@app.command(cls=IcmCommand)
 @user_errors
 def codecs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
     """List every registered codec, its quality knob and grid, and whether it works on this machine."""
@@ -74,7 +98,7 @@ def codecs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
     console.print(table)
 
 
-@app.command()
+@app.command(cls=IcmCommand)
 @user_errors
 def zoo(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
     """List the shipped learned-codec weights: family, quality, λ, β, steps, data, command and measurements."""
@@ -86,26 +110,42 @@ def zoo(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead
     if as_json:
         print(json.dumps(rows))
         return
+    # What one family's rows share (its training data, how it was measured) is shown once, under the table.
+    shared: dict[str, dict[str, str]] = {}
+    for name in dict.fromkeys(row["family"] for row in rows):
+        members = [row for row in rows if row["family"] == name]
+        texts = {}
+        for key in ("data", "command"):
+            if all(r[key] == members[0][key] for r in members):
+                texts[key] = members[0][key]
+        for key, value in members[0]["metrics"].items():
+            if isinstance(value, str) and all(r["metrics"].get(key) == value for r in members):
+                texts[key] = value
+        shared[name] = texts
     table = Table(title="icmkit model zoo")
-    for column in ("family", "quality", "λ", "β", "steps", "measured", "data"):
+    for column in ("family", "quality", "λ", "β", "steps", "measured"):
         table.add_column(column)
+    if any("data" not in texts for texts in shared.values()):
+        table.add_column("data")
     for row in rows:
-        measured = ", ".join(f"{k} {v}" for k, v in row["metrics"].items())
-        table.add_row(
-            row["family"],
-            str(row["quality"]),
-            str(row["lmbda"]),
-            str(row["beta"]),
-            str(row["steps"]),
-            escape(measured),
-            escape(row["data"]),
-        )
+        texts = shared[row["family"]]
+        measured = ", ".join(f"{k} {v}" for k, v in row["metrics"].items() if k not in texts)
+        cells = [row["family"], str(row["quality"]), str(row["lmbda"]), str(row["beta"]), str(row["steps"])]
+        cells.append(escape(measured))
+        if len(table.columns) > len(cells):
+            cells.append("" if "data" in texts else escape(row["data"]))
+        table.add_row(*cells)
     console.print(table)
-    for row in rows:
-        console.print(f"{row['family']} q{row['quality']}: {row['command']}", highlight=False)
+    for name, texts in shared.items():
+        console.print(name, highlight=False, markup=False)
+        for key, value in texts.items():
+            console.print(f"  {key}: {value}", highlight=False, markup=False)
+        for row in rows:
+            if row["family"] == name and "command" not in texts:
+                console.print(f"  command q{row['quality']}: {row['command']}", highlight=False, markup=False)
 
 
-@app.command()
+@app.command(cls=IcmCommand)
 @user_errors
 def demo(
     codec: CodecOption = DEFAULT_CODEC,
@@ -142,11 +182,12 @@ def demo(
     )
 
 
-app.command()(bench)
-app.command()(bd)
+app.command(cls=IcmCommand)(bench)
+app.command(cls=IcmCommand)(bd)
+app.add_typer(cache_app)  # icm cache features | …: work done once for many training steps
 
 
-@app.command()
+@app.command(cls=IcmCommand)
 @user_errors
 def train(
     overrides: Annotated[
@@ -168,12 +209,16 @@ def train(
         bool, typer.Option("--list-fields", help="Print every field (type, default, documentation) and exit.")
     ] = False,
 ) -> None:
-    """Train a learned codec: random crops and flips of image folders, main + auxiliary Adam, checkpoints
+    """Train a learned codec, or pre-train a backbone (MoCo v2).
+
+    Random crops and flips of image folders, main + auxiliary Adam, checkpoints
     (safetensors + JSON), exact resume, log.jsonl and TensorBoard scalars in the run folder (field out).
     `architecture: moco-v2` pre-trains a backbone instead (MoCo v2 with semantic-guided crops, DICM's stage 1).
 
     Rerunning the same command resumes from the run folder's checkpoint. For several GPUs or CPU processes
-    start it with torchrun (DDP): torchrun --standalone --nproc_per_node 8 -m icmkit train --config FILE.yaml
+    start it with torchrun (DDP):
+
+    torchrun --standalone --nproc_per_node 8 -m icmkit train --config FILE.yaml
     """
     from icmkit.cli._training import print_config_fields, training_reporter
     from icmkit.train.config import load_config
@@ -185,7 +230,7 @@ def train(
         return
     train_config = load_config(config, overrides or [])
     # Under torchrun only rank 0 reports: other ranks must not draw (empty) bars on the same terminal.
-    with training_reporter(train_config.steps, interactive=is_interactive() and launched_rank() == 0) as report:
+    with training_reporter(train_config.steps, enabled=launched_rank() == 0) as report:
         weights = make_trainer(train_config, report=report).run()
     if weights is not None:  # None on torchrun ranks other than 0
         console.print(f"weights: {weights}", highlight=False)

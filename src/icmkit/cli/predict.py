@@ -14,9 +14,9 @@ from rich.markup import escape
 from icmkit.cli._common import (
     console,
     err_console,
-    progress_bar,
     user_errors,
 )
+from icmkit.cli.progress import Progress
 from icmkit.errors import IcmError, InputImageError
 
 # Files `icm predict` takes besides images: streams of every codec and decoded features.
@@ -64,8 +64,18 @@ def predict(
         int,
         typer.Option("--detector-size", help="Detectors on images and pixel streams: the shorter side they resize to."),
     ] = 800,
+    codec: Annotated[
+        str | None,
+        typer.Option(
+            "--codec",
+            "-c",
+            help="Decode streams with this codec (a name, or a weights file: a stream's header never picks a file).",
+        ),
+    ] = None,
 ) -> None:
-    """ImageNet top-k classes with probabilities: images through the classifier (its own preprocessing),
+    """ImageNet top-k classes of images, compressed streams and decoded features (or a detector's detections).
+
+    Top-k classes with probabilities: images through the classifier (its own preprocessing),
     pixel streams decoded first, feature streams decoded and run through their backbone's tail. With a COCO
     detector as --model: its detections (the --top-k best scoring at least --min-score), from feature streams
     without pixels."""
@@ -80,15 +90,16 @@ def predict(
     detector = model in DETECTORS
     many = len(files) > 1
     failures = 0
-    with progress_bar(many) as progress:
-        task = progress.add_task("predicting", total=len(files))
+    with Progress("icm predict", len(files), unit="files", enabled=many) as progress:
         for path in files:
             try:
                 if detector:
                     size = (detector_size, max(1333, detector_size))
-                    result = api.detect(path, model=model, weights=weights, min_size=size[0], max_size=size[1])
+                    result = api.detect(
+                        path, model=model, weights=weights, codec=codec, min_size=size[0], max_size=size[1]
+                    )
                 else:
-                    result = api.predict(path, model=model, k=top_k, weights=weights)
+                    result = api.predict(path, model=model, k=top_k, weights=weights, codec=codec)
             except IcmError as exc:
                 if not many:
                     raise
@@ -100,7 +111,7 @@ def predict(
                     _print_detections(path, result, as_json, min_score, top_k)
                 else:
                     _print_prediction(path, result, as_json)
-            progress.advance(task)
+            progress.advance()
     if failures:
         raise typer.Exit(code=2)
 

@@ -15,9 +15,9 @@ from rich.table import Table
 from icmkit.cli._common import (
     console,
     err_console,
-    progress_bar,
     user_errors,
 )
+from icmkit.cli.progress import Progress
 from icmkit.defaults import DEFAULT_CLASSIFIER
 from icmkit.errors import IcmError, QualityError
 
@@ -114,7 +114,9 @@ def probe(
         ),
     ] = None,
 ) -> None:
-    """Linear probe (MoCo protocol) on frozen, decoded features: train a linear layer on the pooled
+    """Linear probe (MoCo protocol) on the frozen features a codec delivers: top-1 / top-5 and bpp per quality.
+
+    Train a linear layer on the pooled
     penultimate features of the --train images as the codec delivers them, report its top-1 / top-5 on
     --eval, per codec quality, with bpp (mean over the --eval crops).
 
@@ -144,15 +146,11 @@ def probe(
 
     training = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size, "seed": seed}
     rows, warnings_seen = [], []
-    with progress_bar(True) as progress:
-        task = progress.add_task("coding and pooling", total=len(qualities) * (len(train_samples) + len(eval_samples)))
-
-        def advance() -> None:
-            progress.advance(task)
-
+    total = len(qualities) * (len(train_samples) + len(eval_samples))
+    with Progress("icm probe: coding and pooling", total, unit="images") as progress:
         for quality in qualities:
-            train_x, train_bpp = _pooled_set(train_samples, chosen, quality, classifier, crop, advance)
-            eval_x, eval_bpp = _pooled_set(eval_samples, chosen, quality, classifier, crop, advance)
+            train_x, train_bpp = _pooled_set(train_samples, chosen, quality, classifier, crop, progress.advance)
+            eval_x, eval_bpp = _pooled_set(eval_samples, chosen, quality, classifier, crop, progress.advance)
             result = fit_and_evaluate(
                 train_x, [s.label for s in train_samples], eval_x, [s.label for s in eval_samples], **training
             )
@@ -218,12 +216,13 @@ def _check_settings(train_dir, eval_dir, epochs, lr, weight_decay, batch_size, c
 
 def _codec_plan(spec: str):
     """(codec or None for uncompressed crops, its qualities) from ``NAME``, ``NAME:q1,q2`` or ``none``."""
+    from icmkit.bench.protocols import coding_view
     from icmkit.codecs.registry import get_codec
 
     if spec.strip().lower() == UNCOMPRESSED:
         return None, (None,)
     name, sep, listed = spec.partition(":")
-    chosen = get_codec(name.strip())
+    chosen = coding_view(get_codec(name.strip()))  # the crops as they are, as in `icm bench`
     chosen.require_available()
     if not sep:
         return chosen, tuple(chosen.quality.grid)

@@ -20,7 +20,9 @@ import numpy as np
 from icmkit.errors import CodecUnavailableError, QualityError
 
 if TYPE_CHECKING:
-    from icmkit.geometry import DetectionGeometry
+    from icmkit.geometry import ClassifierGeometry, DetectionGeometry
+
+    Geometry = ClassifierGeometry | DetectionGeometry
 
 Quality = int | float  # an integer knob, or a point of a continuous one (see QualitySpec.resolution)
 
@@ -135,12 +137,18 @@ class FeatureMaps:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of_split(cls, features, image_size, stride: int, meta: dict, geometry: DetectionGeometry | None = None):
-        """One split's map (``FEATURES``) cropped to what the receivers take: the image's own map in the
-        classification geometry (``⌈side / stride⌉``), the map of the 32-padded resized input in the detection
-        geometry (whose resized size joins ``meta``, for boxes back in original coordinates)."""
+    def of_split(cls, features, image_size, stride: int, meta: dict, geometry: Geometry | None = None):
+        """One split's map (``FEATURES``) cropped to what the receivers take: the image's own map in the full
+        geometry (``⌈side / stride⌉``), the map of the classifier's cropped input in the classifier geometry
+        (whose input size joins ``meta`` as ``input_size``), the map of the 32-padded resized input in the
+        detection geometry (whose resized size joins ``meta``, for boxes back in original coordinates)."""
+        from icmkit.geometry import ClassifierGeometry
+
         if geometry is None:
             height, width = (math.ceil(side / stride) for side in image_size)
+        elif isinstance(geometry, ClassifierGeometry):
+            height, width = geometry.feature_size(stride)
+            meta = {**meta, "input_size": geometry.input}
         else:
             height, width = geometry.feature_size(stride)
             meta = {**meta, "resized": geometry.resized}

@@ -2,30 +2,26 @@
 
 The stream decodes to :class:`~icmkit.codecs.base.FeatureMaps` (``tensors["features"]``, ``(1, C, h, w)``
 float32), which the backbone's tail turns into predictions — no pixels are rebuilt. The ``.icm`` header
-is of kind ``feature``; its ``extra`` field (:func:`icmkit.bitstream.pack_extra`; one-letter keys, as every
-header byte counts in the rate) holds
+is of kind ``feature``; its ``extra`` field names the backbone, split, head digest, coded shape and geometry
+(:mod:`icmkit.feature_header`), so a receiver refuses a stream made by another head before decoding anything.
+Three geometries (:mod:`icmkit.geometry`):
 
-====== ===============================================================
-``b``  backbone: the classifier the head belongs to, e.g. ``tf_efficientnet_lite0``
-``s``  split: the stage the head ends with, e.g. ``blocks.2``
-``h``  the 8-byte digest of the head's weights (raw bytes)
-``f``  ``C×h×w`` of the coded feature map (padded image / backbone stride), ASCII
-``g``  detection streams only: ``h×w`` of the image after the detector's resize, ASCII
-====== ===============================================================
-
-so a receiver refuses a stream made by another head before decoding anything. Two geometries:
-
-- classification (the default): the image is padded by edge replication to ``backbone stride × codec
-  stride`` (the head's stride times the multiple the codec needs on the feature map); decoded features are
-  cropped to ``ceil(H / stride) × ceil(W / stride)``;
+- classifier (the default, :meth:`FeatureCodec.for_classifier`): the sender applies the classifier's own
+  evaluation transform (resize, centre crop, normalise — :mod:`icmkit.preprocess`) and runs the head on that
+  input, exactly as the classifier would on the image; the receiver's tail then agrees with the image path. The
+  header's size is the original image's; the cropped input's size is recorded;
+- full (:meth:`FeatureCodec.for_full_image`): the image as it is, padded by edge replication to ``backbone
+  stride × codec stride``; decoded features are cropped to ``ceil(H / stride) × ceil(W / stride)``. The tail
+  runs on the whole photo's map — what a dense task wants, but classifiers trained on centre crops read it
+  poorly. ``icm bench`` gives feature codecs its 256² crop in this geometry;
 - detection (:meth:`FeatureCodec.for_detection`): the sender runs torchvision's detection transform first
   (shorter side to ``min_size``, longer at most ``max_size``, normalise, pad to 32 — what the detector would
-  do), then the head; the feature map is padded by edge replication to the codec's multiple and decoded
-  features are cropped back to the map of the 32-padded input, which a split detector
-  (:class:`icmkit.backbones.detection.SplitDetector`) takes as it is. The header's size is the original
-  image's; ``meta["resized"]`` carries the resized size.
+  do), then the head; decoded features are cropped back to the map of the 32-padded input, which a split
+  detector (:class:`icmkit.backbones.detection.SplitDetector`) takes as it is. ``meta["resized"]`` carries the
+  resized size.
 
-bpp is always the stream's bits over the input image's pixels.
+In the classifier and detection geometries the head runs on the transformed input and its feature map is
+padded by edge replication to the codec's multiple. bpp is always the stream's bits over the input image's pixels.
 """
 
 from __future__ import annotations
@@ -44,7 +40,8 @@ from icmkit.backbones import SplitBackbone, split_classifier
 from icmkit.codecs.base import Availability, CodecKind, FeatureMaps
 from icmkit.codecs.learned import IcmContainerCodec
 from icmkit.errors import BitstreamError, IcmError, WeightsMismatchError
-from icmkit.geometry import DetectionGeometry, format_size, parse_size
+from icmkit.feature_header import CLASSIFIER, DETECTION, FULL, pack_feature_fields, parse_feature_header
+from icmkit.geometry import ClassifierGeometry, DetectionGeometry, format_size
 from icmkit.image import check_rgb
 from icmkit.limits import max_pixels
 from icmkit.weights import file_qualities
@@ -53,11 +50,15 @@ from icmkit.zoo import family
 
 @dataclass(frozen=True)
 class HeadInput:
-    """What the head reads: pixels in [0, 1] padded to the codec's stride (classification geometry), or the
-    detection transform's normalised, resized, 32-padded batch and its geometry."""
+    """What the head reads: pixels in [0, 1] padded to the codec's stride (full geometry), or a transform's
+    normalised output (the classifier's crop, the detector's resized 32-padded batch) and its geometry."""
 
     pixels: torch.Tensor
-    geometry: DetectionGeometry | None = None
+    geometry: ClassifierGeometry | DetectionGeometry | None = None
+
+    @property
+    def normalized(self) -> bool:
+        return self.geometry is not None
 
 
 class FeatureCodec(IcmContainerCodec):
@@ -74,6 +75,7 @@ class FeatureCodec(IcmContainerCodec):
         self._backbones: dict[tuple[str, str], SplitBackbone] = {}
         self._backbone_lock = threading.Lock()
         self._detection_size: tuple[int, int] | None = None
+        self._geometry = CLASSIFIER
         super().__init__(name, tuple(self._weights), description, "index into the shipped rate points, low → high rate")
 
     @classmethod
@@ -128,28 +130,49 @@ class FeatureCodec(IcmContainerCodec):
         return self.backbone(model).info.stride * model.feature_stride
 
     # -- geometry ---------------------------------------------------------------------------------
+    def _view(self, geometry: str, detection_size: tuple[int, int] | None = None) -> FeatureCodec:
+        view = copy.copy(self)  # shares the model caches and their locks
+        view._geometry, view._detection_size = geometry, detection_size
+        return view
+
+    def for_classifier(self) -> FeatureCodec:
+        """The same codec (name, weights, loaded models) encoding in the classifier geometry (the default): the
+        sender applies the backbone classifier's own evaluation transform (resize, centre crop) first."""
+        return self._view(CLASSIFIER)
+
+    def for_full_image(self) -> FeatureCodec:
+        """The same codec encoding the whole image as it is (padded to the codec's multiple): the tail runs on
+        the whole map. What ``icm bench`` uses on its crops; classifiers read whole photos' maps poorly."""
+        return self._view(FULL)
+
     def for_detection(self, min_size: int = 800, max_size: int = 1333) -> FeatureCodec:
-        """The same codec (name, weights, loaded models) encoding in the detection geometry: the sender
-        resizes as torchvision's detectors do (shorter side ``min_size``, longer at most ``max_size``)."""
+        """The same codec encoding in the detection geometry: the sender resizes as torchvision's detectors do
+        (shorter side ``min_size``, longer at most ``max_size``)."""
         if not (isinstance(min_size, int) and isinstance(max_size, int) and 1 <= min_size <= max_size):
             raise IcmError(f"need whole numbers 1 <= min_size <= max_size, got {min_size!r} and {max_size!r}")
-        view = copy.copy(self)  # shares the model caches and their locks
-        view._detection_size = (min_size, max_size)
-        return view
+        return self._view(DETECTION, (min_size, max_size))
+
+    @property
+    def geometry(self) -> str:
+        """How this view codes images: ``"classifier"``, ``"full"`` or ``"detection"``."""
+        return self._geometry
 
     @property
     def detection_size(self) -> tuple[int, int] | None:
-        """``(min_size, max_size)`` of the detection geometry, None for the classification geometry."""
+        """``(min_size, max_size)`` of the detection geometry, None otherwise."""
         return self._detection_size
 
     # -- hooks of the container codec -------------------------------------------------------------
     def prepare_input(self, image: np.ndarray, model) -> tuple[HeadInput, int, int]:
-        if self._detection_size is None:
+        if self._geometry == FULL:
             x, pad_bottom, pad_right = super().prepare_input(image, model)
             return HeadInput(x), pad_bottom, pad_right
+        backbone = self.backbone(model)
+        if self._geometry == CLASSIFIER:
+            return HeadInput(*backbone.classifier_input(image)), 0, 0
         from icmkit.backbones.detection import detector_transform, prepare_detection_input
 
-        info = self.backbone(model).info
+        info = backbone.info
         x, geometry = prepare_detection_input(image, detector_transform(*self._detection_size, info.mean, info.std))
         if geometry.resized[0] * geometry.resized[1] > max_pixels():
             raise IcmError(
@@ -158,30 +181,29 @@ class FeatureCodec(IcmContainerCodec):
         return HeadInput(x, geometry), 0, 0
 
     def run_compress(self, model, x: HeadInput, quality: int) -> dict:
-        backbone = self.backbone(model)
-        if x.geometry is None:
-            return model.compress(backbone.features(x.pixels), quality - 1)
-        features = backbone.head(x.pixels)  # the transform normalised already
-        multiple = model.feature_stride
-        pad = (0, -features.shape[-1] % multiple, 0, -features.shape[-2] % multiple)
-        return model.compress(F.pad(features, pad, mode="replicate"), quality - 1)
+        features = self._head(self.backbone(model), x)
+        if x.normalized:  # the transformed input's map, padded to the codec's multiple
+            multiple = model.feature_stride
+            pad = (0, -features.shape[-1] % multiple, 0, -features.shape[-2] % multiple)
+            features = F.pad(features, pad, mode="replicate")
+        return model.compress(features, quality - 1)
+
+    @staticmethod
+    def _head(backbone: SplitBackbone, x: HeadInput) -> torch.Tensor:
+        return backbone.head(x.pixels) if x.normalized else backbone.features(x.pixels)  # transforms normalise
 
     def header_extra(self, model, x: HeadInput) -> bytes:
         info = self.backbone(model).info
-        fields = {"b": info.backbone, "s": info.stage, "h": info.head_digest}
         if x.geometry is None:
-            height, width = (side // info.stride for side in x.pixels.shape[-2:])
+            coded = tuple(side // info.stride for side in x.pixels.shape[-2:])
         else:
-            height, width = _coded_map(x.geometry, info.stride, model.feature_stride)
-            fields["g"] = format_size(x.geometry.resized)
-        return bitstream.pack_extra({**fields, "f": f"{info.channels}x{height}x{width}"})
+            coded = _coded_map(x.geometry, info.stride, model.feature_stride)
+        shape = (info.channels, *coded)
+        return pack_feature_fields(info.backbone, info.stage, info.head_digest, shape, x.geometry)
 
     def check_padding(self, header: bitstream.IcmHeader, model) -> None:
-        if "g" in bitstream.split_record(header.extra):  # detection streams: checked with their geometry
-            if header.pad_bottom or header.pad_right:
-                raise BitstreamError("malformed feature stream header (padding in a detection stream)")
-            return
-        super().check_padding(header, model)
+        if parse_feature_header(header).geometry is None:  # resized streams: no padding, checked by the parser
+            super().check_padding(header, model)
 
     # -- the codec protocol ------------------------------------------------------------------------
     def encode(self, image: np.ndarray, quality: int | None = None) -> bytes:
@@ -198,7 +220,7 @@ class FeatureCodec(IcmContainerCodec):
         backbone = self.backbone(model)
         x, _, _ = self.prepare_input(image, model)
         with torch.no_grad():
-            features = backbone.features(x.pixels) if x.geometry is None else backbone.head(x.pixels)
+            features = self._head(backbone, x)
         info = backbone.info
         meta = {
             "codec": self.name,
@@ -217,59 +239,53 @@ class FeatureCodec(IcmContainerCodec):
         if len(streams) != 3:
             raise BitstreamError("malformed stream for a feature codec (expected 3 streams)")
         info = self.backbone(model).info
-        extra, geometry = self._check_extra(header, info, model.feature_stride)
-        coded_h, coded_w = (int(v) for v in extra["feature_shape"].split("x")[1:])
+        fields = self._check_fields(header, info, model.feature_stride)
+        coded_h, coded_w = fields.coded
         with torch.no_grad():
             f_hat = model.decompress(
                 [[streams[0]], [streams[1]], [streams[2]]],
                 (coded_h // model.hyper_scale, coded_w // model.hyper_scale),
                 header.quality - 1,
             )["f_hat"]
-        meta = {"codec": self.name, "quality": header.quality, **extra}
-        return FeatureMaps.of_split(f_hat, (header.height, header.width), info.stride, meta, geometry)
+        meta = {
+            "codec": self.name,
+            "quality": header.quality,
+            "backbone": fields.backbone,
+            "split": fields.split,
+            "head_digest": fields.head_digest.hex(),
+            "feature_shape": fields.feature_shape,
+            "stride": info.stride,
+        }
+        return FeatureMaps.of_split(f_hat, (header.height, header.width), info.stride, meta, fields.geometry)
 
     @staticmethod
-    def _check_extra(header: bitstream.IcmHeader, info, feature_stride: int) -> tuple[dict, DetectionGeometry | None]:
-        """Verify the ``extra`` field against the loaded backbone; return it as readable metadata, with the
-        detection geometry of a detection stream."""
-        extra = bitstream.split_record(header.extra)  # a rate-control record may sit beside the fields
-        if sorted(extra) not in (["b", "f", "h", "s"], ["b", "f", "g", "h", "s"]):
-            raise BitstreamError(f"malformed feature stream header (fields {', '.join(sorted(extra)) or 'none'})")
-        try:
-            backbone, stage, shape = (extra[k].decode("ascii") for k in "bsf")
-            resized = parse_size(extra["g"].decode("ascii")) if "g" in extra else None
-        except UnicodeDecodeError:
-            raise BitstreamError("malformed feature stream header (non-ASCII names)") from None
-        if (backbone, stage) != (info.backbone, info.stage):
+    def _check_fields(header: bitstream.IcmHeader, info, feature_stride: int):
+        """The header's feature fields, checked against the loaded backbone and the coded map's shape."""
+        fields = parse_feature_header(header)
+        if (fields.backbone, fields.split) != (info.backbone, info.stage):
             raise WeightsMismatchError(
-                f"stream holds features of {backbone} after {stage}, not of {info.backbone} after {info.stage}"
+                f"stream holds features of {fields.backbone} after {fields.split}, not of {info.backbone} after "
+                f"{info.stage}"
             )
-        if extra["h"] != info.head_digest:
-            raise WeightsMismatchError(f"stream was made with another {info.backbone} head (digest {extra['h'].hex()})")
-        geometry = None
-        if "g" not in extra:
+        if fields.head_digest != info.head_digest:
+            raise WeightsMismatchError(
+                f"stream was made with another {info.backbone} head (digest {fields.head_digest.hex()})"
+            )
+        if fields.geometry is None:
             padded = (header.height + header.pad_bottom, header.width + header.pad_right)
             coded = (padded[0] // info.stride, padded[1] // info.stride)
-        elif resized is None or resized[0] * resized[1] > max_pixels():
-            raise BitstreamError("malformed feature stream header (bad detection size)")
         else:
-            geometry = DetectionGeometry((header.height, header.width), resized)
-            coded = _coded_map(geometry, info.stride, feature_stride)
-        if shape != f"{info.channels}x{coded[0]}x{coded[1]}":
+            coded = _coded_map(fields.geometry, info.stride, feature_stride)
+        if fields.feature_shape != f"{info.channels}x{coded[0]}x{coded[1]}":
             raise BitstreamError(
-                f"malformed feature stream header (shape {shape}, expected {info.channels}x{coded[0]}x{coded[1]})"
+                f"malformed feature stream header (shape {fields.feature_shape}, expected "
+                f"{info.channels}x{coded[0]}x{coded[1]})"
             )
-        return {
-            "backbone": backbone,
-            "split": stage,
-            "head_digest": extra["h"].hex(),
-            "feature_shape": shape,
-            "stride": info.stride,
-        }, geometry
+        return fields
 
 
-def _coded_map(geometry: DetectionGeometry, stride: int, multiple: int) -> tuple[int, int]:
-    """``(h, w)`` of the feature map a detection stream codes: the padded input's map, padded to ``multiple``."""
+def _coded_map(geometry: ClassifierGeometry | DetectionGeometry, stride: int, multiple: int) -> tuple[int, int]:
+    """``(h, w)`` of the feature map a resized stream codes: the transformed input's map, padded to ``multiple``."""
     return tuple(-(-side // multiple) * multiple for side in geometry.feature_size(stride))
 
 

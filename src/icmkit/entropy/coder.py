@@ -25,6 +25,10 @@ _model = constriction.stream.model
 _queue = constriction.stream.queue
 
 
+class SymbolRangeError(BitstreamError, ValueError):
+    """A value to encode beyond what the escape coding can represent (only weights gone wrong produce one)."""
+
+
 @dataclass(frozen=True)
 class TableSet:
     """``pmf[k, :length[k]]`` are the probabilities of ``offset[k] … offset[k]+length[k]-1``;
@@ -80,8 +84,10 @@ def encode_with_tables(values: np.ndarray, table_index: np.ndarray, tables: Tabl
         raise ValueError("values and table_index differ in size")
     if values.size == 0:
         return b""
-    if np.abs(values).max() > MAX_ESCAPE_VALUE // 2:
-        raise ValueError("symbol magnitude beyond the coder's escape range")
+    if values.min() < -(MAX_ESCAPE_VALUE // 2) or values.max() > MAX_ESCAPE_VALUE // 2:  # not abs(): INT64_MIN
+        raise SymbolRangeError(
+            "symbol magnitude beyond the coder's escape range (latents this large come from broken weights)"
+        )
     offset = tables.offset.astype(np.int64)[table_index]
     length = tables.length.astype(np.int64)[table_index]
     rel = values - offset

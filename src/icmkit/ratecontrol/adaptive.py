@@ -71,11 +71,13 @@ def base_name(name: str) -> str | None:
     return name.split(SEPARATOR, 1)[0] if SEPARATOR in name else None
 
 
-def register_adaptive(codecs: list[str], mode: str, model: str | None = None) -> list[str]:
-    """Register the adaptive variant of each codec (once); their names, in order."""
+def register_adaptive(codecs: list[str], mode: str, model: str | None = None, view=None) -> list[str]:
+    """Register the adaptive variant of each codec (once); their names, in order. ``view`` maps each base codec
+    to the one that codes (the benchmark's :func:`icmkit.bench.protocols.coding_view`)."""
     names = []
     for name in codecs:
-        codec = AdaptiveCodec(get_codec(name), mode, model)
+        base = get_codec(name)
+        codec = AdaptiveCodec(view(base) if view is not None else base, mode, model)
         try:
             get_codec(codec.name)
         except IcmError:

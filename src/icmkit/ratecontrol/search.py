@@ -58,16 +58,16 @@ class Target:
             if self.keep not in KEEP_MODES:
                 raise TargetError(f"--keep must be top1 or top5, got {self.keep!r}")
             if not 0 <= self.min_confidence < 1:
-                raise TargetError(f"--min-confidence must be in [0, 1), got {self.min_confidence}")
+                raise TargetError(f"--min-confidence must be in [0, 1), got {self.min_confidence:g}")
             return
         if not math.isfinite(self.value) or self.value <= 0:
-            raise TargetError(f"a {self.kind} target must be a positive number, got {self.value}")
+            raise TargetError(f"a {self.kind} target must be a positive number, got {self.value:g}")
         if self.kind == "bytes" and not float(self.value).is_integer():
-            raise TargetError(f"a bytes target must be a whole number, got {self.value}")
+            raise TargetError(f"a bytes target must be a whole number, got {self.value:g}")
         if self.kind == "psnr" and self.value > 100:
-            raise TargetError(f"a PSNR target above 100 dB is out of range (8-bit images), got {self.value}")
+            raise TargetError(f"a PSNR target above 100 dB is out of range (8-bit images), got {self.value:g}")
         if self.kind == "bpp" and self.value > 48:
-            raise TargetError(f"a bpp target above 48 (16-bit RGB, uncompressed) is out of range, got {self.value}")
+            raise TargetError(f"a bpp target above 48 (16-bit RGB, uncompressed) is out of range, got {self.value:g}")
 
     @property
     def size_bound(self) -> bool:

@@ -22,11 +22,9 @@ For every name, ``weights=None`` gives random initialisation and ``weights="path
 Preprocessing is done per image with the same tensor ops (uint8 resize with antialiasing, center crop,
 then normalisation in float32), so a given image always gives the same input whatever the batch.
 
-Design note — feature codecs: a later feature codec will decode backbone features instead of pixels
-and will need to run only the rest of the network on them. The model is therefore kept as a plain,
-accessible attribute (:attr:`Classifier.model`, the unmodified timm / torchvision module, not wrapped
-or traced) and nothing here fuses preprocessing into the model, so a backbone split can later add
-``tail(features) -> logits`` on top of it.
+The model is kept as a plain, accessible attribute (:attr:`Classifier.model`, the unmodified timm / torchvision
+module) and nothing here fuses preprocessing into it, so :mod:`icmkit.backbones` can split it into a head and a
+tail for the feature codecs, which code an image in this same preprocessing (:mod:`icmkit.preprocess`).
 """
 
 from __future__ import annotations
@@ -34,20 +32,23 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from icmkit.errors import IcmError, one_line
-from icmkit.tasks import _lite_weights
-from icmkit.tasks._common import WEIGHT_SUFFIXES, check_image, freeze, mismatch_summary, read_state_dict
+from icmkit.preprocess import (  # noqa: F401 (re-exported: the names classifiers were configured with)
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INTERPOLATIONS,
+    STANDARD_IMAGENET,
+    PreprocessConfig,
+    preprocess_images,
+)
+from icmkit.tasks import _lite_weights, _offline
+from icmkit.tasks._common import WEIGHT_SUFFIXES, freeze, mismatch_summary, read_state_dict
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE_SIZES = {"tf_efficientnet_lite0": 224, "tf_efficientnet_lite1": 240, "tf_efficientnet_lite2": 260}
 LITE_CROP_PCT = 0.875
 
@@ -58,32 +59,6 @@ class UnknownModelError(IcmError):
 
 class ClassifierWeightsError(IcmError):
     """Classifier weights that are missing, unreadable or do not fit the architecture."""
-
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """How images become a classifier's input.
-
-    ``resize_size``: an int resizes the shorter side to it (aspect kept); an ``(h, w)`` pair resizes to
-    exactly that. ``crop_size``: ``(h, w)`` of the center crop. ``interpolation``: ``"bilinear"``,
-    ``"bicubic"`` or ``"nearest"``. ``mean`` / ``std``: per-channel, on [0, 1] pixel values.
-    """
-
-    resize_size: int | tuple[int, int]
-    crop_size: tuple[int, int]
-    interpolation: str = "bilinear"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    antialias: bool = True
-
-
-STANDARD_IMAGENET = PreprocessConfig(resize_size=256, crop_size=(224, 224))
-
-_INTERPOLATIONS = {
-    "bilinear": InterpolationMode.BILINEAR,
-    "bicubic": InterpolationMode.BICUBIC,
-    "nearest": InterpolationMode.NEAREST,
-}
 
 
 class Classifier:
@@ -115,21 +90,7 @@ class Classifier:
 
     def preprocess(self, images: Iterable[np.ndarray]) -> torch.Tensor:
         """H×W×3 uint8 RGB arrays → normalised float32 batch ``(N, 3, h, w)`` on the CPU."""
-        cfg = self.preprocess_config
-        interpolation = _INTERPOLATIONS[cfg.interpolation]
-        resize = [cfg.resize_size] if isinstance(cfg.resize_size, int) else list(cfg.resize_size)
-        crops = []
-        for i, image in enumerate(images):
-            image = check_image(image, i)
-            if not (image.flags.writeable and image.flags.c_contiguous):  # torch.from_numpy wants both
-                image = np.array(image, order="C")
-            t = torch.from_numpy(image).permute(2, 0, 1)
-            t = TF.resize(t, resize, interpolation=interpolation, antialias=cfg.antialias)
-            crops.append(TF.center_crop(t, list(cfg.crop_size)))
-        if not crops:
-            return torch.empty((0, 3, *cfg.crop_size), dtype=torch.float32)
-        batch = torch.stack(crops).to(torch.float32).div_(255.0)
-        return TF.normalize(batch, list(cfg.mean), list(cfg.std))
+        return preprocess_images(images, self.preprocess_config)
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Model outputs for a preprocessed batch (moved to the model's device; returned there)."""
@@ -255,6 +216,8 @@ def _load_torchvision(name: str, weights: Path | str | None) -> Classifier:
                 f"{name}: torchvision has no weights {weights!r}; it has {', '.join(enum.__members__)}"
             )
         default = enum[member] if member != "DEFAULT" else default
+        if _offline.offline() and not _offline.torchvision_weights_cached(default):
+            raise ClassifierWeightsError(_offline.refusal(name, f"torchvision {default}"))
         try:
             model = torchvision.models.get_model(name, weights=member)
         except (OSError, RuntimeError, ValueError) as exc:
@@ -285,6 +248,8 @@ def _load_timm(name: str, weights: Path | str | None) -> Classifier:
     import timm
 
     if weights == "default":
+        if _offline.offline() and not _offline.timm_weights_cached(name):
+            raise ClassifierWeightsError(_offline.refusal(name, "timm"))
         try:
             model = timm.create_model(name, pretrained=True)
         except (OSError, RuntimeError, ValueError) as exc:
@@ -311,7 +276,7 @@ def _config_from_timm(model: torch.nn.Module) -> PreprocessConfig:
     return PreprocessConfig(
         resize_size=resize,
         crop_size=(height, width),
-        interpolation=interpolation if interpolation in _INTERPOLATIONS else "bilinear",
+        interpolation=interpolation if interpolation in INTERPOLATIONS else "bilinear",
         mean=tuple(float(v) for v in cfg["mean"]),
         std=tuple(float(v) for v in cfg["std"]),
     )

@@ -221,7 +221,11 @@ def _default_enum(name: str):
 def _load_default(name: str, kwargs: dict[str, Any]) -> torch.nn.Module:
     import torchvision.models
 
+    from icmkit.tasks import _offline
+
     default = _default_enum(name)
+    if _offline.offline() and not _offline.torchvision_weights_cached(default):
+        raise DetectorWeightsError(_offline.refusal(name, f"torchvision {default}"))
     try:
         return torchvision.models.get_model(name, weights=default, **kwargs)
     except (OSError, RuntimeError, ValueError) as exc:

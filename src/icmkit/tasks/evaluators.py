@@ -514,7 +514,9 @@ class DetectionEvaluator(Evaluator):
 
         resized = features.meta.get("resized")
         if resized is None:
-            raise EvaluatorError(f"{self.task}: features coded without the detector's resize (classification geometry)")
+            raise EvaluatorError(
+                f"{self.task}: features coded without the detector's resize (classifier or full geometry)"
+            )
         value = features.tensors[FEATURES]
         tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
         geometry = DetectionGeometry(tuple(features.image_size), tuple(resized))

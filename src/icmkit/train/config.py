@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import json
 import math
+import reprlib
 import typing
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
@@ -25,6 +26,36 @@ from icmkit.losses.perception import DEFAULT_LAYERS
 # A `data` entry naming the photos shipped inside the package (smoke runs work from any directory).
 SAMPLES_FOLDER = "icmkit:samples"
 DEVICES = ("auto", "cpu", "cuda")
+# Bounds of a config file and of its fields: far above any real run, far below what exhausts a machine.
+MAX_CONFIG_BYTES = 256 << 10  # a config is a few KiB; the pure-Python YAML parser takes ~1 s per MiB
+MAX_CONFIG_DEPTH = 8  # fields are scalars or lists of scalars: two levels
+MAX_LIST_ITEMS = 4096
+# Whole-number fields: (least, greatest) value. Widths and sizes bound the model and the batch a run allocates.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "N": (1, 1024),
+    "M": (1, 1024),
+    "hyper": (1, 1024),
+    "re_width": (1, 1024),
+    "re_latent": (1, 1024),
+    "latent_levels": (1, 6),
+    "re_levels": (0, 6),
+    "mmd_samples": (2, 1 << 20),
+    "resize": (0, 16384),
+    "crop": (1, 4096),
+    "batch_size": (1, 4096),
+    "steps": (1, 1 << 40),
+    "seed": (0, (1 << 63) - 1),
+    "threads": (0, 4096),
+    "log_every": (1, 1 << 40),
+    "checkpoint_every": (1, 1 << 40),
+    "stop_at": (0, 1 << 40),
+    "ssl_queue": (1, 1 << 24),
+    "ssl_projection_dim": (1, 1 << 16),
+    "ssl_bn_groups": (1, 4096),
+    "ssl_box_size": (32, 4096),
+    "ssl_box_warmup": (0, 1 << 20),
+    "ssl_box_every": (1, 1 << 20),
+}
 # The self-supervised backbone recipe (DICM's stage 1; stage 3 with ssl_re_from): icmkit.train.ssl_loop, not a codec.
 MOCO_V2 = "moco-v2"
 # DICM's stage 2: the redundancy-elimination module alone on a frozen backbone (icmkit.models.redundancy).
@@ -145,6 +176,13 @@ class TrainConfig:
         0, doc="resize each training image so its shorter side is this (bicubic) before cropping; 0 = native size"
     )
     init_from: str = documented("", doc="weights file to start from (fine-tuning); ignored when resuming a checkpoint")
+    feature_cache: str = documented(
+        "",
+        doc=f"dicm-feature and {DICM_RE}: train from this folder of cached head features (`icm cache features`: V "
+        "random crop + flip views per image, float16) instead of running the frozen head every step; the cache must "
+        "be built for this config's backbone, split, crop, resize and data; each image shows its V views in a seeded "
+        "order before any repeats (V epochs of fresh views); '' = the head on fresh random crops",
+    )
     crop: int = documented(256, doc="side of the random square training crops (a multiple of 64)")
     batch_size: int = documented(8, doc="crops per step and per process (the global batch is this × world size)")
     steps: int = documented(20000, doc="optimiser steps of the whole run")
@@ -224,6 +262,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuse inconsistent values (not the environment: data folders are checked when training starts)."""
+        for name, (least, greatest) in INT_RANGES.items():
+            value = getattr(self, name)
+            if not least <= value <= greatest:
+                raise ConfigError(f"{name} must be in [{least}, {greatest}], got {value}")
+        for name in ("data", "lmbdas", "perception_layers", "perception_layer_weights", "mmd_bandwidths"):
+            if len(getattr(self, name)) > MAX_LIST_ITEMS:
+                raise ConfigError(f"{name}: more than {MAX_LIST_ITEMS} items")
         if self.crop % 64 and self.architecture != MOCO_V2:
             raise ConfigError(f"crop must be a multiple of 64, got {self.crop}")
         for name in ("batch_size", "steps", "N", "M", "log_every", "checkpoint_every"):
@@ -268,6 +313,8 @@ class TrainConfig:
             raise ConfigError("re_levels, resize, re_rate_weight, re_distortion_weight and feature_weight must be ≥ 0")
         if self.feature_target not in FEATURE_TARGETS:
             raise ConfigError(f"feature_target must be {' or '.join(FEATURE_TARGETS)}, got {self.feature_target!r}")
+        if self.feature_cache and self.architecture not in ("dicm-feature", DICM_RE):
+            raise ConfigError(f"feature_cache is for dicm-feature and {DICM_RE}, not {self.architecture}")
         if self.re_from and self.architecture != "dicm-feature":
             raise ConfigError(f"re_from is for dicm-feature ({MOCO_V2} takes ssl_re_from), not {self.architecture}")
         if self.re_from and self.re_levels == 0:
@@ -353,24 +400,32 @@ def _coerce(name: str, value, hint):
         if isinstance(value, str) and item is str:
             value = [value]
         if not isinstance(value, list):
-            raise ConfigError(f"{name} expects a list of {item.__name__}, got {value!r}")
+            raise ConfigError(f"{name} expects a list of {item.__name__}, got {_short(value)}")
         return [_coerce(name, v, item) for v in value]
     if hint is float and type(value) is int:
         value = float(value)
     if hint is float and isinstance(value, str):
         value = _float_from_text(name, value)  # YAML 1.1 reads `1e-4` (no dot) as a string
     if type(value) is not hint:
-        raise ConfigError(f"{name} expects {hint.__name__}, got {value!r}")
+        raise ConfigError(f"{name} expects {hint.__name__}, got {_short(value)}")
     if hint is float and not math.isfinite(value):
         raise ConfigError(f"{name} must be finite, got {value!r}")
     return value
+
+
+def _short(value, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error line quotes a value, never megabytes of it."""
+    short = reprlib.Repr()
+    short.maxstring, short.maxother, short.maxlist, short.maxdict, short.maxlevel = limit, limit, 6, 6, 3
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _float_from_text(name: str, text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise ConfigError(f"{name} expects float, got {text!r}") from None
+        raise ConfigError(f"{name} expects float, got {_short(text)}") from None
 
 
 def _check_known(key, source: str) -> str:
@@ -379,19 +434,65 @@ def _check_known(key, source: str) -> str:
         return key
     close = difflib.get_close_matches(str(key), known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ConfigError(f"{source}: unknown field {key!r}{hint}; `icm train --list-fields` lists them")
+    raise ConfigError(f"{source}: unknown field {_short(key)}{hint}; `icm train --list-fields` lists them")
 
 
 # -- sources: YAML files and key=value overrides ---------------------------------------------------
-def _read_yaml_mapping(path: Path) -> dict:
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (``*name``: the "billion laughs" expansion) and with a nesting
+    limit (the composer recurses once per level)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases (*{event.anchor}) are not allowed in a config", event.start_mark
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_CONFIG_DEPTH:
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_CONFIG_DEPTH} levels deep", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_yaml_bounded(text: str):
+    """One YAML document through :class:`BoundedLoader` (``yaml.YAMLError`` when refused or malformed)."""
+    loader = BoundedLoader(text)
     try:
-        text = path.read_text(encoding="utf-8")
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _read_config_text(path: Path) -> str:
+    try:
+        if path.exists() and not path.is_file():  # a folder, a device, a FIFO (whose open would block)
+            raise ConfigError(f"{path}: cannot read config (not a regular file)")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc.__class__.__name__})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not a training config")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+
+
+def _read_yaml_mapping(path: Path) -> dict:
+    text = _read_config_text(path)
     try:
-        document = yaml.safe_load(text)
+        document = load_yaml_bounded(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -427,6 +528,8 @@ def _parse_override_value(raw: str, hint):
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"value nested too deeply: {_short(raw)}") from None
     if isinstance(value, str) and typing.get_origin(hint) is list:
         return [v for v in value.split(",") if v]
     return value
@@ -438,12 +541,12 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
-            raise ConfigError(f"bad override {item!r}: expected key=value")
-        key = _check_known(key, f"override {item!r}")
+            raise ConfigError(f"bad override {_short(item)}: expected key=value")
+        key = _check_known(key, f"override {_short(item)}")
         try:
             setattr(config, key, _coerce(key, _parse_override_value(raw, types[key]), types[key]))
         except ConfigError as exc:
-            raise ConfigError(f"override {item!r}: {exc}") from None
+            raise ConfigError(f"override {_short(item)}: {exc}") from None
     config.validate()
     return config
 

@@ -104,6 +104,7 @@ def _rng_names(rank: int) -> dict[str, str]:
         "cuda": f"rng.cuda{suffix}",
         "dataset": f"dataset_rng{suffix}",
         "batch": f"batch_rng{suffix}",
+        "views": f"view_uses{suffix}",  # a feature cache's draw counters (icmkit.train.feature_cache)
     }
 
 
@@ -167,7 +168,14 @@ class Trainer:
         self.aux_optimizer = torch.optim.Adam(self.model.aux_parameters(), lr=config.aux_lr)
 
     def _build_data(self) -> None:
-        self.dataset = RandomCrops(self.files, self.config.crop, seed=self._stream_seed(0), resize=self.config.resize)
+        if self.config.feature_cache:  # the head's outputs, computed once per view: steps skip the frozen head
+            from icmkit.train.feature_cache import CachedViews
+
+            self.dataset = CachedViews.for_training(self.config, self.backbone, self.files, self._stream_seed(0))
+        else:
+            self.dataset = RandomCrops(
+                self.files, self.config.crop, seed=self._stream_seed(0), resize=self.config.resize
+            )
         self.batch_rng = np.random.default_rng(self._stream_seed(1))
         if self.parallel.active:
             torch.manual_seed(self._stream_seed(0))  # each rank its own quantisation noise
@@ -222,17 +230,24 @@ class Trainer:
     def _init_feature_statistics(self, count: int = 32) -> None:
         """A fresh feature codec standardises the head's features with statistics of centre crops of the
         first ``count`` training images (the same on every rank: they come from the same files)."""
-        crops = [self.dataset.center_crop(i) for i in range(min(count, len(self.dataset)))]
-        features = torch.cat(
-            [self.backbone.features(torch.stack(crops[i : i + 8]).to(self.device)) for i in range(0, len(crops), 8)]
-        )
+        if self.config.feature_cache:  # the cache holds these centre crops' features, in float32
+            features = self.dataset.center_features()[:count].to(self.device)
+        else:
+            crops = [self.dataset.center_crop(i) for i in range(min(count, len(self.dataset)))]
+            features = torch.cat(
+                [self.backbone.features(torch.stack(crops[i : i + 8]).to(self.device)) for i in range(0, len(crops), 8)]
+            )
         self.model.set_feature_statistics(features)
-        self.log({"event": "feature statistics", "images": len(crops), "std": round(float(features.std()), 3)})
+        self.log({"event": "feature statistics", "images": len(features), "std": round(float(features.std()), 3)})
 
     def _distribute(self) -> torch.nn.Module:
         """The model under DDP for the main loss; the auxiliary parameters stay outside (see distributed.py)."""
         trained, prefix = self.model, ""
-        if self.backbone is not None:  # images → frozen head → codec
+        if self.backbone is not None and self.config.feature_cache:  # cached head features → codec
+            from icmkit.train.feature_cache import CachedFeatureCodecTraining
+
+            trained, prefix = CachedFeatureCodecTraining(self.model), "codec."
+        elif self.backbone is not None:  # images → frozen head → codec
             trained, prefix = FeatureCodecTraining(self.backbone, self.model), "codec."
         aux_names = [prefix + name for name, p in self.model.named_parameters() if name.endswith("quantiles")]
         # Integer buffers (coding tables, the integer hyper-decoder) are only built by update() after
@@ -253,6 +268,8 @@ class Trainer:
         }
         if self.device.type == "cuda":
             state["cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.config.feature_cache:
+            state["views"] = self.dataset.state()
         return state
 
     def _checkpoint_extras(self) -> tuple[dict, dict]:
@@ -289,6 +306,8 @@ class Trainer:
             tensors[names["torch"]] = state["torch"]
             if "cuda" in state:
                 tensors[names["cuda"]] = state["cuda"]
+            if "views" in state:
+                tensors[names["views"]] = state["views"]
             for key in ("dataset", "batch"):  # numpy generators of the crop pipeline, where the trainer has them
                 if key in state:
                     meta[names[key]] = state[key]
@@ -322,6 +341,8 @@ class Trainer:
             torch.cuda.set_rng_state(tensors[names["cuda"]], self.device)
         self.dataset.rng.bit_generator.state = meta[names["dataset"]]
         self.batch_rng.bit_generator.state = meta[names["batch"]]
+        if self.config.feature_cache and names["views"] in tensors:
+            self.dataset.load_state(tensors[names["views"]])
         return True
 
     # -- loop -------------------------------------------------------------------------------------
@@ -356,7 +377,9 @@ class Trainer:
                 output = self.network(batch, quality)
             else:
                 output = self.network(batch)
-        parts = self.loss(to_float32(output), batch, **extra)  # the loss in float32, outside autocast
+        # The loss in float32, outside autocast; it reads the images' shape alone (cached features stand in for them).
+        target = self.dataset.loss_target(batch) if self.config.feature_cache else batch
+        parts = self.loss(to_float32(output), target, **extra)
         self.optimizer.zero_grad(set_to_none=True)
         self.precision.backward(parts["loss"])
         if self.config.clip_grad > 0:

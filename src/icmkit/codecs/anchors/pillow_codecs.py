@@ -12,7 +12,7 @@ from icmkit.codecs.anchors._guard import decoding, stream_bytes
 from icmkit.codecs.base import Availability, Codec, QualitySpec
 from icmkit.errors import BitstreamError
 from icmkit.image import check_rgb
-from icmkit.limits import check_declared_size
+from icmkit.limits import check_avif_canvas, check_avif_frames, check_declared_size, check_jpeg_scans
 
 _PERCENT_GRID = (5, 10, 20, 30, 50, 75, 90, 95)  # CompressAI's JPEG/WebP anchor grid
 
@@ -71,6 +71,8 @@ class PillowCodec(Codec):
             with picture:
                 width, height = picture.size
                 check_declared_size(width, height, self.name)
+                if self.pil_format == "AVIF":
+                    check_avif_canvas(data, (width, height), self.name, BitstreamError)
                 picture.load()  # decode now, so that truncation surfaces inside the guard
                 rgb = np.asarray(picture.convert("RGB"))
         if rgb.shape != (height, width, 3) or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 1:
@@ -97,6 +99,7 @@ class JpegCodec(PillowCodec):
     save_options = {"subsampling": 2}
 
     def check_complete(self, data: bytes) -> None:
+        check_jpeg_scans(data, self.name, BitstreamError)  # before libjpeg passes over the image once per scan
         # libjpeg decodes a file that lost only its EOI marker without complaint. Scan data
         # byte-stuffs 0xFF, so an EOI after the last SOS is a real end (trailing bytes allowed).
         if data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
@@ -182,6 +185,9 @@ class AvifCodec(PillowCodec):
     pil_format = "AVIF"
     feature = "avif"
     save_options = {"subsampling": "4:4:4", "speed": 6, "codec": "aom", "advanced": {"tune": "psnr"}}
+
+    def check_complete(self, data: bytes) -> None:
+        check_avif_frames(data, self.name, error=BitstreamError)  # the coded frame, not the ispe box's size
 
     def availability(self) -> Availability:
         state = super().availability()
