@@ -1,4 +1,4 @@
-"""Torch intra-op thread control shared by the decoders and the metrics."""
+"""Torch intra-op thread control shared by the decoders, the metrics and the process pools."""
 
 from __future__ import annotations
 
@@ -23,3 +23,9 @@ def single_threaded():
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def one_thread_worker() -> None:
+    """Initialiser of a process pool's workers: one process per core, one torch thread each (more threads per
+    worker only oversubscribe the cores)."""
+    torch.set_num_threads(1)

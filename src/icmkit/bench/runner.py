@@ -44,6 +44,7 @@ from icmkit.codecs.base import FeatureMaps
 from icmkit.fileio import atomic_write, complete_lines, drop_partial_line
 from icmkit.image import encode_png
 from icmkit.tasks.evaluators import Evaluator, build_evaluator, input_name, portable
+from icmkit.threads import one_thread_worker
 
 RESULT_COLUMNS = [
     "key",
@@ -105,12 +106,6 @@ def prepare(sample: Sample, crop: int | None) -> np.ndarray:
     """The codec input for one sample: the resize + centre crop of the classification protocol, or the image."""
     image = api.read_image(sample.path)
     return resize_center_crop(image, crop) if crop else image
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one process per core; more threads per worker only oversubscribe
 
 
 def code_chunk(
@@ -374,7 +369,7 @@ def execute(run: BenchRun) -> Path:
             for codec, quality, samples in jobs:
                 finish(*code_chunk(codec, quality, samples, run.input_crop, run.evaluator.detection_size))
         else:
-            with ProcessPoolExecutor(max_workers=run.workers, initializer=_init_worker) as pool:
+            with ProcessPoolExecutor(max_workers=run.workers, initializer=one_thread_worker) as pool:
                 size = run.evaluator.detection_size
                 futures = [pool.submit(code_chunk, c, q, s, run.input_crop, size) for c, q, s in jobs]
                 for future in as_completed(futures):

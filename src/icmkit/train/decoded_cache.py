@@ -307,12 +307,6 @@ def build_shard(spec: CacheSpec, source: Source, out: Path) -> int:
     return spec.crops * spec.qualities
 
 
-def _init_worker() -> None:
-    from icmkit.bench.runner import _init_worker as bench_init
-
-    bench_init()  # the bench's worker setup: one torch thread per process
-
-
 # -- the build ----------------------------------------------------------------------------------------------------
 @dataclass
 class BuildResult:
@@ -370,7 +364,9 @@ def _run(spec: CacheSpec, out: Path, todo: list[Source], workers: int, on_shard:
         for source in todo:
             on_shard(build_shard(spec, source, out))
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+    from icmkit.threads import one_thread_worker
+
+    with ProcessPoolExecutor(max_workers=workers, initializer=one_thread_worker) as pool:
         futures = [pool.submit(build_shard, spec, source, out) for source in todo]
         try:
             for future in as_completed(futures):

@@ -42,6 +42,7 @@ from icmkit.backbones import SplitBackbone
 from icmkit.errors import ConfigError
 from icmkit.fileio import atomic_write
 from icmkit.image import image_to_tensor, load_rgb
+from icmkit.threads import one_thread_worker
 from icmkit.train.config import TrainConfig
 from icmkit.train.data import _resize_shorter, find_images
 
@@ -187,10 +188,6 @@ def shard_count(manifest: dict) -> int:
 _WORKER_BACKBONES: dict[tuple, SplitBackbone] = {}
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)  # one process per core; more threads per worker only oversubscribe
-
-
 def _worker_backbone(name: str, split: str, weights: str, digest: str) -> SplitBackbone:
     """The head, loaded once per worker process and checked against the manifest's digest."""
     key = (name, split, weights)
@@ -300,7 +297,7 @@ def build_feature_cache(
             if progress is not None:
                 progress(done, len(files))
     elif jobs:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=one_thread_worker) as pool:
             futures = [pool.submit(_write_shard, str(out), s, manifest, c, f) for s, c, f in jobs]
             for future in as_completed(futures):
                 done += future.result()[1]
