@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -104,6 +105,23 @@ def require_codec(name: str):
     state = codec.availability()
     assert state.ok, f"{name} is unavailable though its library is a hard dependency: {state.reason}"
     return codec
+
+
+@contextmanager
+def registered_codecs(*codecs):
+    """Register ``codecs`` for the enclosed block (streams name their codec in the header, so decoding them needs
+    it registered); a name registered already is left as it is, and only what was added is removed after."""
+    from icmkit.codecs import list_codecs, register_codec, unregister_codec
+
+    known = {codec.name for codec in list_codecs()}
+    added = [codec for codec in codecs if codec.name not in known]
+    for codec in added:
+        register_codec(codec)
+    try:
+        yield
+    finally:
+        for codec in added:
+            unregister_codec(codec.name)
 
 
 def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -18,10 +18,11 @@ from icmkit.bench import runner
 from icmkit.bench.api import BenchOptions, run_bench
 from icmkit.bench.datasets import open_dataset
 from icmkit.bench.protocols import resize_center_crop
-from icmkit.codecs import register_codec, unregister_codec
 from icmkit.codecs.base import FeatureMaps
 from icmkit.data import SAMPLES_DIR
 from icmkit.errors import IcmError
+
+from conftest import registered_codecs
 
 FEATURE = "icm-feature-tiny"
 SPEC = f"jpeg:10,50,{FEATURE}"  # the tiny codec has two rate points: its whole grid
@@ -40,9 +41,8 @@ def _without_data_uris(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def feature_codec(tiny_feature_codec):
-    register_codec(tiny_feature_codec)
-    yield tiny_feature_codec
-    unregister_codec(tiny_feature_codec.name)
+    with registered_codecs(tiny_feature_codec):
+        yield tiny_feature_codec
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,8 @@ from typer.testing import CliRunner
 import icmkit
 from icmkit.cli.main import app
 from icmkit.cli.progress import Progress, format_duration
-from icmkit.codecs import register_codec, unregister_codec
 
-from conftest import synthetic_photo
+from conftest import registered_codecs, synthetic_photo
 from train_helpers import make_image_folder, tiny_yaml
 
 COMMANDS = [
@@ -315,9 +314,8 @@ def test_decompress_of_a_folder_without_streams_is_an_error(tmp_path):
 
 @pytest.fixture()
 def tiny_vr(tiny_vr_codec):
-    register_codec(tiny_vr_codec)
-    yield tiny_vr_codec.name
-    unregister_codec(tiny_vr_codec.name)
+    with registered_codecs(tiny_vr_codec):
+        yield tiny_vr_codec.name
 
 
 def test_info_shows_a_quality_as_compress_prints_it(tiny_vr, photo_png, tmp_path):

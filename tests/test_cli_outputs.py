@@ -10,9 +10,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from icmkit.cli.main import app
-from icmkit.codecs import register_codec, unregister_codec
 
-from conftest import synthetic_photo
+from conftest import registered_codecs, synthetic_photo
 
 
 def run(*args):
@@ -27,9 +26,8 @@ def assert_user_error(result, fragment: str) -> None:
 
 @pytest.fixture()
 def tiny(tiny_codec):
-    register_codec(tiny_codec)
-    yield tiny_codec.name
-    unregister_codec(tiny_codec.name)
+    with registered_codecs(tiny_codec):
+        yield tiny_codec.name
 
 
 @pytest.fixture()

@@ -1,5 +1,5 @@
 """The decoded-crop cache (issue 21): exact decoded crops and byte counts, determinism, resume, refusals, the reader,
-and the `icm cache decoded` command. Small synthetic images only (never /work/shared)."""
+and the `icm cache decoded` command. Small synthetic images only (never the shared data sets)."""
 
 from __future__ import annotations
 

@@ -24,11 +24,11 @@ from typer.testing import CliRunner
 
 import icmkit
 from icmkit.cli.main import app
-from icmkit.codecs import FeatureMaps, get_codec, register_codec, unregister_codec
+from icmkit.codecs import FeatureMaps, get_codec
 from icmkit.feature_io import FeatureFileError, features_to_bytes, load_features, save_features
 from icmkit.tasks.labels import class_label
 
-from conftest import synthetic_photo
+from conftest import registered_codecs, synthetic_photo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -62,12 +62,8 @@ def coffee_128() -> np.ndarray:
 
 @pytest.fixture()
 def registered(tiny_feature_codec):
-    added = tiny_feature_codec.name not in {c.name for c in icmkit.list_codecs()}
-    if added:
-        register_codec(tiny_feature_codec)
-    yield tiny_feature_codec
-    if added:
-        unregister_codec(tiny_feature_codec.name)
+    with registered_codecs(tiny_feature_codec):
+        yield tiny_feature_codec
 
 
 @pytest.fixture(scope="module")
@@ -297,15 +293,12 @@ def test_decompress_refuses_an_image_output_for_features(feature_stream, name):
 
 
 def test_decompress_of_pixel_streams_still_writes_png(tiny_codec, tmp_path):
-    register_codec(tiny_codec)
-    try:
+    with registered_codecs(tiny_codec):
         path = tmp_path / "p.icm"
         path.write_bytes(tiny_codec.encode(synthetic_photo(40, 50), 1))
         assert run("decompress", path).exit_code == 0
         assert np.asarray(Image.open(tmp_path / "p.decoded.png")).shape == (40, 50, 3)
         assert_user_error(run("decompress", path, "-o", tmp_path / "p.safetensors"), "name the output *.png")
-    finally:
-        unregister_codec(tiny_codec.name)
 
 
 def test_predict_on_stream_and_on_decoded_features_agree(feature_stream, registered):

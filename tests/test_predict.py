@@ -9,12 +9,12 @@ from PIL import Image
 
 import icmkit
 from icmkit import api
-from icmkit.codecs import FeatureMaps, register_codec, unregister_codec
+from icmkit.codecs import FeatureMaps
 from icmkit.errors import BitstreamError, IcmError, WeightsMismatchError
 from icmkit.feature_io import save_features
 from icmkit.tasks.labels import class_label
 
-from conftest import synthetic_photo
+from conftest import registered_codecs, synthetic_photo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -39,14 +39,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 @pytest.fixture()
 def registered(tiny_feature_codec, tiny_codec):
     """The tiny feature and pixel codecs, registered for this test only (streams name them in their header)."""
-    added = []
-    for codec in (tiny_feature_codec, tiny_codec):
-        if codec.name not in {c.name for c in icmkit.list_codecs()}:
-            register_codec(codec)
-            added.append(codec.name)
-    yield
-    for name in added:
-        unregister_codec(name)
+    with registered_codecs(tiny_feature_codec, tiny_codec):
+        yield
 
 
 @pytest.fixture(scope="module")

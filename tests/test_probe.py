@@ -18,13 +18,12 @@ from icmkit.backbones import SplitBackbone, split_classifier
 from icmkit.bench.protocols import resize_center_crop
 from icmkit.cli import probe as probe_cli
 from icmkit.cli.main import app
-from icmkit.codecs import register_codec, unregister_codec
 from icmkit.codecs.base import FEATURES, FeatureMaps
 from icmkit.errors import IcmError, WeightsMismatchError
 from icmkit.tasks import probe
 from icmkit.tasks.classification import load_classifier
 
-from conftest import synthetic_photo
+from conftest import registered_codecs, synthetic_photo
 
 LITE0 = "tf_efficientnet_lite0"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -275,9 +274,8 @@ def test_pixel_codec_probe_reports_each_quality_with_bpp(folders, tmp_path):
 
 @pytest.fixture()
 def feature_codec(tiny_feature_codec):
-    register_codec(tiny_feature_codec)
-    yield tiny_feature_codec.name
-    unregister_codec(tiny_feature_codec.name)
+    with registered_codecs(tiny_feature_codec):
+        yield tiny_feature_codec.name
 
 
 def test_feature_codec_probe_pools_through_its_backbones_tail(folders, feature_codec, tmp_path):

@@ -25,6 +25,18 @@ from collections.abc import Iterator
 
 from icmkit.errors import BitstreamError, InputImageError, ResourceLimitError
 
+# Widths and depths of icmkit's compression models, in a training config and in a weights file alike: far above
+# any real model, far below what exhausts a machine when the model is built.
+MODEL_SIZE_RANGES: dict[str, tuple[int, int]] = {
+    "N": (1, 1024),
+    "M": (1, 1024),
+    "hyper": (1, 1024),
+    "re_width": (1, 1024),
+    "re_latent": (1, 1024),
+    "latent_levels": (1, 6),
+    "re_levels": (0, 6),
+}
+
 DEFAULT_MAX_PIXELS = 1 << 26  # 67 MP: above 8K UHD (33 MP)
 ENVIRONMENT = "ICM_MAX_PIXELS"
 DEFAULT_MAX_INPUT_BYTES = 1 << 29  # 512 MiB: an uncompressed 16-bit RGB image at the pixel limit is 403 MB

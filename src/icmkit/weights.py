@@ -15,6 +15,7 @@ from icmkit.digest import DIGEST_BYTES, weights_digest  # noqa: F401 (re-exporte
 from icmkit.entropy._tables import TABLE_BUFFERS
 from icmkit.errors import IcmError, one_line
 from icmkit.fileio import atomic_write
+from icmkit.limits import MODEL_SIZE_RANGES
 from icmkit.models import CompressionModel, build_model
 
 
@@ -91,16 +92,10 @@ def coding_digest(path: str | Path) -> bytes:
 MAX_WEIGHTS_BYTES = 1 << 30  # a codec's weights are MiBs (the shipped ones 4–9 MiB)
 # Whole-number config values of every architecture: (least, greatest). Others must be short text.
 CONFIG_INT_RANGES: dict[str, tuple[int, int]] = {
-    "N": (1, 1024),
-    "M": (1, 1024),
-    "hyper": (1, 1024),
+    **MODEL_SIZE_RANGES,
     "channels": (1, 4096),
-    "re_levels": (0, 6),
-    "re_width": (1, 1024),
-    "re_latent": (1, 1024),
     "gnconv_order": (1, 6),
     "transformer_depth": (0, 8),
-    "latent_levels": (1, 6),
     "qualities": (1, 64),
 }
 MAX_CONFIG_TEXT = 256

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from icmkit.errors import ConfigError
+from icmkit.limits import MODEL_SIZE_RANGES
 from icmkit.losses.distortion import DISTORTIONS, MS_SSIM_MIN_CROP
 from icmkit.losses.feature import FEATURE_TARGETS
 from icmkit.losses.mmd import DEFAULT_BANDWIDTH_MULTIPLIERS
@@ -32,13 +33,7 @@ MAX_CONFIG_DEPTH = 8  # fields are scalars or lists of scalars: two levels
 MAX_LIST_ITEMS = 4096
 # Whole-number fields: (least, greatest) value. Widths and sizes bound the model and the batch a run allocates.
 INT_RANGES: dict[str, tuple[int, int]] = {
-    "N": (1, 1024),
-    "M": (1, 1024),
-    "hyper": (1, 1024),
-    "re_width": (1, 1024),
-    "re_latent": (1, 1024),
-    "latent_levels": (1, 6),
-    "re_levels": (0, 6),
+    **MODEL_SIZE_RANGES,
     "mmd_samples": (2, 1 << 20),
     "resize": (0, 16384),
     "crop": (1, 4096),
