@@ -22,8 +22,6 @@ from icmkit.errors import BitstreamError, IcmError, InputImageError, WeightsMism
 from icmkit.fileio import read_user_file
 from icmkit.image import check_rgb, load_rgb, to_rgb_array
 
-MAX_STREAM_BYTES = 1 << 31  # kept for callers; reads are bounded by icmkit.limits.max_input_bytes()
-
 ImageLike = str | Path | bytes | np.ndarray | Image.Image
 
 
