@@ -15,7 +15,7 @@ import numpy as np
 
 from icmkit.bench.datasets import classification
 from icmkit.bench.runner import prepare
-from icmkit.tasks.classification import load_classifier
+from icmkit.pretrained.classifiers import load_classifier
 
 
 def main() -> None:

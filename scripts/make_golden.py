@@ -1,107 +1,15 @@
-"""Regenerate the golden ``.icm`` test vectors of every shipped learned-codec family.
-
-For each family in the zoo (``src/icmkit/zoo/*.json``) it codes one small crop of a bundled photo at the
-family's default quality, writes ``tests/data/golden/<family>-q<quality>.icm`` and records in
-``tests/data/golden/manifest.json`` the SHA-256 of the stream and of its decoded output (pixels: the
-``H×W×3`` uint8 bytes; features: the ``(1, C, h, w)`` float32 bytes, little-endian). ``tests/test_golden.py``
-decodes every file and compares the hash.
-
-Run it only when a change of the coder or of the shipped weights is intended (new weights, a new family,
-a deliberate format or decoder change) — then review the diff of the manifest and commit it::
+"""Regenerate the golden test vectors (``tests/data/golden``): the code lives with the tests that check it
+(``tests/helpers/golden.py``); see its docstring for when to run this.
 
     .venv/bin/python scripts/make_golden.py [--out tests/data/golden]
 """
 
-from __future__ import annotations
-
-import argparse
-import hashlib
-import json
+import sys
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-GOLDEN_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "golden"
-MANIFEST = "manifest.json"
-CROP = {"photo": "chelsea.png", "top": 40, "left": 60, "height": 80, "width": 96}  # padded on both sides
-
-
-def decoded_bytes(output) -> bytes:
-    """What a decoder's output hashes as: pixel bytes, or the feature tensor's float32 little-endian bytes."""
-    from icmkit.codecs.base import FEATURES, FeatureMaps
-
-    if isinstance(output, FeatureMaps):
-        tensor = output.tensors[FEATURES].detach().to("cpu").contiguous()
-        return tensor.numpy().astype("<f4").tobytes()
-    return np.ascontiguousarray(output, dtype=np.uint8).tobytes()
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def golden_families() -> list[str]:
-    """Every zoo family with weights in this installation."""
-    from icmkit.zoo import families, family
-
-    return [name for name in families() if family(name)]
-
-
-def crop() -> np.ndarray:
-    from PIL import Image
-
-    from icmkit.data import sample_path
-
-    image = np.asarray(Image.open(sample_path(CROP["photo"])).convert("RGB"))
-    return np.ascontiguousarray(
-        image[CROP["top"] : CROP["top"] + CROP["height"], CROP["left"] : CROP["left"] + CROP["width"]]
-    )
-
-
-def make(out: Path) -> dict:
-    import torch
-
-    import icmkit
-    from icmkit.zoo import family
-
-    torch.set_num_threads(1)
-    out.mkdir(parents=True, exist_ok=True)
-    image = crop()
-    manifest = {"crop": CROP, "families": {}}
-    for name in golden_families():
-        codec = icmkit.get_codec(name)
-        if hasattr(codec, "for_full_image"):  # feature codecs: the crop as it is (the stream the vectors hold)
-            codec = codec.for_full_image()
-        quality = codec.quality.default
-        stream = codec.encode(image, quality)
-        decoded = codec.decode(stream)
-        shape = list(getattr(decoded, "shape", None) or decoded.tensors["features"].shape)
-        file = f"{name}-q{quality}.icm"
-        for old in out.glob(f"{name}-q*.icm"):
-            old.unlink()
-        (out / file).write_bytes(stream)
-        weights = next(e for e in family(name) if e.quality == quality)
-        manifest["families"][name] = {
-            "file": file,
-            "quality": quality,
-            "weights_file": weights.file,
-            "stream_bytes": len(stream),
-            "stream_sha256": sha256(stream),
-            "decoded_shape": shape,
-            "decoded_sha256": sha256(decoded_bytes(decoded)),
-        }
-        print(f"{name}: {file}, {len(stream)} bytes, decoded {shape}")
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", type=Path, default=GOLDEN_DIR, help=f"folder (default {GOLDEN_DIR})")
-    make(parser.parse_args().out)
-
+from helpers import golden  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    golden.main()

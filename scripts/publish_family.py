@@ -24,13 +24,12 @@ import argparse
 import csv
 import hashlib
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from icmkit.fileio import atomic_write
-from icmkit.train.loop import export_checkpoint
-from icmkit.weights import load_weights, save_weights
+from icmkit.train.loop import run_weights
+from icmkit.weights import save_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "src" / "icmkit" / "zoo"
@@ -183,12 +182,7 @@ def main() -> None:
         return
     if args.run is None:
         raise SystemExit("name the run folder (or pass --metrics-only)")
-    final = args.run / "final.safetensors"
-    with tempfile.TemporaryDirectory() as folder:
-        if not final.exists():
-            final = Path(folder) / "latest.safetensors"
-            export_checkpoint(args.run, final)
-        model, meta = load_weights(final)
+    model, meta = run_weights(args.run)
     config = sanitised(json.loads(meta["train_config"]), name)
     target = ZOO / "weights" / family.weights_file
     save_weights(

@@ -136,6 +136,16 @@ def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
+def labelled_folder(root, height: int, width: int):
+    """Two synthetic photos with a labels.csv (classes 1 and 2): the smallest classification data set."""
+    from PIL import Image
+
+    (root / "labels.csv").write_text("file,class_index\n0.png,1\n1.png,2\n")
+    for i in range(2):
+        Image.fromarray(synthetic_photo(height, width, seed=i)).save(root / f"{i}.png")
+    return root
+
+
 @pytest.fixture(scope="session")
 def photo() -> np.ndarray:
     return synthetic_photo(70, 97)

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from icmkit.ssl.shuffle import BatchShuffle
 from icmkit.train.config import load_config
-from icmkit.train.loop import make_trainer
+from icmkit.train.trainers import make_trainer
 
 
 def shuffle_checks(rank: int, world: int, per_rank: int = 2, draws: int = 8) -> tuple[bool, bool]:

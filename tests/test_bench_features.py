@@ -251,7 +251,7 @@ def test_feature_codecs_outside_classification(feature_codec, tmp_path):
     for segm in (False, True):
         evaluator = DetectionEvaluator(detector=detector, annotations=coco, image_ids={"a.jpg": 1}, segm=segm)
         assert evaluator.detection_size == (64, 96)
-        evaluator.check_codec(runner.api.get_codec("jpeg"), [50])  # pixel codecs are fine
+        evaluator.check_codec(runner.get_codec("jpeg"), [50])  # pixel codecs are fine
         with pytest.raises(IcmError, match=f"decodes resnet50 layer1 features.*--task {evaluator.task}"):
             evaluator.check_codec(feature_codec, [1])
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
 
 from icmkit.bench import runner
 from icmkit.bench.api import BenchOptions, run_bench
@@ -17,7 +16,7 @@ from icmkit.bench.bd import bd
 from icmkit.bench.lock import LOCK_NAME, FolderInUseError, folder_lock
 from icmkit.bench.summary import bd_table
 
-from conftest import synthetic_photo
+from conftest import labelled_folder
 from test_cli_bench import FAST as BENCH_FLAGS  # the same small codec set, random-weights model
 
 FAST = {"codecs": "jpeg:10,50,webp:30,70", "anchor": "jpeg", "model": "resnet18", "model_weights": None}
@@ -25,11 +24,7 @@ FAST = {"codecs": "jpeg:10,50,webp:30,70", "anchor": "jpeg", "model": "resnet18"
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
-    root = tmp_path_factory.mktemp("labelled")
-    (root / "labels.csv").write_text("file,class_index\n0.png,1\n1.png,2\n")
-    for i in range(2):
-        Image.fromarray(synthetic_photo(180, 200, seed=i)).save(root / f"{i}.png")
-    return root
+    return labelled_folder(tmp_path_factory.mktemp("labelled"), 180, 200)
 
 
 def _dead_pid() -> int:

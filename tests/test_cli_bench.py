@@ -8,7 +8,7 @@ import sys
 import pytest
 from PIL import Image
 
-from conftest import synthetic_photo
+from conftest import labelled_folder, synthetic_photo
 from test_cli import assert_user_error, icm
 
 FAST = [
@@ -27,11 +27,7 @@ FAST = [
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
-    root = tmp_path_factory.mktemp("labelled")
-    (root / "labels.csv").write_text("file,class_index\n0.png,1\n1.png,2\n")
-    for i in range(2):
-        Image.fromarray(synthetic_photo(200, 260, seed=i)).save(root / f"{i}.png")
-    return root
+    return labelled_folder(tmp_path_factory.mktemp("labelled"), 200, 260)
 
 
 def test_bench_writes_every_output(labelled, tmp_path):

@@ -10,8 +10,8 @@ import torch
 from typer.testing import CliRunner
 
 import icmkit
-import icmkit.api as api
-import icmkit.tasks.classification as classification
+import icmkit.pretrained.classifiers as classification
+import icmkit.tasks.predict as predict_module
 from icmkit.cli.main import app
 from icmkit.codecs.base import FEATURES, FeatureMaps
 from icmkit.codecs.registry import split_backbones
@@ -38,8 +38,8 @@ def no_model_loads(monkeypatch):
         raise AssertionError(f"a classifier was loaded: {args}")
 
     monkeypatch.setattr(classification, "load_classifier", refuse)
-    monkeypatch.setattr(api, "_classifiers", {})
-    monkeypatch.setattr(api, "_splits", {})
+    monkeypatch.setattr(predict_module, "_classifiers", {})
+    monkeypatch.setattr(predict_module, "_splits", {})
 
 
 def test_the_shipped_feature_codec_is_a_registered_split_backbone():
@@ -65,8 +65,8 @@ def test_a_wrong_head_digest_is_refused_before_the_backbone_loads(tmp_path, no_m
 
 def test_naming_the_model_loads_it_but_icm_offline_never_downloads(tmp_path, monkeypatch):
     monkeypatch.setenv("ICM_OFFLINE", "1")
-    monkeypatch.setattr(api, "_classifiers", {})
-    monkeypatch.setattr(api, "_splits", {})
+    monkeypatch.setattr(predict_module, "_classifiers", {})
+    monkeypatch.setattr(predict_module, "_splits", {})
     path = _features_file(tmp_path / "r50.safetensors", "resnet50", "layer1", "0123456789abcdef", 256, 4)
     # The user asked for resnet50 by name: its load is attempted, and refused offline (torch hub's cache is empty
     # here; the test's network guard would fail the test on any connection).

@@ -215,7 +215,7 @@ def test_models_are_loaded_once_per_process(registered, tiny_feature_codec, tmp_
     icmkit.predict(path)  # builds the split from the cached classifier
     first = api.cached_classifier("tf_efficientnet_lite0")
 
-    import icmkit.tasks.classification as classification
+    import icmkit.pretrained.classifiers as classification
 
     def no_reload(*args, **kwargs):
         raise AssertionError("classifier loaded twice")

@@ -28,7 +28,8 @@ from icmkit.ssl.filtered import FilteredEmbeddingEncoder
 from icmkit.ssl.moco import MoCo
 from icmkit.tasks.classification import load_classifier
 from icmkit.train.config import config_from_yaml, load_config
-from icmkit.train.loop import make_trainer
+from icmkit.train.trainers import make_trainer
+from icmkit.weights import read_redundancy_filter
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = {
@@ -145,7 +146,7 @@ def test_lite0_recipes_chain_the_same_way():
 @pytest.mark.slow
 def test_stage_2_trains_the_re_module_on_the_unchanged_stage_1_head(chain):
     path = output(chain.root, "re")
-    module = RedundancyFilter.from_file(path)
+    module = read_redundancy_filter(path)
     stage1 = output(chain.root, "moco")
     assert module.config == {
         "channels": 40,
@@ -185,7 +186,7 @@ def test_stage_3_trains_backbone_and_re_together(chain):
     # Fixed in stage 3: the statistics RE standardises with, and the quantiles no loss reaches.
     assert changed(re_before, re_after, "feature_") == [] and changed(re_before, re_after, "re.prior.quantiles") == []
     assert (
-        RedundancyFilter.from_file(output(chain.root, "joint", "re.safetensors")).config["head_digest"]
+        read_redundancy_filter(output(chain.root, "joint", "re.safetensors")).config["head_digest"]
         == (head_digest(stage3))
         != head_digest(stage1)
     )

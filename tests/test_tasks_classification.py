@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 
 from icmkit.errors import IcmError, InputImageError
 from icmkit.image import load_rgb
+from icmkit.pretrained import lite_weights as lite
 from icmkit.tasks import Classifier, ClassifierWeightsError, UnknownModelError, load_classifier
-from icmkit.tasks import _lite_weights as lite
 from icmkit.tasks.classification import LITE_SIZES
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "icmkit" / "data" / "samples"

@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from icmkit.errors import IcmError
-from icmkit.tasks import detection
+from icmkit.pretrained import detectors as detection
 from icmkit.tasks.detection import (
     DETECTORS,
     CocoEvaluationError,

@@ -33,6 +33,8 @@ SOURCES = {
     "ssl": "docs/ssl-probe-dev200.json",
     "geometry": "docs/feature-geometry-dev200.json",
     "geometry-samples": "docs/feature-geometry-samples.json",
+    "restoration": "docs/restoration-evidence-dev200.json",
+    "restoration-speed": "docs/restoration-speed.json",
     "zoo-icm-mse": "src/icmkit/zoo/icm-mse.json",
     "zoo-icm-mmd": "src/icmkit/zoo/icm-mmd.json",
     "zoo-icm-dicm-lite0": "src/icmkit/zoo/icm-dicm-lite0.json",
@@ -416,6 +418,58 @@ def ssl_probe() -> str:
     return _table(header, rows)
 
 
+def restoration_bd() -> str:
+    """Each composed codec against its base codec (top-1 of the three classifiers, PSNR, MS-SSIM) and, on top-1,
+    against the learned pixel codec: BD-rate (pchip; top-1 after an isotonic fit) with its overlap and points."""
+    rows = []
+    for r in load("restoration")["bd"]:
+        metric = r["metric"].replace("top1_", "top-1 ").replace("ms_ssim", "MS-SSIM").replace("psnr", "PSNR")
+        unit = {"PSNR": " dB", "MS-SSIM": ""}.get(metric, " pp")
+        target = r.get("target_pct")
+        rate = r["bd_rate_pct"]
+        verdict = ""
+        if target is not None and rate is not None and not math.isnan(rate):
+            verdict = ("met" if rate <= target else "not met") + f" (≤ {number(target, '+.0f')} %)"
+        rows.append(
+            [
+                r["test"],
+                r["anchor"],
+                metric,
+                _pct(rate),
+                number(r["bd_metric"], "+.3f" if metric == "MS-SSIM" else "+.2f") + unit,
+                _span(r["overlap_lo"], r["overlap_hi"], ".4g"),
+                str(r["points"]),
+                verdict,
+            ]
+        )
+    return _table(["codec", "against", "metric", "BD-rate", "BD-metric", "overlap", "points", "target"], rows)
+
+
+def restoration_speed() -> str:
+    """The filter's time against its base codec's decode, in the same run."""
+    payload = load("restoration-speed")
+    rows = [
+        [
+            r["codec"],
+            r["size"].replace("x", "×"),
+            number(r["base_decode_ms"], ".1f") + " ms",
+            number(r["filter_ms"], ".1f") + " ms",
+            number(r["filter_over_base_decode"], ".2f") + "×",
+            "yes" if r["identical_across_threads"] else "no",
+        ]
+        for r in payload["rows"]
+    ]
+    header = [
+        "codec",
+        "image",
+        "base decode",
+        "filter",
+        "filter / base decode",
+        f"same output, 1 and {payload['threads']} threads",
+    ]
+    return _table(header, rows)
+
+
 TABLES: dict[str, Callable[..., str]] = {
     "headline": headline,
     "results": results_table,
@@ -427,6 +481,8 @@ TABLES: dict[str, Callable[..., str]] = {
     "rate-keep": rate_keep,
     "rate-size": rate_size,
     "ssl-probe": ssl_probe,
+    "restoration-bd": restoration_bd,
+    "restoration-speed": restoration_speed,
 }
 
 

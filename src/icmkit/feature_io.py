@@ -35,7 +35,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from icmkit.codecs.base import FEATURES, FeatureMaps
+from icmkit.decoded import FEATURES, FeatureMaps
 from icmkit.errors import IcmError, ResourceLimitError, one_line
 from icmkit.fileio import atomic_write, read_user_file
 from icmkit.geometry import ClassifierGeometry, DetectionGeometry, format_size, parse_size

@@ -203,3 +203,17 @@ def encode_png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+ImageLike = str | Path | bytes | np.ndarray | Image.Image
+
+
+def read_image(image: ImageLike) -> np.ndarray:
+    """Anything image-like → H×W×3 uint8 RGB (paths and bytes are decoded, EXIF-rotated)."""
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        return check_rgb(image)
+    if isinstance(image, Image.Image):
+        return to_rgb_array(image)
+    return load_rgb(image)

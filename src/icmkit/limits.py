@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+from icmkit.bitreader import BitReader
 from icmkit.errors import BitstreamError, InputImageError, ResourceLimitError
 
 # Widths and depths of icmkit's compression models, in a training config and in a weights file alike: far above
@@ -336,7 +337,7 @@ def _av1_sequence_size(obus: bytes) -> tuple[int, int] | None:
 
 
 def _parse_sequence_header(payload: bytes) -> tuple[int, int]:
-    bits = _Bits(payload)
+    bits = BitReader(payload)
     bits.read(3)  # seq_profile
     bits.read(1)  # still_picture
     if bits.read(1):  # reduced_still_picture_header
@@ -347,7 +348,7 @@ def _parse_sequence_header(payload: bytes) -> tuple[int, int]:
         if bits.read(1):  # timing_info_present_flag
             bits.read(32), bits.read(32)
             if bits.read(1):  # equal_picture_interval
-                bits.uvlc()
+                bits.ue()
             decoder_model = bool(bits.read(1))
             if decoder_model:
                 delay_bits = bits.read(5) + 1
@@ -363,27 +364,6 @@ def _parse_sequence_header(payload: bytes) -> tuple[int, int]:
                 bits.read(4)
     width_bits, height_bits = bits.read(4) + 1, bits.read(4) + 1
     return bits.read(width_bits) + 1, bits.read(height_bits) + 1
-
-
-class _Bits:
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
-
-    def read(self, count: int) -> int:
-        value = 0
-        for _ in range(count):
-            byte = self.data[self.pos >> 3]  # IndexError past the end: a truncated header
-            value = (value << 1) | ((byte >> (7 - (self.pos & 7))) & 1)
-            self.pos += 1
-        return value
-
-    def uvlc(self) -> int:
-        zeros = 0
-        while not self.read(1):
-            zeros += 1
-            if zeros >= 32:
-                raise ValueError("uvlc too long")
-        return self.read(zeros) + (1 << zeros) - 1
 
 
 def _mib(count: int) -> str:

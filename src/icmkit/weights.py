@@ -97,6 +97,15 @@ CONFIG_INT_RANGES: dict[str, tuple[int, int]] = {
     "gnconv_order": (1, 6),
     "transformer_depth": (0, 8),
     "qualities": (1, 64),
+    "scale": (1, 16),  # restoration filters (icmkit.models.restoration)
+    "width": (1, 1024),
+    "blocks": (0, 64),
+    "embedding": (1, 1024),
+}
+# Real-valued config values: (least, greatest) — a restoration filter's quality range.
+CONFIG_NUMBER_RANGES: dict[str, tuple[float, float]] = {
+    "quality_lo": (-1000.0, 1000.0),
+    "quality_hi": (-1000.0, 1000.0),
 }
 MAX_CONFIG_TEXT = 256
 MAX_TABLES = 4096  # distributions per coding table (a factorised prior's channels, a scale table's entries)
@@ -152,6 +161,10 @@ def _check_config(path: Path, config: dict) -> None:
             least, greatest = CONFIG_INT_RANGES[key]
             if type(value) is not int or not least <= value <= greatest:
                 raise IcmError(f"{path}: config value {key} must be a whole number in [{least}, {greatest}]")
+        elif key in CONFIG_NUMBER_RANGES:
+            least, greatest = CONFIG_NUMBER_RANGES[key]
+            if type(value) not in (int, float) or not least <= value <= greatest:
+                raise IcmError(f"{path}: config value {key} must be a number in [{least:g}, {greatest:g}]")
         elif not isinstance(value, str) or len(value) > MAX_CONFIG_TEXT:
             raise IcmError(
                 f"{path}: config value {str(key)[:40]!r} must be text of at most {MAX_CONFIG_TEXT} characters"
@@ -284,3 +297,20 @@ def check_weight_values(path: str | Path, checked: CheckedWeights, state: dict[s
 def _is_table(key: str) -> bool:
     # Coding tables and scale tables stay float32: they define the integer CDFs bit for bit.
     return key.rsplit(".", 1)[-1] in ("table_pmf", "scale_table")
+
+
+def read_redundancy_filter(path: str | Path):
+    """The :class:`~icmkit.models.redundancy.RedundancyFilter` a ``dicm-re`` weights file holds (a stage-2 run's
+    final.safetensors, a stage-3 run's re.safetensors), in eval mode; :class:`IcmError` for any other file."""
+    from icmkit.models.redundancy import RedundancyFilter
+
+    meta = read_metadata(path)
+    if meta.get("architecture") != RedundancyFilter.architecture:
+        held = meta.get("architecture") or "no icmkit model"
+        raise IcmError(f"{path}: holds {held}, not a redundancy-elimination module ({RedundancyFilter.architecture})")
+    try:
+        module = RedundancyFilter(**json.loads(meta["config"]))
+        module.load_state_dict(load_file(str(path)))
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise IcmError(f"{path}: damaged {RedundancyFilter.architecture} file ({one_line(exc)})") from None
+    return module.eval()

@@ -74,7 +74,7 @@ class _Pyramid(nn.Module):
 
 
 class SplitDetector:
-    """A frozen v1 detector (:class:`icmkit.tasks.detection.Detector`) cut after ``layer1``.
+    """A frozen v1 detector (:class:`icmkit.pretrained.detectors.Detector`) cut after ``layer1``.
 
     :attr:`head` maps the transform's output to ``layer1`` features; :meth:`detect` runs the rest on them.
     :attr:`info` describes the head as a classifier split does (backbone ``resnet50``, stage ``layer1``), with
@@ -83,7 +83,7 @@ class SplitDetector:
     """
 
     def __init__(self, detector):
-        from icmkit.tasks.detection import DETECTORS
+        from icmkit.pretrained.detectors import DETECTORS
 
         if not DETECTORS[detector.name].frozen_stem:
             v1 = ", ".join(name for name, info in DETECTORS.items() if info.frozen_stem)
@@ -149,7 +149,7 @@ class SplitDetector:
         return model.transform.postprocess(detections, images.image_sizes, [geometry.original])[0]
 
     def predict(self, features: torch.Tensor, geometry: DetectionGeometry) -> dict[str, Any]:
-        """:meth:`detect` as numpy, in the layout of :meth:`icmkit.tasks.detection.Detector.predict`."""
+        """:meth:`detect` as numpy, in the layout of :meth:`icmkit.pretrained.detectors.Detector.predict`."""
         return self.detector.to_numpy(self.detect(features, geometry))
 
 

@@ -225,8 +225,8 @@ def _probe(head: Head) -> tuple[int, int]:
 
 
 def split_classifier(name: str, stage: str, weights="default") -> SplitBackbone:
-    """Load classifier ``name`` (as :func:`icmkit.tasks.classification.load_classifier`) and split it."""
-    from icmkit.tasks.classification import load_classifier
+    """Load classifier ``name`` (as :func:`icmkit.pretrained.classifiers.load_classifier`) and split it."""
+    from icmkit.pretrained.classifiers import load_classifier
 
     classifier = load_classifier(name, weights)
     cfg = classifier.preprocess_config

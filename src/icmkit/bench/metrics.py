@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from icmkit.api import psnr
+from icmkit.fidelity import psnr
 from icmkit.threads import single_threaded
 
 MS_SSIM_MIN_SIDE = 161  # five scales of an 11-tap window need at least this many pixels

@@ -34,15 +34,16 @@ from pathlib import Path
 
 import numpy as np
 
-from icmkit import api
+from icmkit import fidelity
 from icmkit.bench.datasets import Dataset, Sample
 from icmkit.bench.heatmap import STATISTIC, energy_scale, feature_energy, heatmap_image
 from icmkit.bench.metrics import ms_ssim
 from icmkit.bench.plan import CodecPlan
 from icmkit.bench.protocols import coding_view, resize_center_crop
-from icmkit.codecs.base import FeatureMaps
+from icmkit.codecs.registry import get_codec
+from icmkit.decoded import FeatureMaps
 from icmkit.fileio import atomic_write, complete_lines, drop_partial_line
-from icmkit.image import encode_png
+from icmkit.image import encode_png, read_image
 from icmkit.tasks.evaluators import Evaluator, build_evaluator, input_name, portable
 from icmkit.threads import one_thread_worker
 
@@ -77,7 +78,7 @@ class BenchRun:
     plans: list[CodecPlan]
     out: Path
     classifier: object | None = None  # an icmkit.tasks.Classifier for task "classify" (when no evaluator is given)
-    detector: object | None = None  # an icmkit.tasks.detection.Detector for "detect" / "segment" (likewise)
+    detector: object | None = None  # an icmkit.pretrained.detectors.Detector for "detect" / "segment" (likewise)
     evaluator: Evaluator | None = None  # the task's evaluator; built from the task model above when None
     workers: int = 1
     crop: int = 256
@@ -104,7 +105,7 @@ class BenchRun:
 
 def prepare(sample: Sample, crop: int | None) -> np.ndarray:
     """The codec input for one sample: the resize + centre crop of the classification protocol, or the image."""
-    image = api.read_image(sample.path)
+    image = read_image(sample.path)
     return resize_center_crop(image, crop) if crop else image
 
 
@@ -114,7 +115,7 @@ def code_chunk(
     """Worker: code and decode each sample; rows (without task metrics) and what was decoded (images, or
     feature maps with numpy tensors, which pickle cheaply). ``detection_size``: feature codecs code in the
     detection geometry of that ``(min_size, max_size)`` (the detector's own resize, on the sender)."""
-    codec = coding_view(api.get_codec(codec_name), detection_size)
+    codec = coding_view(get_codec(codec_name), detection_size)
     rows, decoded_items = [], []
     for sample in samples:
         image = prepare(sample, crop)
@@ -127,7 +128,7 @@ def code_chunk(
         if isinstance(decoded, FeatureMaps):  # no pixels: no fidelity
             decoded, psnr, msssim = portable(decoded), "", ""
         else:
-            psnr, msssim = api.psnr(image, decoded), ms_ssim(image, decoded)
+            psnr, msssim = fidelity.psnr(image, decoded), ms_ssim(image, decoded)
         rows.append(
             {
                 "key": sample.key,
@@ -223,7 +224,7 @@ def _pending_jobs(run: BenchRun, done: set[tuple[str, str, str]]) -> Iterator[tu
 def check_codecs(plans: list[CodecPlan], evaluator: Evaluator) -> None:
     """Refuse, before anything is coded, every codec the task's evaluator cannot score."""
     for plan in plans:
-        evaluator.check_codec(api.get_codec(plan.codec), plan.qualities)
+        evaluator.check_codec(get_codec(plan.codec), plan.qualities)
 
 
 def _references(run: BenchRun) -> None:

@@ -306,6 +306,16 @@ def decompress(
     codec: Annotated[
         str | None, typer.Option("--codec", "-c", help="Codec to decode with (default: read from the file).")
     ] = None,
+    restore: Annotated[
+        str | None,
+        typer.Option(
+            "--restore",
+            "-r",
+            help="Restore the decoded images with a trained filter: BASE+FILTER (jpeg+mmd, hevc444+mmd), a filter's "
+            "short name (mmd: the base is the file's format) or a filter weights file. Works on files written "
+            "outside icmkit too (a camera's .jpg); the filter's quality condition is read from the stream.",
+        ),
+    ] = None,
     force: ForceOption = False,
     skip_existing: SkipExistingOption = False,
 ) -> None:
@@ -321,9 +331,11 @@ def decompress(
     an error line, the others are still decoded, and the exit status is then 2."""
     if force and skip_existing:
         raise IcmError("--force and --skip-existing contradict each other; pass one")
+    if codec is not None and restore is not None:
+        raise IcmError("--codec and --restore contradict each other: --codec BASE+FILTER names both")
     many = len(inputs) > 1 or any(p.is_dir() for p in inputs)
     if not many:
-        _decompress_one(inputs[0], output, codec, force)
+        _decompress_one(inputs[0], output, codec, force, restore)
         return
     from icmkit import api
 
@@ -367,7 +379,7 @@ def decompress(
                 if problem is not None:
                     raise problem
                 target.parent.mkdir(parents=True, exist_ok=True)
-                _decode_file(source, api.read_stream_file(source), target, codec, overwrite=force)
+                _decode_file(source, api.read_stream_file(source), target, codec, overwrite=force, restore=restore)
             except IcmError as exc:
                 failures += 1
                 message = str(exc) if str(exc).startswith(str(source)) else f"{source}: {exc}"
@@ -379,7 +391,7 @@ def decompress(
         raise typer.Exit(code=2)
 
 
-def _decompress_one(input: Path, output: Path | None, codec: str | None, force: bool) -> None:
+def _decompress_one(input: Path, output: Path | None, codec: str | None, force: bool, restore: str | None) -> None:
     """One file: to ``output`` (a file, or a folder that exists), or beside it."""
     from icmkit import api
 
@@ -400,10 +412,12 @@ def _decompress_one(input: Path, output: Path | None, codec: str | None, force: 
         if target.suffix.lower() != ".png":
             raise OutputExistsError(f"{target}: decoded images are written as PNG; name the output *.png")
     check_output(target, [input], force)
-    _decode_file(input, data, target, codec, overwrite=force)
+    _decode_file(input, data, target, codec, overwrite=force, restore=restore)
 
 
-def _decode_file(source: Path, data: bytes, target: Path, codec: str | None, overwrite: bool = True) -> None:
+def _decode_file(
+    source: Path, data: bytes, target: Path, codec: str | None, overwrite: bool = True, restore: str | None = None
+) -> None:
     """Decode ``data`` (the bytes of ``source``), write ``target`` and print what was written (``overwrite``
     False: created exclusively, so that a file another process wrote meanwhile is not replaced)."""
     from icmkit import api
@@ -413,7 +427,7 @@ def _decode_file(source: Path, data: bytes, target: Path, codec: str | None, ove
 
     if codec is None and sniff_codec(data) is None:  # say what the file is (a PNG, a text file …)
         raise BitstreamError(not_a_stream_message(source, data))
-    decoded = api.codec_for_stream(data, codec, how_to_name="--codec NAME").decode(data)
+    decoded = api.codec_for_stream(data, codec, how_to_name="--codec NAME", restore=restore).decode(data)
     if isinstance(decoded, FeatureMaps):
         from icmkit.feature_io import FEATURES, save_features
 

@@ -223,7 +223,7 @@ def train(
     from icmkit.cli._training import print_config_fields, training_reporter
     from icmkit.train.config import load_config
     from icmkit.train.distributed import launched_rank
-    from icmkit.train.loop import make_trainer
+    from icmkit.train.trainers import make_trainer
 
     if list_fields:
         print_config_fields()

@@ -83,7 +83,7 @@ def predict(
 
     if top_k < 1:
         raise IcmError(f"--top-k must be at least 1, got {top_k}")
-    from icmkit.tasks.detection import DETECTORS
+    from icmkit.pretrained.detectors import DETECTORS
 
     files = _predict_inputs(inputs)
     weights = None if model_weights == "none" else model_weights

@@ -126,7 +126,7 @@ def probe(
     _check_settings(train_dir, eval_dir, epochs, lr, weight_decay, batch_size, crop, limit, seed, out)
     from icmkit.bench.datasets import open_dataset
     from icmkit.codecs.base import CodecKind
-    from icmkit.tasks.classification import load_classifier
+    from icmkit.pretrained.classifiers import load_classifier
     from icmkit.tasks.evaluators import probe_feature_codec
     from icmkit.tasks.probe import DEFAULT_MOMENTUM, fit_and_evaluate
 

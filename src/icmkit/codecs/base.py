@@ -8,15 +8,14 @@ to an image of the same shape; feature codecs (kind ``"feature"``) decode to bac
 
 from __future__ import annotations
 
-import enum
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from icmkit.decoded import FEATURES, CodecKind, FeatureMaps  # noqa: F401 (re-exported: their home before)
 from icmkit.errors import CodecUnavailableError, QualityError
 
 if TYPE_CHECKING:
@@ -31,11 +30,6 @@ def parse_quality(value: str | float) -> Quality:
     """A quality read back from text (CSV, JSON): ``int`` when integral, as :meth:`QualitySpec.validate` returns."""
     number = float(value)
     return int(number) if number.is_integer() else number
-
-
-class CodecKind(str, enum.Enum):
-    PIXEL = "pixel"
-    FEATURE = "feature"
 
 
 @dataclass(frozen=True)
@@ -122,42 +116,6 @@ class QualitySpec:
 class Availability:
     ok: bool
     reason: str = ""
-
-
-FEATURES = "features"  # the name of the tensor a feature codec decodes to
-
-
-@dataclass
-class FeatureMaps:
-    """Decoded output of a feature codec: named tensors with their stride relative to the input."""
-
-    tensors: Mapping[str, Any]
-    strides: Mapping[str, int]
-    image_size: tuple[int, int]  # (height, width) of the coded image, for rate and task heads
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of_split(cls, features, image_size, stride: int, meta: dict, geometry: Geometry | None = None):
-        """One split's map (``FEATURES``) cropped to what the receivers take: the image's own map in the full
-        geometry (``⌈side / stride⌉``), the map of the classifier's cropped input in the classifier geometry
-        (whose input size joins ``meta`` as ``input_size``), the map of the 32-padded resized input in the
-        detection geometry (whose resized size joins ``meta``, for boxes back in original coordinates)."""
-        from icmkit.geometry import ClassifierGeometry
-
-        if geometry is None:
-            height, width = (math.ceil(side / stride) for side in image_size)
-        elif isinstance(geometry, ClassifierGeometry):
-            height, width = geometry.feature_size(stride)
-            meta = {**meta, "input_size": geometry.input}
-        else:
-            height, width = geometry.feature_size(stride)
-            meta = {**meta, "resized": geometry.resized}
-        return cls(
-            tensors={FEATURES: features[:, :, :height, :width].contiguous()},
-            strides={FEATURES: stride},
-            image_size=tuple(image_size),
-            meta=meta,
-        )
 
 
 class Codec(ABC):

@@ -41,6 +41,11 @@ def codec_from_weights_file(path: str) -> Codec:
             "(re_from=…) builds the codec around it"
         )
     checked = check_weights_file(path)  # before anything is built from the file
+    if architecture == "restoration-cnn":  # a filter behind its base codec: BASE+PATH
+        from icmkit.codecs.registry import registered_codec
+        from icmkit.codecs.restored import restored_codec_from_file
+
+        return restored_codec_from_file(path, registered_codec(checked.config.get("base", "")))
     if architecture == DICMFeatureCodec.architecture:
         return FeatureCodec.from_weights_file(path, name=path, backbone_weights=_backbone_weights(path, metadata))
     if architecture == VariableRateHyperprior.architecture:

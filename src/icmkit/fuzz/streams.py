@@ -50,7 +50,7 @@ def build_corpus(targets: list[str]) -> dict[str, list[bytes]]:
     """Small valid streams of every codec target (and a features file, if ``features`` is a target)."""
     import icmkit
     from icmkit.codecs import get_codec
-    from icmkit.codecs.base import CodecKind
+    from icmkit.decoded import CodecKind
     from icmkit.feature_io import features_to_bytes
 
     images = _crops()
@@ -370,7 +370,7 @@ def check_output(target: str, data: bytes, out) -> str | None:
     """Why a decoded output breaks the contract (None when it keeps it)."""
     import numpy as np
 
-    from icmkit.codecs.base import FEATURES, FeatureMaps
+    from icmkit.decoded import FEATURES, FeatureMaps
     from icmkit.limits import max_pixels
 
     if target == "features":

@@ -9,12 +9,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from icmkit.losses.distortion import Distortion
 from icmkit.losses.perception import PerceptionConsistencyLoss
 from icmkit.losses.rate import RateLoss
+from icmkit.losses.restoration import RestorationObjective
 
 
 def lmbda_at(lmbdas: list[float], quality: float) -> float:
@@ -29,6 +28,9 @@ def lmbda_at(lmbdas: list[float], quality: float) -> float:
 
 
 class CodecObjective(nn.Module):
+    """``bpp + λ·scale·distortion + β·perception``: the rate beside a receiver's objective
+    (:class:`~icmkit.losses.restoration.RestorationObjective`, the same terms without a rate)."""
+
     def __init__(
         self,
         lmbda: float,
@@ -37,30 +39,20 @@ class CodecObjective(nn.Module):
         perception: PerceptionConsistencyLoss | None = None,
     ):
         super().__init__()
-        if beta > 0 and perception is None:
-            raise ValueError("beta > 0 needs a perception loss")
-        self.lmbda = lmbda
-        self.beta = beta
         self.rate = RateLoss()
-        self.distortion = Distortion(distortion)
-        self.perception = perception if beta > 0 else None
+        self.pixels = RestorationObjective(lmbda, distortion, beta, perception)
+
+    @property
+    def lmbda(self) -> float:
+        return self.pixels.lmbda
+
+    @property
+    def perception(self) -> PerceptionConsistencyLoss | None:
+        return self.pixels.perception
 
     def forward(self, output: dict, target: torch.Tensor, lmbda: float | None = None) -> dict[str, torch.Tensor]:
         """The loss and its parts; ``lmbda`` overrides λ for this step (variable-rate training)."""
-        lmbda = self.lmbda if lmbda is None else lmbda
-        x_hat = output["x_hat"]
         bpp = self.rate(output, target)
-        distortion = self.distortion(x_hat, target)
-        loss = bpp + lmbda * self.distortion.scale * distortion
-        parts = {"bpp": bpp}
-        if self.distortion.kind == "mse":
-            parts["mse"] = distortion
-        else:
-            parts[self.distortion.kind] = distortion
-            parts["mse"] = F.mse_loss(x_hat.detach(), target)
-        if self.perception is not None:
-            perception = self.perception(x_hat, target)
-            loss = loss + self.beta * perception["perception"]
-            parts.update(perception)
-        parts["loss"] = loss
+        parts = {"bpp": bpp, **self.pixels(output["x_hat"], target, lmbda)}
+        parts["loss"] = bpp + parts["loss"]
         return parts

@@ -53,7 +53,7 @@ class FeatureTap(nn.Module):
 
     @classmethod
     def from_classifier(cls, classifier, layers: Sequence[str]) -> FeatureTap:
-        """From an :class:`icmkit.tasks.classification.Classifier` (any timm / torchvision name)."""
+        """From an :class:`icmkit.pretrained.classifiers.Classifier` (any timm / torchvision name)."""
         cfg = classifier.preprocess_config
         return cls(classifier.model, layers, cfg.mean, cfg.std)
 

@@ -5,22 +5,9 @@ from __future__ import annotations
 from icmkit.models.base import CompressionModel, NotFinalizedError
 from icmkit.models.dicm import DICMFeatureCodec
 from icmkit.models.hyperprior import MeanScaleHyperprior
+from icmkit.models.registry import ARCHITECTURES, build_model, register_architecture  # noqa: F401 (filled above)
+from icmkit.models.restoration import RestorationNet
 from icmkit.models.variable_rate import VariableRateHyperprior
-
-ARCHITECTURES: dict[str, type[CompressionModel]] = {
-    MeanScaleHyperprior.architecture: MeanScaleHyperprior,
-    VariableRateHyperprior.architecture: VariableRateHyperprior,
-    DICMFeatureCodec.architecture: DICMFeatureCodec,
-}
-
-
-def build_model(architecture: str, **config) -> CompressionModel:
-    try:
-        cls = ARCHITECTURES[architecture]
-    except KeyError:
-        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}") from None
-    return cls(**config)
-
 
 __all__ = [
     "ARCHITECTURES",
@@ -28,6 +15,7 @@ __all__ = [
     "DICMFeatureCodec",
     "MeanScaleHyperprior",
     "NotFinalizedError",
+    "RestorationNet",
     "VariableRateHyperprior",
     "build_model",
 ]

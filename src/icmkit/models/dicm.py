@@ -66,6 +66,7 @@ from icmkit.models.context import (
     training_parameters,
 )
 from icmkit.models.feature_statistics import FeatureStatistics
+from icmkit.models.registry import register_architecture
 from icmkit.threads import single_threaded
 
 BLOCKS = {"gnconv": HorBlock, "conv": ResidualConvBlock}
@@ -124,6 +125,7 @@ class RedundancyElimination(nn.Module):
         return self.decoder(torch.round(self.encoder(f1)))
 
 
+@register_architecture
 class DICMFeatureCodec(FeatureStatistics, CompressionModel):
     architecture = "dicm-feature"
     # Float networks whose exact-integer twins are what coding runs: shipped files leave them out.
@@ -155,25 +157,6 @@ class DICMFeatureCodec(FeatureStatistics, CompressionModel):
                 f"block must be one of {list(BLOCKS)}, context one of {list(CONTEXTS)} and hyper_synthesis one of "
                 f"{list(HYPER_SYNTHESES)}"
             )
-        self.config = {
-            "channels": channels,
-            "backbone": backbone,
-            "split": split,
-            "head_digest": head_digest,
-            "N": N,
-            "M": M,
-            "hyper": hyper,
-            "re_levels": re_levels,
-            "re_width": re_width,
-            "re_latent": re_latent,
-            "block": block,
-            "context": context,
-            "gnconv_order": gnconv_order,
-            "transformer_depth": transformer_depth,
-            "qualities": qualities,
-            "latent_levels": latent_levels,
-            "hyper_synthesis": hyper_synthesis,
-        }
         self.M = M
         self.re = RedundancyElimination.at_levels(channels, re_width, re_latent, re_levels) if re_levels > 0 else None
         make = BLOCKS[block]

@@ -30,6 +30,7 @@ from icmkit.layers.gdn import GDN
 from icmkit.layers.integer import ACT_FRAC_BITS, ExactIntegerNet
 from icmkit.models.base import CompressionModel
 from icmkit.models.context import SYMBOL_LIMIT
+from icmkit.models.registry import register_architecture
 from icmkit.models.tiling import analysis_halo, resampling_factor, run_tiled, synthesis_halo, tile_grid
 from icmkit.threads import single_threaded
 
@@ -42,6 +43,7 @@ def deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTran
     return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
 
 
+@register_architecture
 class MeanScaleHyperprior(CompressionModel):
     architecture = "mean-scale-hyperprior"
     # Latent samples per tile side in decoding. It defines the decoded pixels (by float rounding), so it
@@ -55,7 +57,6 @@ class MeanScaleHyperprior(CompressionModel):
 
     def __init__(self, N: int = 64, M: int = 160):
         super().__init__()
-        self.config = {"N": N, "M": M}
         self.M = M
         self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
         self.g_s = nn.Sequential(

@@ -18,18 +18,15 @@ not codecs — the RE latent is never transmitted, its rate is a training constr
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
-from safetensors.torch import load_file
 
-from icmkit.errors import IcmError, one_line
 from icmkit.models.base import CompressionModel
 from icmkit.models.dicm import DICMFeatureCodec, RedundancyElimination
 from icmkit.models.feature_statistics import FeatureStatistics
+from icmkit.models.registry import records_config
 
 
+@records_config
 class RedundancyFilter(FeatureStatistics, CompressionModel):
     architecture = "dicm-re"
     qualities = 1  # trained by the feature-model path of the codec trainer, which draws a quality per step
@@ -45,34 +42,8 @@ class RedundancyFilter(FeatureStatistics, CompressionModel):
         re_latent: int = 96,
     ):
         super().__init__()
-        self.config = {
-            "channels": channels,
-            "backbone": backbone,
-            "split": split,
-            "head_digest": head_digest,
-            "re_levels": re_levels,
-            "re_width": re_width,
-            "re_latent": re_latent,
-        }
         self.re = RedundancyElimination.at_levels(channels, re_width, re_latent, re_levels)
         self._register_feature_statistics(channels)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> RedundancyFilter:
-        """The module a ``dicm-re`` weights file holds (a stage-2 run's final.safetensors, a stage-3 run's
-        re.safetensors), in eval mode; :class:`~icmkit.errors.IcmError` for any other file."""
-        from icmkit.weights import read_metadata  # icmkit.weights imports icmkit.models: not at module level
-
-        meta = read_metadata(path)
-        if meta.get("architecture") != cls.architecture:
-            held = meta.get("architecture") or "no icmkit model"
-            raise IcmError(f"{path}: holds {held}, not a redundancy-elimination module ({cls.architecture})")
-        try:
-            module = cls(**json.loads(meta["config"]))
-            module.load_state_dict(load_file(str(path)))
-        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-            raise IcmError(f"{path}: damaged {cls.architecture} file ({one_line(exc)})") from None
-        return module.eval()
 
     def forward(self, f1: torch.Tensor, quality: int = 0) -> dict:
         """Head features → ``target`` (standardised f1), ``filtered`` (f2, standardised) and the likelihoods

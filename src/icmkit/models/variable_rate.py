@@ -47,10 +47,12 @@ from icmkit.models.context import (
     training_parameters,
 )
 from icmkit.models.hyperprior import MeanScaleHyperprior
+from icmkit.models.registry import register_architecture
 
 CONTEXTS = ("checkerboard", "none")
 
 
+@register_architecture
 class VariableRateHyperprior(MeanScaleHyperprior):
     architecture = "variable-rate-hyperprior"
     float_twins = ("h_s", "context", "entropy_parameters")
@@ -62,7 +64,6 @@ class VariableRateHyperprior(MeanScaleHyperprior):
             raise ValueError(f"context must be one of {list(CONTEXTS)}")
         if qualities < 1:
             raise ValueError("qualities must be ≥ 1")
-        self.config = {"N": N, "M": M, "qualities": qualities, "context": context}
         self.qualities = qualities
         self.use_context = context == "checkerboard"
         spread = torch.exp(torch.linspace(-1.5, 1.5, qualities)) if qualities > 1 else torch.ones(1)

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from icmkit.codecs.base import Codec, CodecKind, FeatureMaps, Quality, QualitySpec
+from icmkit.codecs.base import Codec, Quality, QualitySpec
+from icmkit.decoded import CodecKind, FeatureMaps
 from icmkit.errors import IcmError
 
 KINDS = ("bytes", "bpp", "psnr", "keep")
@@ -131,7 +132,7 @@ class Judge:
         if target.kind == "psnr":
             if isinstance(decoded, FeatureMaps):
                 raise TargetError(f"{self.codec.name} decodes to features: a PSNR target does not apply")
-            from icmkit.api import psnr
+            from icmkit.fidelity import psnr
 
             value = psnr(self.image, decoded)
             return value >= target.value, value
@@ -141,7 +142,7 @@ class Judge:
         """The classifier's top-1 on the uncompressed input: the image (pixel codecs), or the head's features of
         the image through the same tail (feature codecs: the same view the decoded features give)."""
         if self._reference is None:
-            from icmkit.api import predict
+            from icmkit.tasks.predict import predict
 
             if self._feature_codec:
                 if self.target.model is not None:
@@ -157,7 +158,7 @@ class Judge:
         return self.codec.kind == CodecKind.FEATURE
 
     def _keeps(self, decoded) -> tuple[bool, float]:
-        from icmkit.api import predict
+        from icmkit.tasks.predict import predict
 
         reference = self.reference_class()
         k = 1 if self.target.keep == "top1" else 5

@@ -4,7 +4,7 @@
         ─ the classifier's global pool ─ (N, C) ─ MLP C → C → d (MoCo v2) ─ L2-normalise ─ embedding (N, d)
 
 The classifier is kept whole (its last linear layer frozen and unused) so that its state dict loads back
-with :func:`icmkit.tasks.classification.load_classifier` once trained.
+with :func:`icmkit.pretrained.classifiers.load_classifier` once trained.
 """
 
 from __future__ import annotations

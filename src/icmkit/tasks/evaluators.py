@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from icmkit.codecs.base import FEATURES, Codec, CodecKind, FeatureMaps
+from icmkit.codecs.base import Codec
+from icmkit.decoded import FEATURES, CodecKind, FeatureMaps
 from icmkit.errors import IcmError
 
 IMAGE = "image"  # the reference name of pixel inputs
@@ -592,12 +593,12 @@ def load_evaluator(
     """Load ``task``'s model (``model`` with ``weights``; none for ``fidelity``) and wrap it in its evaluator."""
 
     def classifier():
-        from icmkit.tasks.classification import load_classifier
+        from icmkit.pretrained.classifiers import load_classifier
 
         return build_evaluator(task, classifier=load_classifier(model, weights=weights), labels=labels)
 
     def detector():
-        from icmkit.tasks.detection import load_detector
+        from icmkit.pretrained.detectors import load_detector
 
         loaded = load_detector(
             model, weights=weights, min_size=detector_min_size, max_size=max(1333, detector_min_size)

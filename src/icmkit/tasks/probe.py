@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from icmkit.codecs.base import FEATURES, FeatureMaps
+from icmkit.decoded import FEATURES, FeatureMaps
 from icmkit.errors import IcmError, WeightsMismatchError
 
 DEFAULT_EPOCHS = 100

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from icmkit.backbones import SplitBackbone, SplitError, split_classifier
 from icmkit.errors import ConfigError, IcmError
+from icmkit.losses import FeatureTap, PerceptionConsistencyLoss
 from icmkit.losses.feature import FeatureCodecTraining, FeatureObjective, parse_stage_weights
 from icmkit.losses.redundancy import RedundancyObjective
 from icmkit.models import ARCHITECTURES, CompressionModel, DICMFeatureCodec, VariableRateHyperprior, build_model
@@ -72,6 +73,26 @@ def build_codec_model(config: TrainConfig, backbone: SplitBackbone | None = None
     )
 
 
+def build_perception(config: TrainConfig) -> PerceptionConsistencyLoss:
+    """Seed 000's perception-consistency term on the config's frozen classifier (loaded here)."""
+    from icmkit.pretrained.classifiers import load_classifier
+
+    weights = None if config.perception_weights == "none" else config.perception_weights
+    classifier = load_classifier(config.perception_model, weights)
+    try:
+        tap = FeatureTap.from_classifier(classifier, config.perception_layers)
+    except ValueError as exc:
+        raise ConfigError(f"perception_layers: {exc}") from None
+    return PerceptionConsistencyLoss(
+        tap,
+        config.perception_layer_weights or None,
+        config.mmd_samples,
+        tuple(config.mmd_bandwidths),
+        config.distill_weight,
+        config.distill_temperature,
+    )
+
+
 def build_redundancy_filter(config: TrainConfig, backbone: SplitBackbone) -> RedundancyFilter:
     info = backbone.info
     return RedundancyFilter(
@@ -110,6 +131,7 @@ __all__ = [
     "FeatureCodecTraining",
     "build_codec_model",
     "build_feature_objective",
+    "build_perception",
     "build_redundancy_filter",
     "is_feature_codec",
     "is_variable_rate_pixel_codec",

@@ -50,11 +50,16 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "ssl_box_size": (32, 4096),
     "ssl_box_warmup": (0, 1 << 20),
     "ssl_box_every": (1, 1 << 20),
+    "filter_scale": (1, 16),
+    "filter_width": (1, 1024),
+    "filter_blocks": (0, 64),
 }
 # The self-supervised backbone recipe (DICM's stage 1; stage 3 with ssl_re_from): icmkit.train.ssl_loop, not a codec.
 MOCO_V2 = "moco-v2"
 # DICM's stage 2: the redundancy-elimination module alone on a frozen backbone (icmkit.models.redundancy).
 DICM_RE = "dicm-re"
+# A receiver-side restoration filter behind a standard codec (icmkit.models.restoration), trained on decoded crops.
+RESTORATION = "restoration-cnn"
 
 
 def documented(default=MISSING, *, doc: str, factory=MISSING):
@@ -178,7 +183,21 @@ class TrainConfig:
         "be built for this config's backbone, split, crop, resize and data; each image shows its V views in a seeded "
         "order before any repeats (V epochs of fresh views); '' = the head on fresh random crops",
     )
-    crop: int = documented(256, doc="side of the random square training crops (a multiple of 64)")
+    decoded_cache: str = documented(
+        "",
+        doc=f"{RESTORATION}: the folder of decoded crops to train on (`icm cache decoded`); its codec is the filter's "
+        "base codec and its quality grid the range the filter is conditioned on; `data` is not read",
+    )
+    filter_scale: int = documented(
+        4, doc=f"{RESTORATION}: side of the pixel blocks folded into channels (the filter runs at 1/scale resolution)"
+    )
+    filter_width: int = documented(64, doc=f"{RESTORATION}: channels of the filter's residual blocks")
+    filter_blocks: int = documented(4, doc=f"{RESTORATION}: residual blocks (quality-conditioned by FiLM)")
+    crop: int = documented(
+        256,
+        doc=f"side of the random square training crops (a multiple of 64); {RESTORATION}: the window taken from each "
+        "cached crop (at most the cache's crop)",
+    )
     batch_size: int = documented(8, doc="crops per step and per process (the global batch is this × world size)")
     steps: int = documented(20000, doc="optimiser steps of the whole run")
     lr: float = documented(1e-4, doc="learning rate of the main (Adam) optimiser")
@@ -291,7 +310,9 @@ class TrainConfig:
             raise ConfigError("mmd_samples must be ≥ 2 and mmd_bandwidths positive")
         if self.device not in DEVICES and not (self.device.startswith("cuda:") and self.device[5:].isdigit()):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if not self.data:
+        if self.architecture == RESTORATION:
+            self._validate_restoration()
+        elif not self.data:
             raise ConfigError(
                 f"no training data: name image folders with data=a/,b/ (or data: [...] in the config; "
                 f"'{SAMPLES_FOLDER}' for the photos shipped with icmkit)"
@@ -308,6 +329,8 @@ class TrainConfig:
             raise ConfigError("re_levels, resize, re_rate_weight, re_distortion_weight and feature_weight must be ≥ 0")
         if self.feature_target not in FEATURE_TARGETS:
             raise ConfigError(f"feature_target must be {' or '.join(FEATURE_TARGETS)}, got {self.feature_target!r}")
+        if self.decoded_cache and self.architecture != RESTORATION:
+            raise ConfigError(f"decoded_cache is for {RESTORATION}, not {self.architecture}")
         if self.feature_cache and self.architecture not in ("dicm-feature", DICM_RE):
             raise ConfigError(f"feature_cache is for dicm-feature and {DICM_RE}, not {self.architecture}")
         if self.re_from and self.architecture != "dicm-feature":
@@ -320,6 +343,17 @@ class TrainConfig:
             self._validate_self_supervised()
         if self.architecture == DICM_RE:
             self._validate_redundancy_stage()
+
+    def _validate_restoration(self) -> None:
+        if not self.decoded_cache:
+            raise ConfigError(
+                f"{RESTORATION} trains on decoded crops: name a cache built by `icm cache decoded` "
+                "with decoded_cache=DIR"
+            )
+        if self.crop % self.filter_scale:
+            raise ConfigError(f"crop ({self.crop}) must be a multiple of filter_scale ({self.filter_scale})")
+        if self.init_from:
+            raise ConfigError(f"init_from is for codecs; {RESTORATION} starts as the identity filter")
 
     def _validate_redundancy_stage(self) -> None:
         if self.re_levels < 1:

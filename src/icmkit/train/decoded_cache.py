@@ -317,8 +317,8 @@ class BuildResult:
 
 def plan(spec: CacheSpec, out: Path) -> tuple[CacheSpec, list[Source]]:
     """Validate the spec (codec, settings, folders) before anything is written; the resolved spec and sources."""
-    from icmkit.codecs.base import CodecKind
     from icmkit.codecs.registry import get_codec
+    from icmkit.decoded import CodecKind
 
     codec = get_codec(spec.codec)
     if codec.kind != CodecKind.PIXEL:

@@ -14,6 +14,7 @@ from icmkit.errors import ConfigError, IcmError
 from icmkit.models.dicm import DICMFeatureCodec
 from icmkit.models.redundancy import RedundancyFilter
 from icmkit.train.config import TrainConfig
+from icmkit.weights import read_redundancy_filter
 
 RE_SHAPE_FIELDS = ("re_levels", "re_width", "re_latent")
 
@@ -22,7 +23,7 @@ def load_redundancy_filter(path: str, config: TrainConfig, info: SplitInfo, fiel
     """The RE module of file ``path`` (named by config field ``field``); a one-line :class:`ConfigError` when it
     cannot be read, has other widths than the config or was trained on another head than ``info``'s."""
     try:
-        module = RedundancyFilter.from_file(path)
+        module = read_redundancy_filter(path)
     except IcmError as exc:
         raise ConfigError(f"{field}: {exc}") from None
     stored = module.config

@@ -26,6 +26,7 @@ from icmkit.backbones.split import SplitError
 from icmkit.errors import ConfigError
 from icmkit.ssl.encoder import EmbeddingEncoder
 from icmkit.ssl.filtered import FilteredEmbeddingEncoder
+from icmkit.train.base import register_trainer
 from icmkit.train.builders import load_backbone
 from icmkit.train.config import MOCO_V2
 from icmkit.train.loop import export_weights
@@ -35,6 +36,7 @@ from icmkit.train.ssl_loop import ContrastiveTrainer
 RE_FILE = "re.safetensors"
 
 
+@register_trainer(lambda config: config.architecture == MOCO_V2 and bool(config.ssl_re_from))
 class JointContrastiveTrainer(ContrastiveTrainer):
     """:class:`~icmkit.train.ssl_loop.ContrastiveTrainer` with an RE module in the encoders (module docstring)."""
 

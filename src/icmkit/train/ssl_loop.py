@@ -32,19 +32,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from icmkit.errors import ConfigError
 from icmkit.fileio import atomic_write
 from icmkit.image import load_rgb, resize_shorter_side
+from icmkit.pretrained.classifiers import load_classifier
 from icmkit.ssl.contact_sheet import write_contact_sheet
 from icmkit.ssl.crops import ContrastiveViews, compute_boxes
 from icmkit.ssl.encoder import EmbeddingEncoder
 from icmkit.ssl.moco import MoCo
 from icmkit.ssl.shuffle import BatchShuffle, concat_from_ranks
-from icmkit.tasks.classification import load_classifier
+from icmkit.train.base import TrainerBase, register_trainer
 from icmkit.train.config import MOCO_V2, TrainConfig
-from icmkit.train.loop import Trainer, _model_tensors, _optimizer_tensors, _restore_optimizer, _rng_names
+from icmkit.train.data import find_images
 from icmkit.train.precision import MixedPrecision
 
 SGD_MOMENTUM = 0.9  # MoCo v2's optimiser
@@ -55,9 +56,10 @@ CONTACT_SHEET_IMAGES = 48
 _VIEWS, _SHUFFLE, _EPOCH_ORDER = 1, 2, 3
 
 
-class ContrastiveTrainer(Trainer):
-    """Trainer's construction order, loop, logging, time limit and rank handling; MoCo's model, data, step,
-    checkpoints and export. ``make_trainer(config)`` returns one when ``config.architecture`` is ``moco-v2``.
+@register_trainer(lambda config: config.architecture == MOCO_V2 and not config.ssl_re_from)
+class ContrastiveTrainer(TrainerBase):
+    """MoCo v2 pre-training of a classifier (DICM's stage 1): its model, data, step, checkpoints and export on
+    the base's loop, logging, time limit and rank handling.
 
     Hooks for :class:`~icmkit.train.ssl_joint_loop.JointContrastiveTrainer` (stage 3): :meth:`_build_encoder`,
     :meth:`_encode_queries` with :attr:`term_weights`, and :attr:`checkpoint_kind`."""
@@ -67,7 +69,17 @@ class ContrastiveTrainer(Trainer):
     # Weights of the extra loss terms :meth:`_encode_queries` returns, by name (none for plain MoCo).
     term_weights: dict[str, float] = {}
 
-    # -- building: hooks called by Trainer.__init__ -----------------------------------------------
+    # -- building: hooks called by TrainerBase.__init__ -------------------------------------------
+    def check_inputs(self) -> None:
+        try:
+            self.files = find_images(self.config.data_folders())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"data: {exc}") from None
+
+    def build(self) -> None:
+        self._build_model()
+        self._build_data()
+
     def _build_model(self) -> None:
         config = self.config
         torch.manual_seed(config.seed)  # the same projection head and queue on every rank
@@ -79,7 +91,6 @@ class ContrastiveTrainer(Trainer):
         except ValueError as exc:
             raise ConfigError(f"backbone: {exc}") from None
         self.model = MoCo(encoder, config.ssl_queue, config.ssl_momentum, config.ssl_temperature).to(self.device)
-        self.backbone = None  # not a feature codec: Trainer's codec initialisation stays off
         self.precision = MixedPrecision(self.device, config.amp)
         self.precision.prepare(self.model)  # after MoCo's copy: query and key each get their own float32 wrappers
         self.optimizer = torch.optim.SGD(
@@ -100,13 +111,13 @@ class ContrastiveTrainer(Trainer):
         if self.steps_per_epoch == 0:
             raise ConfigError(f"data: {len(self.views)} images, fewer than one global batch ({self.global_batch})")
         if self.parallel.active:
-            torch.manual_seed(self._stream_seed(0))  # each rank its own dropout, where a backbone has some
+            torch.manual_seed(self.stream_seed(0))  # each rank its own dropout, where a backbone has some
 
     def _build_encoder(self, classifier: torch.nn.Module, mean, std) -> EmbeddingEncoder:
         config = self.config
         return EmbeddingEncoder(classifier, mean, std, config.ssl_projection_dim, config.ssl_bn_groups)
 
-    def _distribute(self) -> torch.nn.Module:
+    def distribute(self) -> torch.nn.Module:
         return self.parallel.wrap(self.model.query, self.device, ignore=[])  # the key encoder and queue: by hand
 
     @property
@@ -191,48 +202,27 @@ class ContrastiveTrainer(Trainer):
         self.log({"event": "boxes refreshed", "step": self.step, "epoch": epoch, "mean_box_area": round(area, 3)})
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def _rng_state(self) -> dict:
-        state = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            state["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt": self.optimizer}
 
-    def _checkpoint_extras(self) -> tuple[dict, dict]:
-        optimizer, optimizer_groups = _optimizer_tensors("opt", self.optimizer)
-        tensors = {**optimizer, "boxes": self.views.boxes.contiguous()}
-        return tensors, {"architecture": self.checkpoint_kind, "optimizer_groups": optimizer_groups}
+    def random_streams(self) -> dict[str, np.random.Generator]:
+        return {}  # every draw is seeded by (seed, step, stream, rank): nothing else to save
 
-    def _resume(self) -> bool:
-        tensors_path, meta_path = self._checkpoint_paths()
-        if not (tensors_path.exists() and meta_path.exists()):
-            return False
-        meta = json.loads(meta_path.read_text())
-        if meta.get("architecture") != self.checkpoint_kind:
-            held = meta.get("architecture") or meta["config"]["architecture"]
-            raise ConfigError(
-                f"out: {self.out} holds the checkpoint of a {held} run, not of a {self.checkpoint_kind} run"
-            )
-        tensors = load_file(str(tensors_path))
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        return {"boxes": self.views.boxes.contiguous()}
+
+    def checkpoint_metadata(self) -> dict:
+        return {"grad_scaler": self.precision.scaler.state_dict()}
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         if tensors["boxes"].shape[0] != len(self.views):
             raise ConfigError(f"data: {len(self.views)} images, the checkpoint's run had {tensors['boxes'].shape[0]}")
-        self.model.load_state_dict(_model_tensors(tensors))
-        _restore_optimizer("opt", self.optimizer, tensors, meta["optimizer_groups"])
         if meta.get("grad_scaler"):
             self.precision.scaler.load_state_dict(meta["grad_scaler"])
         self.views.boxes = tensors["boxes"]
-        self.step = int(meta["step"])
-        restored = self._restore_rng(tensors, meta)
-        self.log({"event": "resumed", "step": self.step, **({} if restored else {"random_streams": "new"})})
-        return True
 
-    def _restore_rng(self, tensors: dict, meta: dict) -> bool:
-        names = _rng_names(self.parallel.rank)
-        if names["torch"] not in tensors:  # resumed with more processes than the run had
-            return False
-        torch.set_rng_state(tensors[names["torch"]])
-        if self.device.type == "cuda" and names["cuda"] in tensors:
-            torch.cuda.set_rng_state(tensors[names["cuda"]], self.device)
-        return True
+    def started_record(self) -> dict:
+        return {"precision": self.precision.describe()}
 
     # -- output -----------------------------------------------------------------------------------
     def export(self) -> Path:

@@ -1,0 +1,129 @@
+"""Ship a trained restoration filter as a zoo family (``hevc444-mmd`` → codec ``hevc444+mmd``): one slim weights
+file and its table.
+
+    python scripts/publish_filter.py hevc444-mmd ~/.cache/icmkit-runs/restore-hevc444-v2 \
+        --evidence docs/restoration-evidence-dev200.json [--as-run "..."]
+
+The run's ``final.safetensors`` (or, while it still trains, its latest checkpoint) is written with its float32
+weights as they were measured (1.4 MiB; float16 would change the restored pixels the evidence measured) to
+``src/icmkit/zoo/weights/<family>-v1.safetensors``
+with the machine paths removed from its metadata; ``src/icmkit/zoo/<family>.json`` gets its one row (one filter
+covers the base codec's whole quality range) with λ, β, steps, data, the exact command, the SHA-256 and the BD
+figures of ``benchmarks/restoration_evidence.py report --json`` (against the base codec, on imagenet-dev200).
+Weights are published once: a retrained filter gets a new file name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+from icmkit.fileio import atomic_write
+from icmkit.train.loop import run_weights
+from icmkit.weights import save_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT / "src" / "icmkit" / "zoo"
+DATA = (
+    "imagenet-train500 + bsds500 train + coco-train80 (880 images), native resolution: a decoded-crop cache of 4 "
+    "random 256² crops per image, each coded at 3 qualities of the training grid (icm cache decoded); random "
+    "flips, batch 4; trained on a 2-core CPU"
+)
+FAMILIES = {
+    "hevc444-mmd": (
+        "hevc444",
+        "A restoration filter at the receiver of HEVC-444 (x265, BPG settings): quarter-resolution residual CNN "
+        "(pixel unshuffle 4, 4 blocks of 64 channels) conditioned on BPG's q read from the stream (FiLM), trained "
+        "with λ·255²·MSE + β·(MMD² of EfficientNet-Lite0 features + logit distillation). Streams are plain hevc444.",
+    ),
+    "jpeg-mmd": (
+        "jpeg",
+        "A restoration filter at the receiver of JPEG 4:2:0: quarter-resolution residual CNN (pixel unshuffle 4, 4 "
+        "blocks of 64 channels) conditioned on the quality estimated from the file's tables (FiLM), trained with "
+        "λ·255²·MSE + β·(MMD² of EfficientNet-Lite0 features + logit distillation). Files are plain JPEG.",
+    ),
+}
+
+
+def sanitised(config: dict, base: str) -> dict:
+    clean = dict(config)
+    clean["out"] = f"runs/restore-{base}"
+    clean["decoded_cache"] = f"~/.cache/icmkit-runs/decoded-crops/{base}"
+    clean["data"] = []
+    return clean
+
+
+def metrics(evidence: Path | None, base: str) -> dict:
+    if evidence is None:
+        return {}
+    payload = json.loads(evidence.read_text())
+    found = {"eval": f"{payload['data']}, Resize 256 + CenterCrop 256, benchmarks/restoration_evidence.py"}
+    for record in payload["bd"]:
+        if record["test"] == f"{base}+mmd" and record["anchor"] == base:
+            key = "bd_psnr_db" if record["metric"] == "psnr" else None
+            if record["metric"].startswith("top1_"):
+                key = f"bd_rate_{record['metric']}_pct"
+            if key == "bd_psnr_db":
+                found[key] = round(record["bd_metric"], 3)
+            elif key:
+                found[key] = round(record["bd_rate_pct"], 1)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("family", choices=sorted(FAMILIES))
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--evidence", type=Path)
+    parser.add_argument("--as-run", default="")
+    args = parser.parse_args()
+    base, description = FAMILIES[args.family]
+    model, meta = run_weights(args.run)
+    if model.base != base:
+        raise SystemExit(f"{args.run}: a filter behind {model.base}, not {base}")
+    config = sanitised(json.loads(meta["train_config"]), base)
+    target = ZOO / "weights" / f"{args.family}-v1.safetensors"
+    save_weights(
+        model,
+        target,
+        {
+            "lmbda": config["lmbda"],
+            "beta": config["beta"],
+            "steps": int(meta["steps"]),
+            "crop": config["crop"],
+            "batch_size": config["batch_size"],
+            "decoded_cache": json.loads(meta["decoded_cache"]),
+            "git_commit": meta.get("git_commit"),
+            "train_config": json.dumps(config, sort_keys=True),
+        },
+    )
+    sha256 = hashlib.sha256(target.read_bytes()).hexdigest()
+    cache = (
+        f"icm cache decoded --codec {base} --data ../shared/data/imagenet-train500 --data ../shared/data/bsds500/train "
+        f"--data ../shared/data/coco-train80/images --out ~/.cache/icmkit-runs/decoded-crops/{base}"
+    )
+    command = (
+        f"python -m icmkit.train --config configs/restore-{base}.yaml out=runs/restore-{base}  (on the cache {cache})"
+    )
+    entry = {
+        "quality": 1,
+        "file": target.name,
+        "architecture": model.architecture,
+        "kind": "pixel",
+        "lmbda": config["lmbda"],
+        "beta": config["beta"],
+        "steps": int(meta["steps"]),
+        "data": DATA,
+        "sha256": sha256,
+        "command": command + (f"; as run: {args.as_run}" if args.as_run else ""),
+        "metrics": metrics(args.evidence, base),
+    }
+    table = {"family": args.family, "description": description, "entries": [entry]}
+    atomic_write(ZOO / f"{args.family}.json", (json.dumps(table, indent=1, ensure_ascii=False) + "\n").encode())
+    print(f"{target} ({target.stat().st_size / 2**20:.2f} MiB, sha256 {sha256[:16]}…)")
+
+
+if __name__ == "__main__":
+    main()
