@@ -337,8 +337,8 @@ def test_zoo_shows_what_a_family_shares_once():
     assert result.exit_code == 0, result.stderr
     rows = [asdict(entry) for name in families() for entry in family(name)]
     for name in families():
-        members = [row for row in rows if row["family"] == name]
-        assert len(members) > 1
+        members = [row for row in rows if row["family"] == name]  # one row for a filter, several for codecs
+        assert members
         data = members[0]["data"]
         holders = len({row["family"] for row in rows if row["data"] == data})  # families sharing the same text
         assert result.stdout.count(data) == holders, (name, result.stdout)

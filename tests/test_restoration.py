@@ -234,6 +234,18 @@ def test_training_exports_a_filter_for_the_caches_codec_and_resumes_exactly(deco
     assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in a.items() if k.startswith("tail"))  # it trained
 
 
+def test_a_checkpoint_of_another_kind_or_version_is_refused(decoded_cache, tmp_path):
+    make_trainer(restoration_config(decoded_cache, tmp_path / "run", stop_at=2)).run()
+    meta_path = tmp_path / "run" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "kind": "moco-v2"}))
+    with pytest.raises(IcmError, match="holds the checkpoint of a moco-v2 run, not of a restoration-cnn run"):
+        make_trainer(restoration_config(decoded_cache, tmp_path / "run"))
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "kind"}))
+    with pytest.raises(IcmError, match="earlier icmkit version"):
+        make_trainer(restoration_config(decoded_cache, tmp_path / "run"))
+
+
 def test_training_without_a_cache_is_refused(tmp_path):
     with pytest.raises(IcmError, match="decoded_cache"):
         restoration_config("", tmp_path / "x").validate()

@@ -278,9 +278,13 @@ class TrainerBase(ABC):
         if not (tensors_path.exists() and meta_path.exists()):
             return False
         meta = json.loads(meta_path.read_text())
-        if meta.get("kind") != self.kind:
-            held = meta.get("kind") or "an earlier version's"
-            raise ConfigError(f"out: {self.out} holds the checkpoint of a {held} run, not of a {self.kind} run")
+        if meta.get("kind") is None:  # written before checkpoints named their run's kind: another layout
+            raise ConfigError(
+                f"out: {self.out} holds a checkpoint of an earlier icmkit version, which this one cannot resume: "
+                "train into a new out folder"
+            )
+        if meta["kind"] != self.kind:
+            raise ConfigError(f"out: {self.out} holds the checkpoint of a {meta['kind']} run, not of a {self.kind} run")
         tensors = load_file(str(tensors_path))
         self.restore(tensors, meta)
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
