@@ -144,16 +144,11 @@ class RestoredCodec(Codec):
 
 
 def restored_family(base: Codec, filter_name: str, family_name: str, description: str) -> RestoredCodec:
-    """A composed codec over the zoo family's one filter file (unavailable until the file is installed)."""
-    from icmkit.zoo import ZOO_DIR, family
+    """A composed codec over the zoo family's one filter file (:func:`restored_codecs` builds only installed ones)."""
+    from icmkit.zoo import family
 
-    entries = family(family_name)
-    if entries:
-        entry = entries[0]
-        codec = RestoredCodec(base, entry.path, filter_name=filter_name, sha256=entry.sha256, description=description)
-    else:
-        path = ZOO_DIR / "weights" / f"{family_name}.safetensors"
-        codec = RestoredCodec(base, path, filter_name=filter_name, description=description)
+    entry = family(family_name)[0]
+    codec = RestoredCodec(base, entry.path, filter_name=filter_name, sha256=entry.sha256, description=description)
     codec.family = family_name
     return codec
 
