@@ -11,7 +11,10 @@ classifier's own preprocessing) but codes each image once per base codec and qua
 its base's, byte for byte, so its row reuses the base's stream and decode and adds the filter (exactly what its
 ``decode`` does; a check on the first image of each run compares the two). Three classifiers score every decoded
 image in the same pass. ``--filter BASE:LABEL=FILE`` adds a filter file (an ablation run) as codec
-``BASE+LABEL``. Rows go to ``results.csv`` as they are measured; a rerun resumes.
+``BASE+LABEL``; ``--filter BASE:LABEL=F1,F2,…`` is one model per quality band (the ablation of one
+quality-conditioned model: each file's own ``quality_lo…quality_hi`` says which streams it restores, the nearest
+band outside them). Rows go to ``results.csv`` as they are measured; a rerun resumes, measuring only the codecs
+that are missing (a filter added later codes its base again but writes only its own rows).
 
 ``report``: BD-rate on top-1 (pchip after an isotonic fit, as ``icm bench``) of each composed codec against its
 base and against the learned pixel codec, and BD-PSNR / BD-MS-SSIM against the base (pchip), with overlap ranges
@@ -39,6 +42,33 @@ TARGETS = {
     "jpeg": {"lite0": -50.0, "lite1": -25.0, "lite2": -25.0},
 }
 PSNR_GAIN_TARGETS = {"hevc444": 0.3, "jpeg": 0.8}  # BD-PSNR (dB) a β = 0 filter must gain over its base
+BETA0_LABEL = "beta0"  # the label of a β = 0 filter in --filter: its PSNR gain is checked against the target
+
+
+def banded_codec(base, paths: list[Path], name: str):
+    """One filter per quality band as one composed codec: a stream is restored by the filter whose training
+    band holds its quality (the nearest band otherwise)."""
+    from icmkit.codecs.restored import RestoredCodec
+
+    class Banded(RestoredCodec):
+        def __init__(self):
+            super().__init__(base, paths[0], name=name)
+            self.bands = [RestoredCodec(base, path, name=f"{name}#{i}") for i, path in enumerate(paths)]
+
+        def availability(self):
+            return next((b.availability() for b in self.bands if not b.availability().ok), super().availability())
+
+        def filter(self):
+            return [band.filter() for band in self.bands][0]
+
+        def restore(self, image, quality: float):
+            def distance(band) -> float:
+                config = band.filter().config
+                return max(config["quality_lo"] - quality, quality - config["quality_hi"], 0.0)
+
+            return min(self.bands, key=distance).restore(image, quality)
+
+    return Banded()
 
 
 # -- run ---------------------------------------------------------------------------------------------
@@ -53,10 +83,16 @@ def _codecs(names: list[str], filters: list[str]) -> dict:
         base, _, rest = spec.partition(":")
         label, _, path = rest.partition("=")
         name = f"{base}+{label}"
+        paths = [Path(p) for p in path.split(",")]
         try:  # a forked worker inherits the parent's registrations
             codecs[name] = registered_codec(name)
         except UnknownCodecError:
-            codecs[name] = register_codec(RestoredCodec(get_codec(base), Path(path), name=name))
+            made = (
+                banded_codec(get_codec(base), paths, name)
+                if len(paths) > 1
+                else RestoredCodec(get_codec(base), paths[0], name=name)
+            )
+            codecs[name] = register_codec(made)
     for codec in codecs.values():
         codec.require_available()
         if isinstance(codec, RestoredCodec):
@@ -84,17 +120,17 @@ _STATE: dict = {}
 
 
 def _measure(job: tuple) -> list[dict]:
-    """One image, one coding group, one quality: a row per codec of the group."""
+    """One image, one coding group, one quality: a row per codec of the group that is not measured yet."""
     from icmkit import api
     from icmkit.bench.metrics import ms_ssim
     from icmkit.bench.protocols import resize_center_crop
     from icmkit.codecs.restored import RestoredCodec
 
-    names, filters, base_name, quality, key, path, label, check = job
+    names, filters, base_name, todo, quality, key, path, label, check = job
     if "codecs" not in _STATE:
         _STATE["codecs"] = _codecs(names, filters)
         _STATE["classifiers"] = {c: api.cached_classifier(name) for c, name in CLASSIFIERS.items()}
-    codecs = [c for c in _STATE["codecs"].values() if (getattr(c, "base", c).name == base_name)]
+    codecs = [c for c in _STATE["codecs"].values() if c.name in todo]
     image = resize_center_crop(api.read_image(path), CROP)
     plain = api.get_codec(base_name)
     stream = plain.encode(image, quality)
@@ -146,11 +182,10 @@ def run(args) -> None:
         grid = args.grid.get(base_name) or group[0].quality.grid
         for quality in grid:
             for index, sample in enumerate(dataset.samples):
-                if all((c.name, float(quality), sample.key) in done for c in group):
-                    continue
-                jobs.append(
-                    (names, args.filter, base_name, quality, sample.key, str(sample.path), sample.label, index == 0)
-                )
+                todo = [c.name for c in group if (c.name, float(quality), sample.key) not in done]
+                if todo:
+                    job = (base_name, todo, quality, sample.key, str(sample.path), sample.label, index == 0)
+                    jobs.append((names, args.filter, *job))
     new = not results.is_file()
     with open(results, "a", newline="") as handle, Progress("restoration evidence", len(jobs), unit="jobs") as bar:
         writer = csv.DictWriter(handle, COLUMNS)
@@ -206,9 +241,13 @@ def report(args) -> None:
             record = compare(found, test, base, metric)
             classifier = metric.removeprefix("top1_")
             target = (
-                TARGETS.get(base, {}).get(classifier) if metric.startswith("top1") and test.endswith("+mmd") else None
+                TARGETS.get(base, {}).get(classifier)
+                if metric.startswith("top1") and not test.endswith(f"+{BETA0_LABEL}")
+                else None
             )
             record["target_pct"] = target
+            if metric == "psnr" and test.endswith(f"+{BETA0_LABEL}"):
+                record["target_db"] = PSNR_GAIN_TARGETS.get(base)
             records.append(record)
             if args.learned in found and metric.startswith("top1"):
                 records.append(compare(found, test, args.learned, metric))
@@ -220,6 +259,8 @@ def report(args) -> None:
         verdict = ""
         if r.get("target_pct") is not None and not math.isnan(rate):
             verdict = ("met" if rate <= r["target_pct"] else "not met") + f" (≤ {r['target_pct']:+.0f} %)"
+        if r.get("target_db") is not None and not math.isnan(r["bd_metric"]):
+            verdict = ("met" if r["bd_metric"] >= r["target_db"] else "not met") + f" (≥ +{r['target_db']} dB)"
         print(
             f"| {r['test']} | {r['anchor']} | {r['metric']} | {rate:+.1f} % | {r['bd_metric']:+.3f} {unit} | "
             f"{r['overlap_lo']:.4g}–{r['overlap_hi']:.4g} | {r['points']} | {verdict} |"

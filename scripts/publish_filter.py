@@ -1,16 +1,18 @@
 """Ship a trained restoration filter as a zoo family (``hevc444-mmd`` → codec ``hevc444+mmd``): one slim weights
 file and its table.
 
-    python scripts/publish_filter.py hevc444-mmd ~/.cache/icmkit-runs/restore-hevc444-v2 \
+    python scripts/publish_filter.py hevc444-mmd ~/.cache/icmkit-runs/restore-hevc444-small --version 2 \
+        --config configs/restore-hevc444-small.yaml --label mmd-small \
         --evidence docs/restoration-evidence-dev200.json [--as-run "..."]
 
 The run's ``final.safetensors`` (or, while it still trains, its latest checkpoint) is written with its float32
-weights as they were measured (1.4 MiB; float16 would change the restored pixels the evidence measured) to
-``src/icmkit/zoo/weights/<family>-v1.safetensors``
-with the machine paths removed from its metadata; ``src/icmkit/zoo/<family>.json`` gets its one row (one filter
-covers the base codec's whole quality range) with λ, β, steps, data, the exact command, the SHA-256 and the BD
-figures of ``benchmarks/restoration_evidence.py report --json`` (against the base codec, on imagenet-dev200).
-Weights are published once: a retrained filter gets a new file name.
+weights as they were measured (float16 would change the restored pixels the evidence measured) to
+``src/icmkit/zoo/weights/<family>-v<version>.safetensors`` with the machine paths removed from its metadata;
+``src/icmkit/zoo/<family>.json`` gets its one row (one filter covers the base codec's whole quality range) with λ,
+β, steps, data, the exact command, the SHA-256 and the BD figures of ``benchmarks/restoration_evidence.py report
+--json`` (the rows of ``BASE+LABEL`` against the base codec, on imagenet-dev200; ``--label`` is the name the
+filter was measured under). Weights are published once: a retrained filter gets a new version; the table names
+only the newest (streams are the base codec's, so no stream needs an earlier filter).
 """
 
 from __future__ import annotations
@@ -27,24 +29,30 @@ from icmkit.weights import save_weights
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "src" / "icmkit" / "zoo"
 DATA = (
-    "imagenet-train500 + bsds500 train + coco-train80 (880 images), native resolution: a decoded-crop cache of 4 "
+    "imagenet-train500 + bsds500 train + coco-train80 (780 images), native resolution: a decoded-crop cache of 4 "
     "random 256² crops per image, each coded at 3 qualities of the training grid (icm cache decoded); random "
     "flips, batch 4; trained on a 2-core CPU"
 )
-FAMILIES = {
+FAMILIES = {  # family → (base codec, what the filter reads from the stream, what the files stay)
     "hevc444-mmd": (
         "hevc444",
-        "A restoration filter at the receiver of HEVC-444 (x265, BPG settings): quarter-resolution residual CNN "
-        "(pixel unshuffle 4, 4 blocks of 64 channels) conditioned on BPG's q read from the stream (FiLM), trained "
-        "with λ·255²·MSE + β·(MMD² of EfficientNet-Lite0 features + logit distillation). Streams are plain hevc444.",
+        "HEVC-444 (x265, BPG settings)",
+        "BPG's q read from the stream",
+        "plain hevc444 streams",
     ),
-    "jpeg-mmd": (
-        "jpeg",
-        "A restoration filter at the receiver of JPEG 4:2:0: quarter-resolution residual CNN (pixel unshuffle 4, 4 "
-        "blocks of 64 channels) conditioned on the quality estimated from the file's tables (FiLM), trained with "
-        "λ·255²·MSE + β·(MMD² of EfficientNet-Lite0 features + logit distillation). Files are plain JPEG.",
-    ),
+    "jpeg-mmd": ("jpeg", "JPEG 4:2:0", "the quality estimated from the file's tables", "plain JPEG files"),
 }
+
+
+def describe(family: str, config: dict) -> str:
+    _, codec, condition, files = FAMILIES[family]
+    scale, width, blocks, edge = (config[k] for k in ("scale", "width", "blocks", "edge_kernel"))
+    return (
+        f"A restoration filter at the receiver of {codec}: a residual CNN at 1/{scale} resolution (pixel unshuffle "
+        f"{scale}, {edge}×{edge} head and tail, {blocks} blocks of {width} channels) conditioned on {condition} "
+        "(FiLM), trained with λ·255²·MSE + β·(MMD² of EfficientNet-Lite0 features + logit distillation). "
+        f"The files are {files}."
+    )
 
 
 def sanitised(config: dict, base: str) -> dict:
@@ -55,13 +63,13 @@ def sanitised(config: dict, base: str) -> dict:
     return clean
 
 
-def metrics(evidence: Path | None, base: str) -> dict:
+def metrics(evidence: Path | None, base: str, label: str) -> dict:
     if evidence is None:
         return {}
     payload = json.loads(evidence.read_text())
     found = {"eval": f"{payload['data']}, Resize 256 + CenterCrop 256, benchmarks/restoration_evidence.py"}
     for record in payload["bd"]:
-        if record["test"] == f"{base}+mmd" and record["anchor"] == base:
+        if record["test"] == f"{base}+{label}" and record["anchor"] == base:
             key = "bd_psnr_db" if record["metric"] == "psnr" else None
             if record["metric"].startswith("top1_"):
                 key = f"bd_rate_{record['metric']}_pct"
@@ -76,15 +84,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("family", choices=sorted(FAMILIES))
     parser.add_argument("run", type=Path)
+    parser.add_argument("--version", type=int, default=1, help="the file's version (a new one for each retraining)")
+    parser.add_argument("--config", help="the recipe's config file (default configs/restore-BASE.yaml)")
+    parser.add_argument("--label", default="mmd", help="the filter's name in the evidence run (BASE+LABEL)")
     parser.add_argument("--evidence", type=Path)
     parser.add_argument("--as-run", default="")
     args = parser.parse_args()
-    base, description = FAMILIES[args.family]
+    base = FAMILIES[args.family][0]
     model, meta = run_weights(args.run)
     if model.base != base:
         raise SystemExit(f"{args.run}: a filter behind {model.base}, not {base}")
     config = sanitised(json.loads(meta["train_config"]), base)
-    target = ZOO / "weights" / f"{args.family}-v1.safetensors"
+    target = ZOO / "weights" / f"{args.family}-v{args.version}.safetensors"
+    if target.exists():
+        raise SystemExit(f"{target} exists: weights are published once (give a new --version)")
     save_weights(
         model,
         target,
@@ -104,9 +117,8 @@ def main() -> None:
         f"icm cache decoded --codec {base} --data ../shared/data/imagenet-train500 --data ../shared/data/bsds500/train "
         f"--data ../shared/data/coco-train80/images --out ~/.cache/icmkit-runs/decoded-crops/{base}"
     )
-    command = (
-        f"python -m icmkit.train --config configs/restore-{base}.yaml out=runs/restore-{base}  (on the cache {cache})"
-    )
+    recipe = args.config or f"configs/restore-{base}.yaml"
+    command = f"python -m icmkit.train --config {recipe} out=runs/restore-{base}  (on the cache {cache})"
     entry = {
         "quality": 1,
         "file": target.name,
@@ -118,9 +130,9 @@ def main() -> None:
         "data": DATA,
         "sha256": sha256,
         "command": command + (f"; as run: {args.as_run}" if args.as_run else ""),
-        "metrics": metrics(args.evidence, base),
+        "metrics": metrics(args.evidence, base, args.label),
     }
-    table = {"family": args.family, "description": description, "entries": [entry]}
+    table = {"family": args.family, "description": describe(args.family, model.config), "entries": [entry]}
     atomic_write(ZOO / f"{args.family}.json", (json.dumps(table, indent=1, ensure_ascii=False) + "\n").encode())
     print(f"{target} ({target.stat().st_size / 2**20:.2f} MiB, sha256 {sha256[:16]}…)")
 

@@ -227,13 +227,28 @@ def test_fidelity_bench_of_a_feature_codec_gets_one_clear_message(tmp_path):
 
 
 def test_info_names_the_file_and_what_it_is(tmp_path, photo_png):
-    jpeg = tmp_path / "k.jpg"
-    Image.open(photo_png).save(jpeg)
     text = tmp_path / "notes.txt"
     text.write_text("hello, not a stream")
-    assert_user_error(run("info", jpeg), f"{jpeg}: a JPEG image, not an .icm stream", "icm decompress")
-    assert_user_error(run("info", photo_png), f"{photo_png}: a PNG image, not an .icm stream", "icm compress")
+    assert_user_error(run("info", photo_png), f"{photo_png}: a PNG image, not a stream", "icm compress")
     assert_user_error(run("info", text), f"{text}: not an .icm stream")
+
+
+def test_info_of_a_standard_stream_shows_the_quality_a_filter_reads(tmp_path, photo_png):
+    jpeg = tmp_path / "k.jpg"
+    with Image.open(photo_png) as image:
+        image.convert("RGB").save(jpeg, quality=37)
+        size = image.size
+    result = run("info", jpeg, "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["format"], record["codec"], record["quality"]) == ("a JPEG image", "jpeg", 37.0)
+    assert (record["width"], record["height"]) == size and record["bytes"] == jpeg.stat().st_size
+    assert isinstance(record["restore_with"], list)
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(jpeg.read_bytes()[:40])  # tables cut off: one clean error
+    result = run("info", damaged)
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {damaged}: ")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
 def test_decompress_of_a_png_says_it_is_a_png(photo_png):

@@ -24,7 +24,7 @@ from icmkit.errors import BitstreamError, IcmError
 from icmkit.fidelity import psnr
 from icmkit.models.restoration import RestorationNet
 from icmkit.train.config import RESTORATION, TrainConfig
-from icmkit.train.decoded_cache import CacheSpec, build
+from icmkit.train.decoded_cache import CacheSpec, DecodedCrops, build
 from icmkit.train.trainers import make_trainer
 from icmkit.weights import save_weights
 
@@ -34,9 +34,9 @@ from train_helpers import TINY_FIELDS
 RANGES = {"hevc444": (12.0, 50.0), "jpeg": (5.0, 95.0)}
 
 
-def tiny_filter(base: str, seed: int = 0) -> RestorationNet:
+def tiny_filter(base: str, seed: int = 0, scale: int = 4, edge_kernel: int = 3) -> RestorationNet:
     torch.manual_seed(seed)
-    net = RestorationNet(base, *RANGES[base], scale=4, width=8, blocks=1, embedding=8)
+    net = RestorationNet(base, *RANGES[base], scale=scale, width=8, blocks=1, embedding=8, edge_kernel=edge_kernel)
     with torch.no_grad():
         for parameter in net.parameters():  # not the identity it starts as: the filter must change pixels
             parameter.normal_(0, 0.05)
@@ -74,16 +74,18 @@ def off_by(a: torch.Tensor, b: torch.Tensor) -> tuple[int, float]:
     return int(difference.max()), float((difference > 0).float().mean())
 
 
-def test_tiles_give_the_whole_image_result_on_any_size():
+@pytest.mark.parametrize("scale, edge_kernel", [(4, 3), (8, 1)])
+def test_tiles_give_the_whole_image_result_on_any_size(scale, edge_kernel):
     """Tiles read exactly the pixels the whole image does; only a convolution's summation order (which may depend
     on its input's size) can move a value across a rounding boundary: at most 1 level, on a few samples."""
-    net = tiny_filter("jpeg")
+    net = tiny_filter("jpeg", scale=scale, edge_kernel=edge_kernel)
+    pad = (0, -203 % scale, 0, -101 % scale)
     image = (torch.rand(1, 3, 101, 203, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8)
     whole = net.restore(image, 40, tile=1000)
     assert whole.shape == image.shape and whole.dtype == torch.uint8
     worst, share = off_by(net.restore(image, 40, tile=8), whole)
     assert worst <= 1 and share < 1e-3
-    reference = net(torch.nn.functional.pad(image.float() / 255, (0, 1, 0, 3), mode="replicate"), torch.tensor([40.0]))
+    reference = net(torch.nn.functional.pad(image.float() / 255, pad, mode="replicate"), torch.tensor([40.0]))
     expected = (reference[..., :101, :203] * 255).round().clamp(0, 255).to(torch.uint8)
     worst, share = off_by(whole, expected)
     assert worst <= 1 and share < 1e-3
@@ -98,8 +100,9 @@ def test_the_condition_changes_the_output_and_clamps_outside_the_range():
     assert torch.equal(net.restore(image, 0), net.restore(image, 12))
 
 
-def test_restored_output_does_not_depend_on_the_thread_count():
-    net = tiny_filter("jpeg")
+@pytest.mark.parametrize("scale, edge_kernel", [(4, 3), (8, 1)])
+def test_restored_output_does_not_depend_on_the_thread_count(scale, edge_kernel):
+    net = tiny_filter("jpeg", scale=scale, edge_kernel=edge_kernel)
     image = (torch.rand(1, 3, 256, 384) * 255).to(torch.uint8)
     before = torch.get_num_threads()
     try:
@@ -232,6 +235,24 @@ def test_training_exports_a_filter_for_the_caches_codec_and_resumes_exactly(deco
     assert isinstance(codec, RestoredCodec) and codec.base.name == "jpeg"
     assert codec.filter().config["quality_lo"] == 5.0 and codec.filter().config["quality_hi"] == 95.0
     assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in a.items() if k.startswith("tail"))  # it trained
+
+
+def test_a_band_filter_trains_only_on_its_band_and_is_conditioned_on_it(decoded_cache, tmp_path):
+    crops = DecodedCrops(decoded_cache)
+    inside = crops.indices_within(5, 50)
+    qualities = [crops.record(int(i))["quality"] for i in range(len(crops))]
+    assert sorted(inside.tolist()) == [i for i, q in enumerate(qualities) if 5 <= q <= 50]
+    assert 0 < len(inside) < len(crops)  # the cache holds one quality from each half of JPEG's grid
+    config = restoration_config(decoded_cache, tmp_path / "band", quality_band=[5, 50], filter_edge_kernel=1)
+    trainer = make_trainer(config)
+    seen = {float(q) for _ in range(10) for q in trainer.next_batch()[2]}
+    assert seen and all(5 <= q <= 50 for q in seen)
+    net = get_codec(str(trainer.run())).filter()
+    assert (net.config["quality_lo"], net.config["quality_hi"], net.config["edge_kernel"]) == (5.0, 50.0, 1)
+    with pytest.raises(IcmError, match="no crop of a quality in quality_band"):
+        make_trainer(restoration_config(decoded_cache, tmp_path / "empty", quality_band=[96, 99]))
+    with pytest.raises(IcmError, match="quality_band must be"):
+        restoration_config(decoded_cache, tmp_path / "bad", quality_band=[50, 5]).validate()
 
 
 def test_a_checkpoint_of_another_kind_or_version_is_refused(decoded_cache, tmp_path):

@@ -101,6 +101,7 @@ CONFIG_INT_RANGES: dict[str, tuple[int, int]] = {
     "width": (1, 1024),
     "blocks": (0, 64),
     "embedding": (1, 1024),
+    "edge_kernel": (1, 3),
 }
 # Real-valued config values: (least, greatest) — a restoration filter's quality range.
 CONFIG_NUMBER_RANGES: dict[str, tuple[float, float]] = {

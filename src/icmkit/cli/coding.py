@@ -497,20 +497,32 @@ def _is_feature_stream(data: bytes, codec: str | None) -> bool:
 
 @user_errors
 def info(
-    input: Annotated[Path, typer.Argument(help="An .icm file.")],
+    input: Annotated[
+        Path, typer.Argument(help="An .icm file, or a standard codec's stream (a JPEG, an hevc444 stream).")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Show an .icm file's header: codec, quality, size, streams, rate, and whether the weights match.
 
-    Feature streams also show the backbone, split, coded and decoded feature shape, stride and head digest."""
+    Feature streams also show the backbone, split, coded and decoded feature shape, stride and head digest. A
+    standard codec's stream shows its format, size, rate and the quality a restoration filter reads from it (the
+    JPEG quality whose tables the file's match; HEVC's slice QP as BPG's q), with the filters that restore it."""
     from icmkit import api
     from icmkit.codecs.base import CodecKind
 
     data = api.read_stream_file(input)
-    if not bitstream.peek_is_icm(data):  # say what the file is instead (a JPEG image, a PNG …)
+    if not bitstream.peek_is_icm(data):  # a standard codec's stream, or say what the file is (a PNG …)
         from icmkit.codecs.sniff import not_icm_message
+        from icmkit.codecs.streams import standard_stream_info
 
-        raise BitstreamError(not_icm_message(input, data))
+        try:
+            found = standard_stream_info(data)
+        except BitstreamError as exc:
+            raise BitstreamError(f"{input}: {exc}") from None
+        if found is None:
+            raise BitstreamError(not_icm_message(input, data))
+        _print_fields({"file": str(input), **found}, as_json)
+        return
     header, _ = bitstream.unpack(data, max_pixels=max_pixels())
     fields = {
         "file": str(input),
@@ -537,6 +549,10 @@ def info(
             "weights": _weights_status(header),
         }
     )
+    _print_fields(fields, as_json)
+
+
+def _print_fields(fields: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(fields))
         return

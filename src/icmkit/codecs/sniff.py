@@ -65,14 +65,18 @@ def describe(data: bytes) -> str | None:
 
 
 def not_icm_message(path, data: bytes) -> str:
-    """Why ``icm info`` cannot show ``path`` (not an .icm stream): what it is, and what reads it."""
+    """Why ``icm info`` cannot show ``path`` (neither an .icm stream nor a standard codec's): what it is, and what
+    reads it."""
     what = describe(data)
     if what is None:
-        return f"{path}: not an .icm stream (unrecognised contents); icm info reads the .icm streams of icmkit's codecs"
+        return (
+            f"{path}: not an .icm stream (unrecognised contents); icm info reads .icm streams and standard codecs' "
+            "streams"
+        )
     hint = f"icm decompress {path} decodes it" if sniff_codec(data) else f"icm compress {path} makes one"
     if what.endswith(" image"):
         hint += f", icm predict {path} classifies it"
-    return f"{path}: {what}, not an .icm stream; icm info reads the .icm streams of icmkit's codecs ({hint})"
+    return f"{path}: {what}, not a stream; icm info reads .icm streams and standard codecs' streams ({hint})"
 
 
 def not_a_stream_message(path, data: bytes, how_to_name: str = "--codec NAME") -> str:

@@ -67,3 +67,52 @@ def restoration_filters() -> list[str]:
     from icmkit.codecs.restored import RestoredCodec
 
     return [c.name for c in registry.list_codecs() if isinstance(c, RestoredCodec)]
+
+
+def standard_stream_info(data: bytes) -> dict | None:
+    """What ``icm info`` shows of a standard codec's stream (a JPEG file, an hevc444 stream): its format, the codec
+    that decodes it, its size when the header says it, and the quality a restoration filter reads from it with the
+    filters that restore it. None for ``.icm`` data and data no codec signature matches."""
+    from icmkit.codecs.restored import STREAM_QUALITY, RestoredCodec
+    from icmkit.codecs.sniff import describe
+
+    name = sniff_codec(data)
+    if name is None or bitstream.peek_is_icm(data):
+        return None
+    fields: dict = {"format": describe(data), "codec": name}
+    size = _declared_size(name, data)
+    if size is not None:
+        fields.update({"width": size[0], "height": size[1]})
+    fields["bytes"] = len(data)
+    if size is not None:
+        fields["bpp"] = 8 * len(data) / (size[0] * size[1])
+    if name in STREAM_QUALITY:  # the condition a filter reads; a hostile header fails here with one clean error
+        fields["quality"] = STREAM_QUALITY[name](data, name)
+        fields["restore_with"] = [
+            c.name for c in registry.list_codecs() if isinstance(c, RestoredCodec) and c.base.name == name
+        ]
+    return fields
+
+
+def _declared_size(name: str, data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a stream's header without decoding it; None when the header does not say it here."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    from icmkit.codecs.anchors import _rawstream
+
+    raw = {"hevc444": _rawstream.StreamKind.HEVC_444, "vvc": _rawstream.StreamKind.VVC_420}
+    if name in raw:
+        for depth in (8, 10):  # the raw header's bit depth is the codec's; any depth says the size
+            try:
+                header, _ = _rawstream.unpack(data, raw[name], depth, name)
+                return header.width, header.height
+            except BitstreamError:
+                continue
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            return image.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None

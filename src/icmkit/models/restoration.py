@@ -12,6 +12,11 @@ Why this shape — measured on this CPU, 2 threads, float32 (``benchmarks/restor
 - Plain residual blocks of 3×3 convolutions and ReLU (EDSR's block without normalisation): NAFNet's layer norms,
   gates and channel attention add memory-bound passes that cost more than their convolutions at these widths on a
   CPU; its blocks win at the widths of a GPU model, not here.
+- ``edge_kernel`` 1 (the filters trained after v1): the head and tail are 1×1 convolutions of the folded blocks, i.e.
+  an 8×8 "patchify" stem and its transpose at ``scale`` 8 — the head and tail of 3×3 kernels over 192 folded
+  channels cost more than the whole body at width 32, and 8×8 blocks are JPEG's own grid. Measured at 768×512:
+  scale 4 / width 64 / 4 blocks / 3×3 edges (v1) ≈ 7× an HEVC-444 decode; scale 8 / width 32 / 3 blocks / 1×1
+  edges ≈ 0.9× (``benchmarks/restoration_speed.py``).
 - The output is the decoded image plus a correction (a global residual), zero at initialisation: an untrained
   filter is the identity, and training starts from the base codec's own quality.
 - One model covers the codec's whole quality range: the quality knob, mapped to ``[0, 1]`` over the training grid
@@ -58,6 +63,7 @@ class RestorationNet(nn.Module):
         width: channels of the blocks.
         blocks: residual blocks.
         embedding: hidden width of the MLP that maps the quality to the blocks' FiLM gains and shifts.
+        edge_kernel: kernel side of the head and tail convolutions (3, v1's; or 1: a per-block linear map).
     """
 
     architecture = "restoration-cnn"
@@ -72,15 +78,18 @@ class RestorationNet(nn.Module):
         width: int = 64,
         blocks: int = 4,
         embedding: int = 64,
+        edge_kernel: int = 3,
     ):
         super().__init__()
         if not quality_lo < quality_hi:
             raise ValueError(f"quality range {quality_lo}…{quality_hi} is empty")
+        if edge_kernel not in (1, 3):
+            raise ValueError(f"edge_kernel must be 1 or 3, not {edge_kernel}")
         self.scale, self.width = scale, width
         folded = 3 * scale * scale
-        self.head = nn.Conv2d(folded, width, 3, padding=1)
+        self.head = nn.Conv2d(folded, width, edge_kernel, padding=edge_kernel // 2)
         self.body = nn.ModuleList(ConditionedBlock(width) for _ in range(blocks))
-        self.tail = nn.Conv2d(width, folded, 3, padding=1)
+        self.tail = nn.Conv2d(width, folded, edge_kernel, padding=edge_kernel // 2)
         self.condition = nn.Sequential(nn.Linear(1, embedding), nn.ReLU(), nn.Linear(embedding, 2 * width * blocks))
         for last in (self.tail, self.condition[-1]):  # identity at initialisation
             nn.init.zeros_(last.weight)
@@ -92,8 +101,8 @@ class RestorationNet(nn.Module):
 
     @property
     def halo(self) -> int:
-        """Quarter-resolution samples a tile needs around its interior: one per 3×3 convolution."""
-        return 2 + 2 * len(self.body)
+        """Folded samples a tile needs around its interior: one per 3×3 convolution."""
+        return 2 * (self.config["edge_kernel"] // 2) + 2 * len(self.body)
 
     def normalised_quality(self, quality: torch.Tensor) -> torch.Tensor:
         lo, hi = self.config["quality_lo"], self.config["quality_hi"]

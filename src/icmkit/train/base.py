@@ -32,6 +32,20 @@ from icmkit.train.config import TrainConfig
 from icmkit.train.distributed import DataParallel
 from icmkit.train.reporting import Reporter, RunLog, print_json_line
 
+MODEL_PREFIX = "model."  # a checkpoint's model tensors; the rest are optimiser, RNG and trainer state
+
+
+def model_tensors(tensors: dict) -> dict:
+    """The model's state dict out of a checkpoint's tensors."""
+    return {k.removeprefix(MODEL_PREFIX): v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+
+
+def read_checkpoint(run_dir: str | Path) -> tuple[dict, TrainConfig, dict]:
+    """A run folder's latest checkpoint (it may still be training): its metadata, config and model tensors."""
+    run_dir = Path(run_dir)
+    meta = json.loads((run_dir / "checkpoint.json").read_text())
+    return meta, TrainConfig(**meta["config"]), model_tensors(load_file(str(run_dir / "checkpoint.safetensors")))
+
 
 def git_commit() -> str | None:
     """The commit of the working tree a run trains from (provenance), or None outside a git checkout."""
@@ -249,7 +263,7 @@ class TrainerBase(ABC):
         states = self.parallel.gather(state)  # every rank takes part; rank 0 writes
         if not self.parallel.is_main:
             return
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        tensors = {f"{MODEL_PREFIX}{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         tensors.update(self.checkpoint_tensors())
         meta = {
             "step": self.step,
@@ -287,7 +301,7 @@ class TrainerBase(ABC):
             raise ConfigError(f"out: {self.out} holds the checkpoint of a {meta['kind']} run, not of a {self.kind} run")
         tensors = load_file(str(tensors_path))
         self.restore(tensors, meta)
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.model.load_state_dict(model_tensors(tensors))
         for prefix, optimizer in self.optimizers().items():
             restore_optimizer(prefix, optimizer, tensors, meta[f"{prefix}_groups"])
         self.step = int(meta["step"])

@@ -53,6 +53,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "filter_scale": (1, 16),
     "filter_width": (1, 1024),
     "filter_blocks": (0, 64),
+    "filter_edge_kernel": (1, 3),
 }
 # The self-supervised backbone recipe (DICM's stage 1; stage 3 with ssl_re_from): icmkit.train.ssl_loop, not a codec.
 MOCO_V2 = "moco-v2"
@@ -193,6 +194,14 @@ class TrainConfig:
     )
     filter_width: int = documented(64, doc=f"{RESTORATION}: channels of the filter's residual blocks")
     filter_blocks: int = documented(4, doc=f"{RESTORATION}: residual blocks (quality-conditioned by FiLM)")
+    quality_band: list[float] = documented(
+        factory=list,
+        doc=f"{RESTORATION}: [lo, hi] — train on the cached items whose quality lies in this band only and condition "
+        "the filter on it (one model per band, the ablation of one quality-conditioned model); empty = the whole grid",
+    )
+    filter_edge_kernel: int = documented(
+        3, doc=f"{RESTORATION}: kernel side of the filter's head and tail convolutions (3 or 1)"
+    )
     crop: int = documented(
         256,
         doc=f"side of the random square training crops (a multiple of 64); {RESTORATION}: the window taken from each "
@@ -352,6 +361,14 @@ class TrainConfig:
             )
         if self.crop % self.filter_scale:
             raise ConfigError(f"crop ({self.crop}) must be a multiple of filter_scale ({self.filter_scale})")
+        if self.filter_edge_kernel not in (1, 3):
+            raise ConfigError(f"filter_edge_kernel must be 1 or 3, not {self.filter_edge_kernel}")
+        if self.quality_band and not (
+            len(self.quality_band) == 2
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in self.quality_band)
+            and self.quality_band[0] < self.quality_band[1]
+        ):
+            raise ConfigError(f"quality_band must be [lo, hi] with lo < hi, got {self.quality_band}")
         if self.init_from:
             raise ConfigError(f"init_from is for codecs; {RESTORATION} starts as the identity filter")
 

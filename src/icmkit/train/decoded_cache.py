@@ -411,6 +411,17 @@ class DecodedCrops(Dataset):
         shard, rest = divmod(index, self.crops * self.qualities)
         return self.files[shard], *divmod(rest, self.qualities)
 
+    def indices_within(self, lo: float, hi: float) -> np.ndarray:
+        """Indices of the items whose quality lies in ``[lo, hi]`` (reads each shard's small quality table)."""
+        from safetensors import safe_open
+
+        qualities = []
+        for path in self.files:
+            with safe_open(path, framework="np") as shard:
+                qualities.append(shard.get_tensor("quality").reshape(-1))
+        flat = np.concatenate(qualities) if qualities else np.zeros(0)
+        return np.flatnonzero((flat >= lo) & (flat <= hi))
+
     def record(self, index: int) -> dict:
         """Item ``index`` as stored: uint8 arrays, its quality and byte count (bpp = 8 · bytes / crop²)."""
         from safetensors import safe_open

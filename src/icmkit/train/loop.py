@@ -13,19 +13,17 @@ alone writes logs, checkpoints and the final weights.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from icmkit.errors import ConfigError
 from icmkit.losses import CodecObjective
 from icmkit.losses.objective import lmbda_at
 from icmkit.models import MeanScaleHyperprior, VariableRateHyperprior
-from icmkit.train.base import TrainerBase, register_trainer
+from icmkit.train.base import TrainerBase, read_checkpoint, register_trainer
 from icmkit.train.builders import (
     FeatureCodecTraining,
     build_codec_model,
@@ -45,10 +43,6 @@ def build_objective(config: TrainConfig) -> CodecObjective:
     """The loss a config asks for; the frozen perception network is loaded only when β > 0."""
     perception = build_perception(config) if config.beta > 0 else None
     return CodecObjective(config.lmbda, config.distortion, config.beta, perception)
-
-
-def _model_tensors(tensors: dict) -> dict:
-    return {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
 
 
 @register_trainer(lambda config: config.architecture not in (MOCO_V2, RESTORATION))
@@ -274,16 +268,16 @@ def export_weights(model, config: TrainConfig, step: int, path: Path, commit: st
 
 def export_checkpoint(run_dir: str | Path, path: str | Path) -> dict:
     """Finalise the latest checkpoint of a run (it may still be training) into a weights file."""
-    run_dir = Path(run_dir)
-    meta = json.loads((run_dir / "checkpoint.json").read_text())
-    config = TrainConfig(**meta["config"])
+    meta, config, tensors = read_checkpoint(run_dir)
     if config.architecture == RESTORATION:
-        from icmkit.train.restoration_loop import export_restoration_checkpoint
+        from icmkit.train.restoration_loop import build_restoration_net, export_filter
 
-        return export_restoration_checkpoint(run_dir, Path(path))
-    tensors = load_file(str(run_dir / "checkpoint.safetensors"))
+        model = build_restoration_net(config, meta["decoded_cache"])
+        model.load_state_dict(tensors)
+        export_filter(model, config, int(meta["step"]), meta["decoded_cache"], Path(path), meta.get("git_commit"))
+        return meta
     model = build_codec_model(config)
-    model.load_state_dict(_model_tensors(tensors))
+    model.load_state_dict(tensors)
     export_weights(model, config, int(meta["step"]), Path(path), meta.get("git_commit"))
     return meta
 

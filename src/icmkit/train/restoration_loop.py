@@ -12,13 +12,11 @@ both are in every checkpoint, so a resumed single-process CPU run repeats the un
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from icmkit.errors import ConfigError
 from icmkit.losses.restoration import RestorationObjective
@@ -31,15 +29,18 @@ from icmkit.weights import save_weights
 
 
 def build_restoration_net(config: TrainConfig, manifest: dict) -> RestorationNet:
-    """The filter a config asks for, behind the cache's codec and conditioned on the cache's quality range."""
+    """The filter a config asks for, behind the cache's codec and conditioned on the cache's quality range (or on
+    the config's ``quality_band``)."""
     grid = [float(q) for q in manifest["grid"]]
+    lo, hi = config.quality_band or (min(grid), max(grid))
     return RestorationNet(
         base=manifest["codec"],
-        quality_lo=min(grid),
-        quality_hi=max(grid),
+        quality_lo=float(lo),
+        quality_hi=float(hi),
         scale=config.filter_scale,
         width=config.filter_width,
         blocks=config.filter_blocks,
+        edge_kernel=config.filter_edge_kernel,
     )
 
 
@@ -54,6 +55,12 @@ class RestorationTrainer(TrainerBase):
             raise ConfigError(f"decoded_cache: {exc}") from None
         if not len(self.dataset):
             raise ConfigError(f"decoded_cache: {self.config.decoded_cache} holds no decoded crops")
+        self.items = np.arange(len(self.dataset))
+        if self.config.quality_band:
+            self.items = self.dataset.indices_within(*self.config.quality_band)
+            if not len(self.items):
+                band = self.config.quality_band
+                raise ConfigError(f"decoded_cache holds no crop of a quality in quality_band {band}")
 
     def build(self) -> None:
         config = self.config
@@ -76,7 +83,7 @@ class RestorationTrainer(TrainerBase):
         return {"lmbda": self.config.lmbda, "beta": self.config.beta, "decoded_cache": self.dataset.manifest}
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        picks = self.batch_rng.integers(0, len(self.dataset), self.config.batch_size)
+        picks = self.items[self.batch_rng.integers(0, len(self.items), self.config.batch_size)]
         originals, decoded, qualities = zip(*(self.dataset[int(i)] for i in picks))
         return tuple(torch.stack(part).to(self.device) for part in (originals, decoded, qualities))
 
@@ -121,15 +128,4 @@ def export_filter(model: RestorationNet, config: TrainConfig, step: int, manifes
     )
 
 
-def export_restoration_checkpoint(run_dir: Path, path: Path) -> dict:
-    """The latest checkpoint of a restoration run (it may still be training) as a weights file."""
-    meta = json.loads((run_dir / "checkpoint.json").read_text())
-    config = TrainConfig(**meta["config"])
-    model = build_restoration_net(config, meta["decoded_cache"])
-    tensors = load_file(str(run_dir / "checkpoint.safetensors"))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    export_filter(model, config, int(meta["step"]), meta["decoded_cache"], path, meta.get("git_commit"))
-    return meta
-
-
-__all__ = ["RestorationTrainer", "build_restoration_net", "export_filter", "export_restoration_checkpoint"]
+__all__ = ["RestorationTrainer", "build_restoration_net", "export_filter"]
