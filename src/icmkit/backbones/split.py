@@ -16,6 +16,7 @@ training loss can compare intermediate activations (DICM's L2 terms on layer2/3/
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from icmkit.digest import weights_digest
-from icmkit.errors import IcmError
+from icmkit.errors import IcmError, WeightsMismatchError
 from icmkit.geometry import ClassifierGeometry
 from icmkit.image import image_to_tensor
 from icmkit.preprocess import PreprocessConfig, preprocess_images
@@ -44,6 +45,55 @@ class SplitInfo:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     head_digest: bytes
+
+    def check_features(
+        self, meta: Mapping, receiver: str, error: type[IcmError] = IcmError, remedy: str = "", complete: bool = True
+    ) -> None:
+        """Refuse features (their ``meta``: a feature stream's header fields, a features file's metadata) that
+        ``receiver``'s tail cannot take: the one check every reader of features runs (bench evaluators, predict,
+        detect, probe). Another backbone or split raises ``error``; a head of other weights raises
+        :class:`~icmkit.errors.WeightsMismatchError`. ``complete``: the features must name all three (streams and
+        this version's files do); otherwise a missing backbone or digest is taken on trust. ``remedy`` ends the
+        message with what the user can do."""
+        check_backbone(meta, self.backbone, receiver, error, remedy, complete, self.stage)
+        stage, digest = str(meta["split"]), meta.get("head_digest")
+        if stage != self.stage:
+            raise error(
+                f"these features were cut after {_short(stage)}; {receiver} decodes {self.backbone} {self.stage} "
+                f"features{remedy}"
+            )
+        if digest is not None and str(digest) != self.head_digest.hex():
+            raise WeightsMismatchError(
+                f"features were made by a {self.backbone} head with digest {_short(digest)}; {receiver} has head "
+                f"digest {self.head_digest.hex()} (other weights){remedy}"
+            )
+
+
+def check_backbone(
+    meta: Mapping,
+    backbone: str,
+    receiver: str,
+    error: type[IcmError] = IcmError,
+    remedy: str = "",
+    complete: bool = True,
+    stage: str = "",
+) -> None:
+    """The first half of :meth:`SplitInfo.check_features`, before any split is built: the features name a split
+    (and, when ``complete``, a backbone and head digest) and come from ``backbone``."""
+    named = ("backbone", "split", "head_digest") if complete else ("split",)
+    if not all(meta.get(key) for key in named):
+        raise error(f"features carry no {', '.join(named)} in their meta: the tail to run is unknown")
+    found = meta.get("backbone")
+    if found is not None and str(found) != backbone:
+        raise error(
+            f"these features come from {_short(found)} (after {_short(meta['split'])}); {receiver} decodes "
+            f"{' '.join(filter(None, (backbone, stage)))} features{remedy}"
+        )
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class Head(nn.Module):

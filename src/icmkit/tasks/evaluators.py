@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from icmkit.backbones.split import check_backbone
 from icmkit.codecs.base import Codec
 from icmkit.decoded import FEATURES, CodecKind, FeatureMaps
 from icmkit.errors import IcmError
@@ -212,24 +213,18 @@ class ClassificationEvaluator(Evaluator):
             if (codec.name, quality) in self._checked:
                 continue
             meta = probe_feature_codec(codec, quality).meta
-            backbone, stage, digest = str(meta["backbone"]), str(meta["split"]), str(meta["head_digest"])
             mine = self.classifier.name
-            if backbone != mine:
-                raise EvaluatorError(
-                    f"codec {codec.name!r} codes {backbone} features (after {stage}), but the benchmark's "
-                    f"classifier is {mine}: only {backbone}'s tail can score them; run with --model {backbone} "
-                    f"or leave {codec.name} out"
-                )
+            receiver = f"the benchmark's classifier {mine}"
+            remedy = f": run with --model {meta.get('backbone')} or leave {codec.name} out"
+            check_backbone(meta, mine, receiver, EvaluatorError, remedy)
+            stage = str(meta["split"])
             try:
                 info = self.split(stage).info
             except IcmError as exc:
                 raise EvaluatorError(f"codec {codec.name!r}: cannot split {mine} after {stage} ({exc})") from None
-            if info.head_digest.hex() != digest:
-                raise EvaluatorError(
-                    f"codec {codec.name!r} codes features of a {backbone} head with digest {digest}, but the "
-                    f"benchmark's {mine} weights have head digest {info.head_digest.hex()}: its tail would score "
-                    f"features of another network; use the weights the codec was trained on or leave it out"
-                )
+            info.check_features(
+                meta, receiver, EvaluatorError, f": use the weights {codec.name} was trained on or leave it out"
+            )
             self._checked.add((codec.name, quality))
             name = feature_reference_name(stage)
             if name not in self._feature_names:
@@ -460,19 +455,9 @@ class DetectionEvaluator(Evaluator):
     def check_codec(self, codec: Codec, qualities: Iterable[int]) -> None:
         if codec.kind != CodecKind.FEATURE:
             return
-        info = self.split().info
-        decoded = probe_feature_codec(codec, min(qualities))
-        meta = decoded.meta
-        if (meta["backbone"], meta["split"], meta["head_digest"]) != (
-            info.backbone,
-            info.stage,
-            info.head_digest.hex(),
-        ):
-            raise EvaluatorError(
-                f"codec {codec.name!r} codes {meta['backbone']} features after {meta['split']} (head "
-                f"{meta['head_digest']}); {self.detector.name} decodes {info.backbone} {info.stage} features of head "
-                f"{info.head_digest.hex()}: leave it out of --codecs for --task {self.task}"
-            )
+        meta = probe_feature_codec(codec, min(qualities)).meta
+        remedy = f": leave {codec.name} out of --codecs for --task {self.task}"
+        self.split().info.check_features(meta, self.detector.name, EvaluatorError, remedy)
 
     def uncompressed(self, images: Sequence[np.ndarray], name: str) -> list[np.ndarray | FeatureMaps]:
         if name == IMAGE:

@@ -272,13 +272,8 @@ def _predict_features(
             _check_features_backbone(backbone_name, split, digest, model, weights)
         split_backbone = cached_split_backbone(backbone_name, split, weights)
     info = split_backbone.info
-    if info.head_digest.hex() != digest:
-        default = isinstance(weights, str) and weights == "default"
-        which = "default" if default else "random" if weights is None else weights
-        raise WeightsMismatchError(
-            f"features were made by a {backbone_name} head with digest {digest}; the {backbone_name} loaded here "
-            f"({which} weights) has head digest {info.head_digest.hex()}"
-        )
+    which = "default" if isinstance(weights, str) and weights == "default" else "random" if weights is None else weights
+    info.check_features(meta, f"the {backbone_name} loaded here ({which} weights)")
     stride = features.strides.get(name)
     if tensor.shape[1] != info.channels or (stride is not None and int(stride) != info.stride):
         raise IcmError(
@@ -420,16 +415,7 @@ def _detect_features(features: FeatureMaps, model: str, split) -> dict:
     meta = features.meta
     if split is None:
         raise IcmError(f"{model} trains its whole backbone: it cannot decode features (use a v1 detector)")
-    if (meta.get("backbone"), meta.get("split")) != (split.info.backbone, split.info.stage):
-        raise IcmError(
-            f"these features come from {meta.get('backbone')} after {meta.get('split')}; {model} decodes "
-            f"{split.info.backbone} {split.info.stage} features"
-        )
-    if meta.get("head_digest") != split.info.head_digest.hex():
-        raise WeightsMismatchError(
-            f"features were made by a head with digest {meta.get('head_digest')}; {model}'s stem has digest "
-            f"{split.info.head_digest.hex()} (other weights)"
-        )
+    split.info.check_features(meta, model)
     if meta.get("resized") is None:
         geometry = "classifier" if meta.get("input_size") is not None else "full"
         raise IcmError(

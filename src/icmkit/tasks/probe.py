@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from icmkit.backbones.split import check_backbone
 from icmkit.decoded import FEATURES, FeatureMaps
-from icmkit.errors import IcmError, WeightsMismatchError
+from icmkit.errors import IcmError
 
 DEFAULT_EPOCHS = 100
 # MoCo v2 trains its linear layer with lr 30 on raw pooled features, whose scale is arbitrary (tiny for its
@@ -132,18 +133,11 @@ def _windowed(windows, features: FeatureMaps) -> tuple[str, torch.Tensor]:
     """(split stage, the centre window of the feature map as a ``(1, C, h, w)`` float32 tensor), checked
     against the classifier: same backbone, same head, the stage's channel count and stride."""
     meta = features.meta
-    stage, backbone, digest = meta.get("split"), meta.get("backbone"), meta.get("head_digest")
     name = windows.classifier.name
-    if not stage:
-        raise ProbeError("features carry no split in their meta: the tail to run is unknown")
-    if backbone not in (None, name):
-        raise ProbeError(f"features of {backbone} (after {stage}) cannot go through the tail of {name}")
-    info = windows.split(str(stage)).info
-    if digest not in (None, info.head_digest.hex()):
-        raise WeightsMismatchError(
-            f"features were made by a {info.backbone} head with digest {digest}; the {name} loaded here has head "
-            f"digest {info.head_digest.hex()} (use the weights the features were made with)"
-        )
+    check_backbone(meta, name, name, ProbeError, complete=False)
+    stage = str(meta["split"])
+    info = windows.split(stage).info
+    info.check_features(meta, f"the {name} loaded here", ProbeError, complete=False)
     if FEATURES not in features.tensors:
         raise ProbeError(f"expected a feature tensor named {FEATURES!r}, found {', '.join(features.tensors)}")
     tensor = torch.as_tensor(features.tensors[FEATURES]).to("cpu", torch.float32)
