@@ -126,7 +126,7 @@ ABLATION_FULL = "dicm-full"
 
 
 def ablate(args) -> None:
-    from icmkit.bench.api import BenchOptions, run_bench
+    from icmkit.bench.benchmark import BenchOptions, run_bench
     from icmkit.codecs import register_codec
     from icmkit.codecs.feature import FeatureCodec
 

@@ -119,7 +119,7 @@ def plot(benches: dict[str, Path], path: Path) -> None:
 
 def ablate(args) -> None:
     """Bench variable-rate runs (``LABEL=RUN_DIR``, codec ``pixel-LABEL``) on the default grid, in one process."""
-    from icmkit.bench.api import BenchOptions, run_bench
+    from icmkit.bench.benchmark import BenchOptions, run_bench
     from icmkit.codecs import register_codec
     from icmkit.codecs.learned import VariableRatePixelCodec
 

@@ -200,11 +200,11 @@ def tiny_feature_weights(tmp_path_factory) -> str:
     """A small finalised DICM feature codec (random weights, two rate points) on EfficientNet-Lite0's real
     head (blocks.2)."""
     from icmkit.backbones import split_classifier
-    from icmkit.models import DICMFeatureCodec
+    from icmkit.models import DICMFeatureModel
 
     backbone = split_classifier("tf_efficientnet_lite0", "blocks.2")
     torch.manual_seed(0)
-    model = DICMFeatureCodec(
+    model = DICMFeatureModel(
         backbone.info.channels,
         backbone="tf_efficientnet_lite0",
         split="blocks.2",

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from icmkit.bench import runner
-from icmkit.bench.api import BenchOptions, run_bench
+from icmkit.bench.benchmark import BenchOptions, run_bench
 from icmkit.bench.datasets import open_dataset
 from icmkit.bench.protocols import resize_center_crop
 from icmkit.codecs.base import FeatureMaps

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from icmkit.bench import runner
-from icmkit.bench.api import BenchOptions, run_bench
 from icmkit.bench.bd import bd
+from icmkit.bench.benchmark import BenchOptions, run_bench
 from icmkit.bench.lock import LOCK_NAME, FolderInUseError, folder_lock
 from icmkit.bench.summary import bd_table
 

@@ -104,10 +104,10 @@ def test_hevc_picture_larger_than_its_raw_header_is_refused():
 
 
 def test_no_context_feature_model_refuses_data_in_its_empty_second_stream():
-    from icmkit.models import DICMFeatureCodec
+    from icmkit.models import DICMFeatureModel
 
     torch.manual_seed(0)
-    model = DICMFeatureCodec(8, N=16, M=16, hyper=16, re_levels=0, context="none", block="conv", latent_levels=1).eval()
+    model = DICMFeatureModel(8, N=16, M=16, hyper=16, re_levels=0, context="none", block="conv", latent_levels=1).eval()
     model.update()
     coded = model.compress(torch.randn(1, 8, 16, 16))
     anchors, others, z = coded["strings"]

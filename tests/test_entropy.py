@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from icmkit.entropy import FactorizedPrior, GaussianConditional, decode_with_tables, encode_with_tables
+from icmkit.entropy import EntropyBottleneck, GaussianConditional, decode_with_tables, encode_with_tables
 from icmkit.entropy.coder import MAX_ESCAPE_VALUE
 from icmkit.errors import BitstreamError
 from icmkit.layers.integer import ExactIntegerNet
@@ -95,22 +95,22 @@ def test_escaped_value_beyond_the_encoders_range_is_refused(gaussian):
 
 
 def test_factorized_prior_tables_survive_state_dict():
-    prior = FactorizedPrior(4)
+    prior = EntropyBottleneck(4)
     prior.update()
     z = torch.randint(-12, 12, (4, 3, 5)).float()
     data = prior.compress(z)
-    clone = FactorizedPrior(4)
+    clone = EntropyBottleneck(4)
     clone.load_state_dict(prior.state_dict())
     assert torch.equal(clone.decompress(data, (3, 5)), z)
 
 
 def test_unfinalised_model_refuses_to_code():
     with pytest.raises(RuntimeError, match="update"):
-        FactorizedPrior(2).compress(torch.zeros(2, 1, 1))
+        EntropyBottleneck(2).compress(torch.zeros(2, 1, 1))
 
 
 def test_aux_loss_moves_quantiles_towards_tails():
-    prior = FactorizedPrior(2)
+    prior = EntropyBottleneck(2)
     optimizer = torch.optim.Adam([prior.quantiles], lr=0.1)
     first = float(prior.aux_loss().detach())
     for _ in range(50):

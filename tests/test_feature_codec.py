@@ -11,7 +11,7 @@ from icmkit.backbones import split_classifier
 from icmkit.codecs.base import FeatureMaps
 from icmkit.codecs.feature import FeatureCodec
 from icmkit.errors import BitstreamError, IcmError, QualityError, WeightsMismatchError
-from icmkit.models import DICMFeatureCodec, NotFinalizedError
+from icmkit.models import DICMFeatureModel, NotFinalizedError
 from icmkit.weights import load_weights, save_weights
 
 from conftest import synthetic_photo
@@ -199,7 +199,7 @@ def test_slim_weights_drop_float_twins_and_still_code(tiny_feature_weights, tmp_
     from safetensors.torch import load_file
 
     tensors = load_file(str(slim))
-    assert not any(k.split(".")[0] in DICMFeatureCodec.float_twins for k in tensors)
+    assert not any(k.split(".")[0] in DICMFeatureModel.float_twins for k in tensors)
     assert tensors["g_a.0.weight"].dtype == torch.float16 and tensors["h_s_int.weight0"].dtype == torch.int16
     assert slim.stat().st_size < 0.7 * os.path.getsize(tiny_feature_weights)
     codec = FeatureCodec.from_weights_file(slim, name="icm-feature-slim").for_full_image()
@@ -208,7 +208,7 @@ def test_slim_weights_drop_float_twins_and_still_code(tiny_feature_weights, tmp_
 
 
 def test_unfinalised_model_refuses_to_code():
-    model = DICMFeatureCodec(40, N=16, M=16, hyper=16, re_width=16, re_latent=16)
+    model = DICMFeatureModel(40, N=16, M=16, hyper=16, re_width=16, re_latent=16)
     with pytest.raises(NotFinalizedError):
         model.compress(torch.zeros(1, 40, 16, 16))
     with pytest.raises(ValueError, match="quality index"):
@@ -220,7 +220,7 @@ def test_unfinalised_model_refuses_to_code():
 )
 def test_ablation_variants_round_trip(variant):
     torch.manual_seed(0)
-    model = DICMFeatureCodec(40, N=16, M=16, hyper=16, re_width=16, re_latent=16, **variant).eval()
+    model = DICMFeatureModel(40, N=16, M=16, hyper=16, re_width=16, re_latent=16, **variant).eval()
     model.update()
     features = torch.randn(1, 40, 32, 32) * 3
     coded = model.compress(features)
@@ -274,8 +274,8 @@ def test_edited_classifier_geometry_fields_are_refused_before_decoding(tiny_feat
 
 
 def test_attention_hyper_synthesis_codes_with_its_float_network():
-    model = DICMFeatureCodec(40, N=16, M=16, hyper=16, re_levels=0, hyper_synthesis="attention")
+    model = DICMFeatureModel(40, N=16, M=16, hyper=16, re_levels=0, hyper_synthesis="attention")
     assert model.h_s_int is None and "h_s" not in model.float_twins  # slim files must keep the float h_s
     assert any(k.startswith("h_s.") for k in model.coding_state_dict())
     with pytest.raises(ValueError, match="hyper_synthesis"):
-        DICMFeatureCodec(40, hyper_synthesis="transformer")
+        DICMFeatureModel(40, hyper_synthesis="transformer")

@@ -162,7 +162,7 @@ def test_cli_best_effort_keeps_the_closest_stream_with_a_warning(tmp_path):
 
 
 def test_adaptive_bench_adds_the_sweep_and_its_bd_against_the_fixed_curve(tmp_path):
-    from icmkit.bench.api import BenchOptions, run_bench
+    from icmkit.bench.benchmark import BenchOptions, run_bench
 
     outcome = run_bench(
         BenchOptions(out=tmp_path / "b", codecs="jpeg:10,50,90", anchor="jpeg", limit=2, adaptive="keep-top1")

@@ -176,7 +176,7 @@ def check_weights_file(path: str | Path) -> CheckedWeights:
     """Check a weights file from its header alone (nothing is built or loaded): a known architecture, a config of
     bounded values, exactly the tensors that architecture has (float twins may be left out) with their shapes and
     dtype kinds, and coding tables of bounded sizes. One :class:`IcmError` for whatever is wrong."""
-    from icmkit.entropy.factorized import FactorizedPrior
+    from icmkit.entropy.factorized import EntropyBottleneck
     from icmkit.entropy.gaussian import GaussianConditional
     from icmkit.models import ARCHITECTURES
 
@@ -215,7 +215,7 @@ def check_weights_file(path: str | Path) -> CheckedWeights:
         )
     tables: dict[str, int] = {}
     for name, module in template.named_modules():
-        if isinstance(module, FactorizedPrior):
+        if isinstance(module, EntropyBottleneck):
             tables[name] = module.channels
         elif isinstance(module, GaussianConditional):
             tables[name] = int(module.scale_table.shape[0])

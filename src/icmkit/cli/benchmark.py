@@ -78,7 +78,7 @@ def bench(
     """
     from contextlib import ExitStack
 
-    from icmkit.bench.api import BenchOptions, run_bench
+    from icmkit.bench.benchmark import BenchOptions, run_bench
     from icmkit.bench.datasets import DatasetError
     from icmkit.bench.summary import SUMMARY_COLUMNS, display_header, display_value
 

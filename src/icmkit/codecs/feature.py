@@ -62,7 +62,7 @@ class HeadInput:
 
 
 class FeatureCodec(IcmContainerCodec):
-    """A :class:`~icmkit.models.DICMFeatureCodec` family plus the backbone whose head it was trained on."""
+    """A :class:`~icmkit.models.DICMFeatureModel` family plus the backbone whose head it was trained on."""
 
     kind = CodecKind.FEATURE
     header_records = True

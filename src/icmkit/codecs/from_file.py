@@ -30,7 +30,7 @@ def looks_like_weights_file(name: str) -> bool:
 def codec_from_weights_file(path: str) -> Codec:
     from icmkit.codecs.feature import FeatureCodec
     from icmkit.codecs.learned import LearnedPixelCodec, VariableRatePixelCodec
-    from icmkit.models import DICMFeatureCodec, VariableRateHyperprior
+    from icmkit.models import DICMFeatureModel, VariableRateHyperprior
     from icmkit.models.redundancy import RedundancyFilter
 
     metadata = read_metadata(path)
@@ -46,7 +46,7 @@ def codec_from_weights_file(path: str) -> Codec:
         from icmkit.codecs.restored import restored_codec_from_file
 
         return restored_codec_from_file(path, registered_codec(checked.config.get("base", "")))
-    if architecture == DICMFeatureCodec.architecture:
+    if architecture == DICMFeatureModel.architecture:
         return FeatureCodec.from_weights_file(path, name=path, backbone_weights=_backbone_weights(path, metadata))
     if architecture == VariableRateHyperprior.architecture:
         qualities = checked.config.get("qualities", 1)

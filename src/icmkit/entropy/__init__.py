@@ -5,7 +5,11 @@ Written here (not imported from CompressAI) because CompressAI pins numpy<2 and 
 """
 
 from icmkit.entropy.coder import TableSet, decode_with_tables, encode_with_tables
-from icmkit.entropy.factorized import FactorizedPrior
+from icmkit.entropy.factorized import EntropyBottleneck
 from icmkit.entropy.gaussian import GaussianConditional
 
-__all__ = ["FactorizedPrior", "GaussianConditional", "TableSet", "decode_with_tables", "encode_with_tables"]
+__all__ = ["EntropyBottleneck", "GaussianConditional", "TableSet", "decode_with_tables", "encode_with_tables"]
+
+from icmkit.deprecation import renamed  # noqa: E402
+
+__getattr__ = renamed(__name__, {"FactorizedPrior": "icmkit.entropy.factorized:EntropyBottleneck"})

@@ -13,13 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from icmkit.deprecation import renamed
 from icmkit.entropy._tables import HasTables, pad_rows
 from icmkit.entropy.coder import decode_with_tables, encode_with_tables
 from icmkit.entropy.quantize import LIKELIHOOD_BOUND, lower_bound, ste_round
 from icmkit.errors import BitstreamError
 
 
-class FactorizedPrior(HasTables):
+class EntropyBottleneck(HasTables):
     def __init__(self, channels: int, filters=(3, 3, 3), init_scale: float = 10.0, tail_mass: float = 1e-9):
         super().__init__()
         self.channels = channels
@@ -98,3 +99,6 @@ class FactorizedPrior(HasTables):
             raise BitstreamError("coding tables do not match the model")
         index = torch.arange(self.channels).reshape(-1, 1, 1).expand(self.channels, *size)
         return torch.from_numpy(decode_with_tables(data, index.numpy(), self.tables())).float()
+
+
+__getattr__ = renamed(__name__, {"FactorizedPrior": "icmkit.entropy.factorized:EntropyBottleneck"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from icmkit.models.base import CompressionModel, NotFinalizedError
-from icmkit.models.dicm import DICMFeatureCodec
+from icmkit.models.dicm import DICMFeatureModel
 from icmkit.models.hyperprior import MeanScaleHyperprior
 from icmkit.models.registry import ARCHITECTURES, build_model, register_architecture  # noqa: F401 (filled above)
 from icmkit.models.restoration import RestorationNet
@@ -12,10 +12,14 @@ from icmkit.models.variable_rate import VariableRateHyperprior
 __all__ = [
     "ARCHITECTURES",
     "CompressionModel",
-    "DICMFeatureCodec",
+    "DICMFeatureModel",
     "MeanScaleHyperprior",
     "NotFinalizedError",
     "RestorationNet",
     "VariableRateHyperprior",
     "build_model",
 ]
+
+from icmkit.deprecation import renamed  # noqa: E402
+
+__getattr__ = renamed(__name__, {"DICMFeatureCodec": "icmkit.models.dicm:DICMFeatureModel"})

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from icmkit.entropy._tables import HasTables
-from icmkit.entropy.factorized import FactorizedPrior
+from icmkit.entropy.factorized import EntropyBottleneck
 from icmkit.errors import IcmError
 from icmkit.layers.integer import ExactIntegerNet
 
@@ -36,7 +36,7 @@ class CompressionModel(nn.Module):
 
     def aux_loss(self) -> torch.Tensor:
         """Loss that trains the factorised priors' quantiles; optimise it with its own optimiser."""
-        losses = [m.aux_loss() for m in self.modules() if isinstance(m, FactorizedPrior)]
+        losses = [m.aux_loss() for m in self.modules() if isinstance(m, EntropyBottleneck)]
         return torch.stack(losses).sum() if losses else torch.zeros(())
 
     def aux_parameters(self) -> list[nn.Parameter]:

@@ -47,7 +47,8 @@ import torch
 from timm.layers import LayerNorm2d
 from torch import nn
 
-from icmkit.entropy.factorized import FactorizedPrior
+from icmkit.deprecation import renamed
+from icmkit.entropy.factorized import EntropyBottleneck
 from icmkit.entropy.gaussian import GaussianConditional
 from icmkit.errors import BitstreamError
 from icmkit.layers.conv2former import Conv2FormerBlock
@@ -101,7 +102,7 @@ class RedundancyElimination(nn.Module):
             decoder += [Conv2FormerBlock(width) for _ in range(depth)]
         decoder.append(nn.Conv2d(width, channels, 1))
         self.encoder, self.decoder = nn.Sequential(*encoder), nn.Sequential(*decoder)
-        self.prior = FactorizedPrior(latent)
+        self.prior = EntropyBottleneck(latent)
         self.factor = 1 << len(depths)
         # The latent leaves a LayerNorm with std ≈ 1: scaled by 4 it starts well above the rounding step, else
         # rounding would pass almost nothing and the rate term would win before the encoder learns to spread it.
@@ -126,7 +127,7 @@ class RedundancyElimination(nn.Module):
 
 
 @register_architecture
-class DICMFeatureCodec(FeatureStatistics, CompressionModel):
+class DICMFeatureModel(FeatureStatistics, CompressionModel):
     architecture = "dicm-feature"
     # Float networks whose exact-integer twins are what coding runs: shipped files leave them out.
     float_twins = ("h_s", "context", "entropy_parameters")
@@ -199,7 +200,7 @@ class DICMFeatureCodec(FeatureStatistics, CompressionModel):
         self.gain = nn.Parameter(spread.reshape(-1, 1).repeat(1, M))
         self.inverse_gain = nn.Parameter(1 / spread.reshape(-1, 1).repeat(1, M))
         self._init_latent_gains()
-        self.entropy_bottleneck = FactorizedPrior(hyper)
+        self.entropy_bottleneck = EntropyBottleneck(hyper)
         self.gaussian_conditional = GaussianConditional()
         self.h_s_int = ExactIntegerNet(self.h_s) if not attention else None
         if attention:  # the float h_s is what codes: not a twin to leave out of shipped files
@@ -323,3 +324,6 @@ class DICMFeatureCodec(FeatureStatistics, CompressionModel):
         with single_threaded():  # decoded features independent of the thread count and of batching
             f_hat = torch.cat([self.restore(self.g_s(y_hat[i : i + 1] * inverse_gain)) for i in range(len(y_hat))])
         return {"f_hat": f_hat}
+
+
+__getattr__ = renamed(__name__, {"DICMFeatureCodec": "icmkit.models.dicm:DICMFeatureModel"})

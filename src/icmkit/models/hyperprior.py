@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from icmkit.entropy.factorized import FactorizedPrior
+from icmkit.entropy.factorized import EntropyBottleneck
 from icmkit.entropy.gaussian import GaussianConditional
 from icmkit.layers.gdn import GDN
 from icmkit.layers.integer import ACT_FRAC_BITS, ExactIntegerNet
@@ -78,7 +78,7 @@ class MeanScaleHyperprior(CompressionModel):
             nn.ReLU(inplace=True),
             conv(M * 3 // 2, M * 2, 3, 1),
         )
-        self.entropy_bottleneck = FactorizedPrior(N)
+        self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional()
         self.h_s_int = ExactIntegerNet(self.h_s)
         self.latent_scale = resampling_factor(self.g_a)  # pixels per latent sample

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from icmkit.models.base import CompressionModel
-from icmkit.models.dicm import DICMFeatureCodec, RedundancyElimination
+from icmkit.models.dicm import DICMFeatureModel, RedundancyElimination
 from icmkit.models.feature_statistics import FeatureStatistics
 from icmkit.models.registry import records_config
 
@@ -59,7 +59,7 @@ class RedundancyFilter(FeatureStatistics, CompressionModel):
         return copy.train(self.training)
 
     @torch.no_grad()
-    def install_in(self, codec: DICMFeatureCodec) -> None:
+    def install_in(self, codec: DICMFeatureModel) -> None:
         """Copy the RE weights and the feature statistics they were trained with into ``codec``, whose RE module
         must have this one's shape."""
         if codec.re is None:

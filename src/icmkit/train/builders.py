@@ -12,13 +12,13 @@ from icmkit.errors import ConfigError, IcmError
 from icmkit.losses import FeatureTap, PerceptionConsistencyLoss
 from icmkit.losses.feature import FeatureCodecTraining, FeatureObjective, parse_stage_weights
 from icmkit.losses.redundancy import RedundancyObjective
-from icmkit.models import ARCHITECTURES, CompressionModel, DICMFeatureCodec, VariableRateHyperprior, build_model
+from icmkit.models import ARCHITECTURES, CompressionModel, DICMFeatureModel, VariableRateHyperprior, build_model
 from icmkit.models.redundancy import RedundancyFilter
 from icmkit.train.config import DICM_RE, TrainConfig
 
 
 def is_feature_codec(config: TrainConfig) -> bool:
-    return ARCHITECTURES.get(config.architecture) is DICMFeatureCodec
+    return ARCHITECTURES.get(config.architecture) is DICMFeatureModel
 
 
 def trains_on_backbone_features(config: TrainConfig) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from icmkit.backbones.split import SplitInfo
 from icmkit.errors import ConfigError, IcmError
-from icmkit.models.dicm import DICMFeatureCodec
+from icmkit.models.dicm import DICMFeatureModel
 from icmkit.models.redundancy import RedundancyFilter
 from icmkit.train.config import TrainConfig
 from icmkit.weights import read_redundancy_filter
@@ -50,7 +50,7 @@ def load_redundancy_filter(path: str, config: TrainConfig, info: SplitInfo, fiel
     return module
 
 
-def start_codec_from_redundancy_filter(codec: DICMFeatureCodec, config: TrainConfig, info: SplitInfo) -> None:
+def start_codec_from_redundancy_filter(codec: DICMFeatureModel, config: TrainConfig, info: SplitInfo) -> None:
     """Stage 4: ``config.re_from``'s RE weights and feature statistics into ``codec``, frozen if ``re_frozen``
     (its parameters then get no gradient, so neither optimiser moves them)."""
     module = load_redundancy_filter(config.re_from, config, info, "re_from")

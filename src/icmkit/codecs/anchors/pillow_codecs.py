@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -25,15 +26,25 @@ class PillowCodec(Codec):
     """
 
     pil_format: ClassVar[str]
-    feature: ClassVar[str]
+    pil_feature: ClassVar[str]  # the PIL.features entry the format needs
     save_options: ClassVar[Mapping[str, Any]] = {}
     knob_option: ClassVar[str] = "quality"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "feature" in cls.__dict__ and "pil_feature" not in cls.__dict__:  # the name before 0.2
+            warnings.warn(
+                f"{cls.__name__}.feature is deprecated: name the PIL.features entry pil_feature",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            cls.pil_feature = cls.__dict__["feature"]
 
     def availability(self) -> Availability:
         from PIL import features
 
         try:
-            supported = features.check(self.feature)
+            supported = features.check(self.pil_feature)
         except ValueError:  # a Pillow too old to know the feature at all (AVIF before 11.2)
             supported = False
         if not supported:
@@ -95,7 +106,7 @@ class JpegCodec(PillowCodec):
         knob="quality", grid=_PERCENT_GRID, lo=1, hi=95, default=75, doc="libjpeg quality; higher = more bits"
     )
     pil_format = "JPEG"
-    feature = "jpg"
+    pil_feature = "jpg"
     save_options = {"subsampling": 2}
 
     def check_complete(self, data: bytes) -> None:
@@ -130,7 +141,7 @@ class WebpCodec(PillowCodec):
         knob="quality", grid=_PERCENT_GRID, lo=0, hi=100, default=75, doc="libwebp quality; higher = more bits"
     )
     pil_format = "WEBP"
-    feature = "webp"
+    pil_feature = "webp"
     save_options = {"method": 6}
 
 
@@ -156,7 +167,7 @@ class Jpeg2000Codec(PillowCodec):
         doc="compression ratio over 24-bit RGB (≈ 24 / ratio bpp); larger = fewer bits",
     )
     pil_format = "JPEG2000"
-    feature = "jpg_2000"
+    pil_feature = "jpg_2000"
     save_options = {"quality_mode": "rates", "irreversible": True, "mct": 1}
 
     def knob_options(self, value: int) -> dict[str, Any]:
@@ -183,7 +194,7 @@ class AvifCodec(PillowCodec):
         doc="libavif quality; higher = more bits",
     )
     pil_format = "AVIF"
-    feature = "avif"
+    pil_feature = "avif"
     save_options = {"subsampling": "4:4:4", "speed": 6, "codec": "aom", "advanced": {"tune": "psnr"}}
 
     def check_complete(self, data: bytes) -> None:
