@@ -209,11 +209,13 @@ def train(
         bool, typer.Option("--list-fields", help="Print every field (type, default, documentation) and exit.")
     ] = False,
 ) -> None:
-    """Train a learned codec, or pre-train a backbone (MoCo v2).
+    """Train a learned codec, a restoration filter, or pre-train a backbone (MoCo v2).
 
     Random crops and flips of image folders, main + auxiliary Adam, checkpoints
     (safetensors + JSON), exact resume, log.jsonl and TensorBoard scalars in the run folder (field out).
-    `architecture: moco-v2` pre-trains a backbone instead (MoCo v2 with semantic-guided crops, DICM's stage 1).
+    `architecture: moco-v2` pre-trains a backbone instead (MoCo v2 with semantic-guided crops, DICM's stage 1);
+    `architecture: restoration-cnn` trains a filter for a standard codec's receiver on a decoded-crop cache
+    (`icm cache decoded`; configs/restore-*.yaml).
 
     Rerunning the same command resumes from the run folder's checkpoint. For several GPUs or CPU processes
     start it with torchrun (DDP):
