@@ -83,3 +83,24 @@ def test_coco_layout(tmp_path):
     (tmp_path / "annotations" / "instances_val.json").write_text("{}")
     with pytest.raises(DatasetError, match="not a COCO"):
         open_dataset(tmp_path, "detect")
+
+
+def test_a_registered_task_is_one_spec_that_the_bench_finds(tmp_path):
+    """A new task is one TaskSpec: open_dataset reads its data, and its evaluator is built from it."""
+    from icmkit.bench.datasets import image_folder
+    from icmkit.bench.tasks import TASKS, TaskSpec, register_task, task_spec
+    from icmkit.tasks.evaluators import FidelityEvaluator
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    spec = TaskSpec("count", "a folder", lambda root, _: image_folder(root), lambda _m, _d: FidelityEvaluator())
+    register_task(spec)
+    try:
+        data = open_dataset(tmp_path, "count")
+        assert [s.key for s in data.samples] == ["a.png"]
+        assert isinstance(task_spec("count").load_evaluator(None, "default", data), FidelityEvaluator)
+        with pytest.raises(ValueError, match="registered already"):
+            register_task(spec)
+    finally:
+        del TASKS["count"]
+    with pytest.raises(DatasetError, match="unknown task 'count'; choose one of classify, detect, segment, fidelity"):
+        open_dataset(tmp_path, "count")

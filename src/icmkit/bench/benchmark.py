@@ -23,15 +23,9 @@ from icmkit.bench.summary import (
     summarize,
     write_csv,
 )
+from icmkit.bench.tasks import task_spec
 from icmkit.errors import IcmError
 from icmkit.fileio import atomic_write
-
-TASKS = ("classify", "detect", "segment", "fidelity")
-DEFAULT_MODELS = {
-    "classify": "tf_efficientnet_lite0",
-    "detect": "fasterrcnn_resnet50_fpn",
-    "segment": "maskrcnn_resnet50_fpn",
-}
 
 
 @dataclass
@@ -40,7 +34,7 @@ class BenchOptions:
     data: Path | None = None  # None: the photos shipped with icmkit
     task: str = "classify"
     codecs: str = DEFAULT_CODECS
-    model: str | None = None  # None: the task's default (DEFAULT_MODELS)
+    model: str | None = None  # None: the task's default (its TaskSpec's default_model)
     model_weights: str | None = "default"
     anchor: str = "hevc444"
     limit: int | None = None
@@ -69,38 +63,27 @@ def run_bench(options: BenchOptions, progress=None, resumed=None) -> BenchOutcom
     report keeps (:class:`~icmkit.bench.summary.ReportRows`, see
     :func:`~icmkit.bench.summary.resume_message`). One run per ``options.out`` at a time
     (:mod:`icmkit.bench.lock`)."""
-    if options.task not in TASKS:
-        raise IcmError(f"unknown task {options.task!r}; choose one of {', '.join(TASKS)}")
+    task = task_spec(options.task)
     if options.workers < 1:
         raise IcmError("--workers must be at least 1")
     from icmkit.data import SAMPLES_DIR
 
     started = time.monotonic()
-    if options.data is None and options.task in ("detect", "segment"):
-        raise IcmError("detection and segmentation need --data: a COCO folder (images + instances JSON)")
+    if options.data is None and task.needs_data:
+        raise IcmError(f"--task {task.name} needs --data: {task.data}")
     dataset = open_dataset(_resolve_data(options.data) or SAMPLES_DIR, options.task).limit(options.limit)
     plans = parse_codec_spec(_with_adaptive(options))
     if options.anchor not in {p.codec for p in plans}:
         raise IcmError(f"anchor {options.anchor!r} is not among the benchmarked codecs ({options.codecs})")
-    model_name = options.model or DEFAULT_MODELS.get(options.task)
-    from icmkit.tasks.evaluators import load_evaluator
-
-    evaluator = load_evaluator(
-        options.task,
-        model_name,
-        options.model_weights,
-        detector_min_size=options.detector_min_size,
-        labels={s.key: s.label for s in dataset.samples if s.label is not None},
-        image_ids={s.key: s.image_id for s in dataset.samples if s.image_id is not None},
-        annotations=dataset.annotations,
-    )
+    model_name = (options.model or task.default_model) if task.load_model is not None else None
+    evaluator = task.load_evaluator(model_name, options.model_weights, dataset, options.detector_min_size)
     runner.check_codecs(plans, evaluator)  # e.g. a feature codec of another backbone: refused before any coding
     rank, world = distributed.rank_and_world()
     options.out.mkdir(parents=True, exist_ok=True)
     # Rank 0 holds the lock for the ranks of its torchrun job (they share the folder by design).
     with folder_lock(options.out) if rank == 0 else nullcontext():
         sharded = world > 1
-        scored_by = (model_name, options.model_weights) if options.task != "fidelity" else (None, None)
+        scored_by = (model_name, options.model_weights) if model_name is not None else (None, None)
         identity = provenance.describe(options.task, *scored_by, plans)
         # Every rank checks (so all refuse together); rank 0 alone writes.
         has_rows = any(options.out.glob("results*.csv")) or any(options.out.glob("reference*.csv"))
@@ -159,7 +142,7 @@ def _report(
         "data": data,
         "task": options.task,
         "images": len(samples),
-        "model": model_name if options.task != "fidelity" else None,  # the report says "none" for fidelity
+        "model": model_name,  # None for a task without a model (fidelity): the report says "none"
         "model_weights": options.model_weights,
         "anchor": options.anchor,
         "codecs": options.codecs,

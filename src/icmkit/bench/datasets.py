@@ -149,14 +149,12 @@ def coco(root: Path, annotations: Path | None = None) -> Dataset:
 
 
 def open_dataset(root: str | Path, task: str, annotations: str | Path | None = None) -> Dataset:
-    """The dataset a task needs at ``root``: fidelity → images, classify → labels, detect/segment → COCO."""
+    """The dataset a task needs at ``root`` (its :class:`~icmkit.bench.tasks.TaskSpec` reads it): fidelity →
+    images, classify → labels, detect / segment → COCO."""
+    from icmkit.bench.tasks import task_spec
+
+    spec = task_spec(task)
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
-    if task == "fidelity":
-        return image_folder(root)
-    if task == "classify":
-        return classification(root)
-    if task in ("detect", "segment"):
-        return coco(root, Path(annotations) if annotations else None)
-    raise DatasetError(f"unknown task {task!r}; choose classify, detect, segment or fidelity")
+    return spec.read_data(root, Path(annotations) if annotations else None)

@@ -44,7 +44,7 @@ from icmkit.codecs.registry import get_codec
 from icmkit.decoded import FeatureMaps
 from icmkit.fileio import atomic_write, complete_lines, drop_partial_line
 from icmkit.image import encode_png, read_image
-from icmkit.tasks.evaluators import Evaluator, build_evaluator, input_name, portable
+from icmkit.tasks.evaluators import Evaluator, input_name, portable
 from icmkit.threads import one_thread_worker
 
 RESULT_COLUMNS = [
@@ -88,14 +88,10 @@ class BenchRun:
 
     def __post_init__(self):
         if self.evaluator is None:
-            self.evaluator = build_evaluator(
-                self.task,
-                classifier=self.classifier,
-                detector=self.detector,
-                labels={s.key: s.label for s in self.dataset.samples if s.label is not None},
-                image_ids={s.key: s.image_id for s in self.dataset.samples if s.image_id is not None},
-                annotations=self.dataset.annotations,
-            )
+            from icmkit.bench.tasks import task_spec
+
+            model = self.classifier if self.classifier is not None else self.detector
+            self.evaluator = task_spec(self.task).build_evaluator(model, self.dataset)
 
     @property
     def input_crop(self) -> int | None:
