@@ -75,7 +75,7 @@ def test_summary_csv_with_several_codecs(tmp_path):
 
 
 def test_cli_json_has_the_documented_keys():
-    from test_cli import icm
+    from helpers.cli import icm
 
     result = icm("bd", ANCHOR, TEST, "--json")
     assert result.returncode == 0, result.stderr
@@ -85,7 +85,7 @@ def test_cli_json_has_the_documented_keys():
 
 
 def test_cli_picks_anchor_and_test_curves_from_one_summary(tmp_path):
-    from test_cli import icm
+    from helpers.cli import icm
 
     path = tmp_path / "summary.csv"
     rows = [

@@ -15,23 +15,7 @@ from PIL import Image
 from icmkit.codecs import CodecKind
 
 from conftest import codec_params, require_codec, synthetic_photo
-
-_SCRIPT = Path(sys.executable).with_name("icm")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "icmkit"]
-
-
-def icm(*args: str | Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([*COMMAND, *map(str, args)], capture_output=True, text=True, env=full_env, timeout=300)
-
-
-def assert_user_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    assert fragment in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+from helpers.cli import SCRIPT, assert_user_error, icm
 
 
 @pytest.fixture()
@@ -169,4 +153,4 @@ def test_demo_prints_rate_and_quality():
 def test_python_module_entry_point_matches(tmp_path):
     result = subprocess.run([sys.executable, "-m", "icmkit", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "compress" in result.stdout
-    assert shutil.which("icm") or _SCRIPT.exists()
+    assert shutil.which("icm") or SCRIPT.exists()

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import labelled_folder, synthetic_photo
-from test_cli import assert_user_error, icm
+from helpers.cli import assert_user_error, icm
 
 FAST = [
     "--codecs",

@@ -18,7 +18,7 @@ from icmkit.train.data import RandomCrops, find_images
 from icmkit.train.loop import Trainer
 
 from conftest import synthetic_photo
-from test_cli import assert_user_error, icm
+from helpers.cli import assert_user_error, run
 
 VIEWS = 5  # more than one batch of the head (feature_cache.HEAD_BATCH = 4)
 SHARD = 2  # images per shard: five images make three shards (the last one short)
@@ -257,19 +257,19 @@ def test_cli_builds_and_refuses_with_one_error_line(image_folder, tmp_path):
     fields = {k: v for k, v in vars(dicm_config(image_folder, tmp_path / "run")).items()}
     config.write_text(json.dumps(fields))  # JSON is YAML
     out = tmp_path / "cache"
-    env = {"OMP_NUM_THREADS": "1", "ICM_PROGRESS_SECONDS": "0"}
-    result = icm("cache", "features", "--config", config, "--out", out, "--views", "2", env=env)
+    env = {"ICM_PROGRESS_SECONDS": "0"}  # in-process (the entry point's own tests are in test_cli.py)
+    result = run("cache", "features", "--config", config, "--out", out, "--views", "2", env=env)
     assert result.returncode == 0, result.stderr
     assert "5 images × 2 views" in result.stdout
     assert "5/5 images" in result.stderr  # progress on stderr
     assert json.loads((out / fc.MANIFEST).read_text())["views"] == 2
     assert_user_error(
-        icm("cache", "features", "--config", config, "--out", out, "--views", "3", env=env), "other settings"
+        run("cache", "features", "--config", config, "--out", out, "--views", "3", env=env), "other settings"
     )
-    assert_user_error(icm("cache", "features", "--config", config, "--out", out, "crop=100", env=env), "crop")
+    assert_user_error(run("cache", "features", "--config", config, "--out", out, "crop=100", env=env), "crop")
     assert_user_error(
-        icm("cache", "features", "--config", config, "--out", out, "architecture=mean-scale-hyperprior", env=env),
+        run("cache", "features", "--config", config, "--out", out, "architecture=mean-scale-hyperprior", env=env),
         "a feature cache is for",
     )
-    help_text = icm("cache", "features", "--help", env={"COLUMNS": "200"})
+    help_text = run("cache", "features", "--help", env={"COLUMNS": "200"})
     assert help_text.returncode == 0 and "--views" in help_text.stdout and "--workers" in help_text.stdout

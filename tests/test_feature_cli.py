@@ -399,36 +399,38 @@ def test_shipped_feature_codec_through_the_entry_point(tmp_path):
     result = icm("compress", png, "-o", stream, "--codec", "icm-dicm-lite0", "--geometry", "full")
     assert result.returncode == 0, result.stderr
 
-    info = json.loads(icm("info", stream, "--json").stdout)
+    # The entry point wrote the stream; the other commands run in-process (CliRunner: the same Typer app, without
+    # loading torch and the shipped model once per command).
+    info = json.loads(run("info", stream, "--json").stdout)
     assert info["kind"] == "feature" and info["codec"] == "icm-dicm-lite0" and info["geometry"] == "full"
     assert info["backbone"] == "tf_efficientnet_lite0" and info["split"] == "blocks.2"
     assert info["feature_shape"] == "40x16x16" and info["stride"] == 8 and len(info["head_digest"]) == 16
     assert info["weights"] == "match installed"
 
     refused = tmp_path / "coffee.png.out.png"
-    assert_user_error(icm("decompress", stream, "-o", refused), "is a feature stream")
+    assert_user_error(run("decompress", stream, "-o", refused), "is a feature stream")
     assert not refused.exists()
-    result = icm("decompress", stream)
-    assert result.returncode == 0, result.stderr
+    result = run("decompress", stream)
+    assert result.exit_code == 0, result.stderr
     features_path = tmp_path / "coffee.features.safetensors"
     features = load_features(features_path)
     assert features.tensors["features"].shape == (1, 40, 16, 16) and features.image_size == (128, 128)
     assert features.meta["codec"] == "icm-dicm-lite0" and features.meta["head_digest"] == info["head_digest"]
 
-    result = icm("predict", stream, features_path, "--json")
-    assert result.returncode == 0, result.stderr
+    result = run("predict", stream, features_path, "--json")
+    assert result.exit_code == 0, result.stderr
     from_stream, from_file = (json.loads(line) for line in result.stdout.splitlines())
     assert from_stream["kind"] == "feature_stream" and from_file["kind"] == "features"
     assert [t["index"] for t in from_stream["top_k"]] == [t["index"] for t in from_file["top_k"]]
     expected = icmkit.predict(features, k=5)
     assert [t["index"] for t in from_file["top_k"]] == [t.index for t in expected.top_k]
 
-    assert_user_error(icm("predict", stream, "--model", "resnet50"), "not resnet50")
+    assert_user_error(run("predict", stream, "--model", "resnet50"), "not resnet50")
     data = bytearray(stream.read_bytes())
     data[len(data) // 2] ^= 0x04
     bad = tmp_path / "bad.icm"
     bad.write_bytes(bytes(data))
-    assert_user_error(icm("predict", bad), "corrupt")
+    assert_user_error(run("predict", bad), "corrupt")
 
 
 def test_demo_with_a_feature_codec_reports_features_not_psnr(registered):

@@ -11,9 +11,10 @@ import json
 
 import pytest
 import torch
-from helpers import golden as make_golden
 
 import icmkit
+
+from helpers import golden as make_golden
 
 REGENERATE = "if intended, regenerate with: python scripts/make_golden.py"
 MANIFEST = json.loads((make_golden.GOLDEN_DIR / make_golden.MANIFEST).read_text())

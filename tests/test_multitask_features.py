@@ -23,7 +23,7 @@ from icmkit.geometry import DetectionGeometry
 from icmkit.tasks.detection import load_detector
 
 from conftest import synthetic_photo
-from test_cli import assert_user_error, icm
+from helpers.cli import assert_user_error, icm
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (96, 160)  # the detectors' min_size / max_size here: small inputs keep the tests fast

@@ -14,7 +14,7 @@ from icmkit.codecs import CodecKind
 from icmkit.ratecontrol import Target, TargetError, candidates, compress_to_target, search
 
 from conftest import codec_params, require_codec, synthetic_photo
-from test_cli import assert_user_error, icm
+from helpers.cli import assert_user_error, icm
 
 IMAGE = synthetic_photo(64, 96, seed=11)
 

@@ -26,7 +26,7 @@ from icmkit.bench.runner import SHOWCASE_DIR
 from icmkit.bench.summary import BD_COLUMNS, SUMMARY_COLUMNS, bd_table
 
 from conftest import synthetic_photo
-from test_cli import icm
+from helpers.cli import icm
 
 FLAGS = [
     "--headless",

@@ -28,7 +28,7 @@ from icmkit.ssl.shuffle import BatchShuffle
 from icmkit.tasks.classification import load_classifier
 from icmkit.train.config import load_config
 
-from test_cli import icm
+from helpers.cli import icm
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke-ssl.yaml"

@@ -10,7 +10,7 @@ import pytest
 
 from icmkit.codecs.learned import LearnedPixelCodec
 
-from test_cli import assert_user_error, icm
+from helpers.cli import assert_user_error, icm
 from train_helpers import make_image_folder, tiny_yaml, write_yaml
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}

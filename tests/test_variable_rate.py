@@ -151,7 +151,7 @@ def test_psnr_is_sane_at_every_grid_point(tiny_vr_codec):
 def test_cli_takes_a_continuous_quality_and_info_shows_it(tmp_path):
     from PIL import Image
 
-    from test_cli import icm
+    from helpers.cli import icm
 
     source = tmp_path / "in.png"
     Image.fromarray(synthetic_photo(48, 64, seed=7)).save(source)
