@@ -23,7 +23,7 @@ from icmkit.geometry import DetectionGeometry
 from icmkit.tasks.detection import load_detector
 
 from conftest import synthetic_photo
-from helpers.cli import assert_user_error, icm
+from helpers.cli import assert_user_error, icm, run
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (96, 160)  # the detectors' min_size / max_size here: small inputs keep the tests fast
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def r50_weights(tmp_path_factory) -> str:
     """configs/smoke-dicm-r50.yaml run for real (4 steps on random weights): the recipe's CI smoke run."""
     out = tmp_path_factory.mktemp("r50") / "run"
-    result = icm("train", "--config", ROOT / "configs" / "smoke-dicm-r50.yaml", f"out={out}")
+    result = run("train", "--config", ROOT / "configs" / "smoke-dicm-r50.yaml", f"out={out}")
     assert result.returncode == 0, result.stderr
     return str(out / "final.safetensors")
 
@@ -137,19 +137,20 @@ def test_cli_compress_info_predict_with_a_detector(r50_weights, tmp_path):
 
     Image.fromarray(synthetic_photo(90, 130, seed=3)).save(tmp_path / "photo.png")
     stream = tmp_path / "photo.icm"
-    result = icm("compress", tmp_path / "photo.png", "--codec", r50_weights, "--detector-size", "96", "-o", stream)
+    result = run("compress", tmp_path / "photo.png", "--codec", r50_weights, "--detector-size", "96", "-o", stream)
     assert result.returncode == 0, result.stderr
-    info = json.loads(icm("info", stream, "--json").stdout)
+    info = json.loads(run("info", stream, "--json").stdout)
     assert info["geometry"] == "detection" and info["resized"] == "96x138"  # 90×130 with the shorter side to 96
     named = ("--model", "fasterrcnn_resnet50_fpn", "--model-weights", "none", "--min-score", "0", "--json")
-    assert_user_error(icm("predict", stream, *named), "--codec FILE")  # a header never picks a weights file
-    result = icm("predict", stream, "--codec", r50_weights, *named)
+    # A header never picks a weights file: in a fresh process (in this one the compress above registered the file).
+    assert_user_error(icm("predict", stream, *named), "--codec FILE")
+    result = run("predict", stream, "--codec", r50_weights, *named)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["kind"] == "feature_stream" and record["model"] == "fasterrcnn_resnet50_fpn"
     assert record["detections"] and {"label", "name", "score", "box"} <= set(record["detections"][0])
     assert_user_error(
-        icm("compress", tmp_path / "photo.png", "--codec", "jpeg", "--detector-size", "96", "-o", tmp_path / "x.jpg"),
+        run("compress", tmp_path / "photo.png", "--codec", "jpeg", "--detector-size", "96", "-o", tmp_path / "x.jpg"),
         "--detector-size is for feature codecs",
     )
     assert not (tmp_path / "x.jpg").exists()
@@ -157,7 +158,7 @@ def test_cli_compress_info_predict_with_a_detector(r50_weights, tmp_path):
 
 def test_bench_detect_and_segment_with_a_feature_codec(r50_weights, tiny_coco, tmp_path):
     out = tmp_path / "bench"
-    result = icm(
+    result = run(
         "bench", "--data", tiny_coco, "--task", "segment", "--model", "maskrcnn_resnet50_fpn", "--model-weights",
         "none", "--detector-min-size", "96", "--codecs", f"{r50_weights}:1,jpeg:50", "--anchor", "jpeg",
         "--workers", "1", "--out", out,
@@ -176,7 +177,7 @@ def test_bench_detect_and_segment_with_a_feature_codec(r50_weights, tiny_coco, t
 
 
 def test_bench_detect_refuses_a_feature_codec_of_another_backbone(tiny_feature_weights, tiny_coco, tmp_path):
-    result = icm(
+    result = run(
         "bench", "--data", tiny_coco, "--task", "detect", "--model-weights", "none", "--detector-min-size", "96",
         "--codecs", f"{tiny_feature_weights}:1", "--workers", "1", "--anchor", tiny_feature_weights, "--out",
         tmp_path / "b",
