@@ -42,7 +42,11 @@ TARGETS = {
     "jpeg": {"lite0": -50.0, "lite1": -25.0, "lite2": -25.0},
 }
 PSNR_GAIN_TARGETS = {"hevc444": 0.3, "jpeg": 0.8}  # BD-PSNR (dB) a β = 0 filter must gain over its base
-BETA0_LABEL = "beta0"  # the label of a β = 0 filter in --filter: its PSNR gain is checked against the target
+BETA0_LABEL = "beta0"  # labels of β = 0 filters in --filter start so: their PSNR gain is checked against the target
+
+
+def is_beta0(test: str) -> bool:
+    return test.split("+", 1)[-1].startswith(BETA0_LABEL)
 
 
 def banded_codec(base, paths: list[Path], name: str):
@@ -240,13 +244,9 @@ def report(args) -> None:
         for metric in ["psnr", "ms_ssim", *(f"top1_{c}" for c in CLASSIFIERS)]:
             record = compare(found, test, base, metric)
             classifier = metric.removeprefix("top1_")
-            target = (
-                TARGETS.get(base, {}).get(classifier)
-                if metric.startswith("top1") and not test.endswith(f"+{BETA0_LABEL}")
-                else None
-            )
+            target = TARGETS.get(base, {}).get(classifier) if metric.startswith("top1") and not is_beta0(test) else None
             record["target_pct"] = target
-            if metric == "psnr" and test.endswith(f"+{BETA0_LABEL}"):
+            if metric == "psnr" and is_beta0(test):
                 record["target_db"] = PSNR_GAIN_TARGETS.get(base)
             records.append(record)
             if args.learned in found and metric.startswith("top1"):
