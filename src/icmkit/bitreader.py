@@ -9,6 +9,12 @@ from __future__ import annotations
 
 
 class BitReader:
+    """Reads bits MSB first from a byte string, and the Exp-Golomb codes of HEVC and AV1 headers.
+
+    Args:
+        data: The bytes to read: an HEVC RBSP (emulation prevention bytes removed) or an AV1 OBU payload.
+    """
+
     def __init__(self, data: bytes):
         self.data, self.pos = data, 0
 

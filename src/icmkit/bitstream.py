@@ -45,6 +45,11 @@ _MAX_VARINT_BYTES = 5
 
 @dataclass(frozen=True)
 class IcmHeader:
+    """The header fields of one ``.icm`` stream (see the module's layout): what :func:`pack` writes.
+
+    :func:`unpack` returns one for every stream it accepts.
+    """
+
     codec: str
     quality: int
     digest: bytes

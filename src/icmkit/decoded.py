@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 
 class CodecKind(str, enum.Enum):
+    """What a codec decodes to: pixels (an image) or features (:class:`FeatureMaps`); the ``.icm`` header's kind."""
+
     PIXEL = "pixel"
     FEATURE = "feature"
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 
 class VarintError(ValueError):
-    """``truncated`` is True when the data ended inside the varint, False when it ran too long or was
-    overlong (padded with zero groups: only the shortest encoding is valid, so every value has one form)."""
+    """A varint that cannot be read; callers turn it into their own header error.
+
+    Args:
+        truncated: True when the data ended inside the varint, False when it ran too long or was overlong
+            (padded with zero groups: only the shortest encoding is valid, so every value has one form).
+            Kept as the attribute ``truncated``.
+    """
 
     def __init__(self, truncated: bool):
         super().__init__("truncated varint" if truncated else "varint too long")

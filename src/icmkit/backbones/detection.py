@@ -80,6 +80,10 @@ class SplitDetector:
     :attr:`info` describes the head as a classifier split does (backbone ``resnet50``, stage ``layer1``), with
     the same digest rule, so a stream made by the ResNet-50 classifier's head is accepted here when the
     weights are equal.
+
+    Args:
+        detector: The loaded detector to split. Its model must keep the ImageNet stem frozen (a v1 model);
+            any other raises :class:`SplitError`.
     """
 
     def __init__(self, detector):

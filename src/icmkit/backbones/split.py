@@ -97,7 +97,13 @@ def _short(value) -> str:
 
 
 class Head(nn.Module):
-    """Normalised image batch ``(N, 3, H, W)`` → features ``(N, C, H/stride, W/stride)``."""
+    """Normalised image batch ``(N, 3, H, W)`` → features ``(N, C, H/stride, W/stride)``.
+
+    The sender's half of a split classifier or detector: its digest (:func:`head_digest`) names the features.
+
+    Args:
+        modules: The classifier's stem and stages up to the split, in order (shared, not copied).
+    """
 
     def __init__(self, modules: list[nn.Module]):
         super().__init__()
@@ -108,7 +114,14 @@ class Head(nn.Module):
 
 
 class Tail(nn.Module):
-    """Features → logits, through named stages (``forward(x, return_stages=True)`` also returns them)."""
+    """Features → logits, through named stages (``forward(x, return_stages=True)`` also returns them).
+
+    The receiver's half of a split classifier: what decoded features are scored with.
+
+    Args:
+        stages: ``(name, module)`` pairs of the stages after the split, in order.
+        finish: What follows the last stage: ``forward`` gives logits, ``pooled`` the pooled vector.
+    """
 
     def __init__(self, stages: list[tuple[str, nn.Module]], finish: nn.Module):
         super().__init__()
@@ -213,7 +226,19 @@ def split_parts(
 
 
 class SplitBackbone(nn.Module):
-    """A frozen classifier cut after ``stage``: :attr:`head`, :attr:`tail` and :attr:`info`."""
+    """A frozen classifier cut after ``stage``: :attr:`head`, :attr:`tail` and :attr:`info`.
+
+    Usually built by :func:`split_classifier`.
+
+    Args:
+        name: The classifier's name (e.g. ``tf_efficientnet_lite0``), recorded in :attr:`info`.
+        model: The classifier (a timm EfficientNet/MobileNet-style model or a ResNet); its modules are shared.
+        stage: The stage to cut after (one of :func:`split_stages`).
+        mean (Sequence[float]): Per-channel RGB mean of the classifier's input normalisation (images in [0, 1]).
+        std (Sequence[float]): Per-channel RGB standard deviation, likewise.
+        preprocess: The classifier's evaluation transform; ``None`` when not known, which leaves
+            :meth:`classifier_input` unusable.
+    """
 
     def __init__(self, name: str, model: nn.Module, stage: str, mean, std, preprocess: PreprocessConfig | None = None):
         super().__init__()

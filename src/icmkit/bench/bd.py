@@ -25,6 +25,8 @@ MIN_RATE, MAX_RATE, MAX_METRIC = 1e-6, 1e6, 1e6  # bpp, and PSNR / accuracy / mA
 
 @dataclass(frozen=True)
 class BDResult:
+    """The Bjøntegaard deltas of a test curve against an anchor, and what they were computed over."""
+
     bd_rate_pct: float  # average rate difference at equal metric (negative = test needs fewer bits)
     bd_metric: float  # average metric difference at equal log-rate (positive = test is better)
     method: str

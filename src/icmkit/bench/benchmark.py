@@ -30,6 +30,8 @@ from icmkit.fileio import atomic_write
 
 @dataclass
 class BenchOptions:
+    """What :func:`run_bench` runs: one field per ``icm bench`` option. Only ``out`` (the output folder) is required."""
+
     out: Path
     data: Path | None = None  # None: the photos shipped with icmkit
     task: str = "classify"
@@ -46,6 +48,8 @@ class BenchOptions:
 
 @dataclass
 class BenchOutcome:
+    """What a finished :func:`run_bench` wrote: the results and report files and the summary and BD rows."""
+
     results: Path
     summary: list[dict]
     bd: list[dict]

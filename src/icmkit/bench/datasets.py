@@ -28,6 +28,8 @@ class DatasetError(IcmError):
 
 @dataclass(frozen=True)
 class Sample:
+    """One image of a benchmark dataset and, for task datasets, its label or COCO image id."""
+
     path: Path
     key: str  # stable id in result files: the path relative to the dataset root
     label: int | None = None  # class index (classification)
@@ -36,6 +38,8 @@ class Sample:
 
 @dataclass
 class Dataset:
+    """A benchmark dataset: its images and what a task model should find in them (see the module docstring)."""
+
     root: Path
     kind: str  # "images" | "classification" | "coco"
     samples: list[Sample]

@@ -15,6 +15,8 @@ _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")  # integer knobs validate further; 
 
 @dataclass(frozen=True)
 class CodecPlan:
+    """One codec of a benchmark and the qualities it runs at (validated by :func:`parse_codec_spec`)."""
+
     codec: str
     qualities: tuple[Quality, ...]
 

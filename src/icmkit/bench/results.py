@@ -17,6 +17,8 @@ MAX_JSON_DEPTH = 32  # CompressAI's JSON nests 2 levels deep
 
 @dataclass(frozen=True)
 class Curve:
+    """One codec's rate–metric curve: rates in bpp and the metric at each, in file order."""
+
     name: str
     rates: list[float]
     metric: list[float]

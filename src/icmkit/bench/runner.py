@@ -73,6 +73,11 @@ REFERENCE_CHUNK = 32  # uncompressed images held at once while scoring reference
 
 @dataclass
 class BenchRun:
+    """One benchmark run's settings: what :func:`execute` codes, scores and writes to ``out``.
+
+    Built by :func:`icmkit.bench.benchmark.run_bench`; the evaluator comes from the task model when not given.
+    """
+
     dataset: Dataset
     task: str  # "classify" | "detect" | "segment" | "fidelity"
     plans: list[CodecPlan]

@@ -18,7 +18,11 @@ _SHOWN_METRICS = ("loss", "bpp", "psnr", "perception", "accuracy", "aux")  # acc
 
 class ProgressReporter:
     """A reporter moving ``progress`` to each progress record's step (its loss / bpp / PSNR beside it); on a
-    terminal events become lines above the bar, elsewhere every record is also a JSON line on stdout."""
+    terminal events become lines above the bar, elsewhere every record is also a JSON line on stdout.
+
+    Args:
+        progress: The open progress display of the training run, counting steps.
+    """
 
     def __init__(self, progress: Progress):
         self.progress = progress

@@ -46,8 +46,14 @@ class Progress:
     finishes, ``restart(completed)`` when work done before (a resumed run) must not count in the rate,
     ``print(line)`` for a message that must not tear the bar.
 
-    ``enabled=False`` shows nothing (one file; a torchrun rank that does not report). ``interactive``: a bar
-    (default: when stderr is a terminal), else plain lines every ``interval`` seconds (default: ICM_PROGRESS_SECONDS).
+    Args:
+        description: What is being done, the start of every line (e.g. ``icm compress with icm-mse``).
+        total: How many units the job has (0: unknown).
+        unit: The units' name in plain lines (``images``, ``steps``).
+        enabled: ``False`` shows nothing (one file; a torchrun rank that does not report).
+        interactive: ``True``: a bar; ``False``: plain lines. ``None``: a bar when stderr is a terminal.
+        interval: Seconds between plain lines (0: one per update). ``None``: ``ICM_PROGRESS_SECONDS``, or 5.
+        transient: Whether the bar disappears when the job ends.
     """
 
     def __init__(

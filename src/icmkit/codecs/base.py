@@ -114,6 +114,8 @@ class QualitySpec:
 
 @dataclass(frozen=True)
 class Availability:
+    """Whether a codec can run here and, when it cannot, why (e.g. a missing encoder or package)."""
+
     ok: bool
     reason: str = ""
 

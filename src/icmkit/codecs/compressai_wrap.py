@@ -41,7 +41,18 @@ def compressai_installed() -> bool:
 
 
 class CompressAICodec(IcmContainerCodec):
-    """Wraps CompressAI-contract models; ``loader(quality)`` returns the model for a quality."""
+    """Wraps CompressAI-contract models; ``loader(quality)`` returns the model for a quality.
+
+    :meth:`from_zoo` and :meth:`from_checkpoint` build the usual ones.
+
+    Args:
+        name: The codec's name, recorded in every stream's header.
+        loader: Returns the (not yet updated) model of a quality; called once per quality, on first use.
+        qualities: The quality indices the codec offers.
+        description: What the codec is, in a sentence or two (listed by ``icm codecs``).
+        needs_compressai: Whether the codec is unavailable without the ``compressai`` package (``False``
+            for models that only follow its contract, as in tests).
+    """
 
     def __init__(
         self,

@@ -62,7 +62,18 @@ class HeadInput:
 
 
 class FeatureCodec(IcmContainerCodec):
-    """A :class:`~icmkit.models.DICMFeatureModel` family plus the backbone whose head it was trained on."""
+    """A :class:`~icmkit.models.DICMFeatureModel` family plus the backbone whose head it was trained on.
+
+    Encodes in the classifier geometry; :meth:`for_full_image` and :meth:`for_detection` give the other views.
+
+    Args:
+        name: The codec's name, recorded in every stream's header.
+        weights: One weights file per quality; the qualities of a variable-rate file all map to that file
+            (quality q is its gain unit q − 1). Empty: the codec is unavailable.
+        description: What the codec is, in a sentence or two (listed by ``icm codecs``).
+        backbone_weights (str | os.PathLike | None): The weights of the backbone classifier, as
+            :func:`~icmkit.pretrained.classifiers.load_classifier` takes them (``"default"``: its shipped ones).
+    """
 
     kind = CodecKind.FEATURE
     header_records = True

@@ -44,6 +44,12 @@ class IcmContainerCodec(Codec):
 
     Subclasses implement :meth:`_load` (the finalised model of a quality) and say the model's
     ``stride`` (H and W multiples it needs).
+
+    Args:
+        name: The codec's name, recorded in every stream's header.
+        qualities: The integer qualities offered (the grid; the default is its middle one).
+        description: What the codec is, in a sentence or two (listed by ``icm codecs``).
+        doc: What the quality knob means, shown with its range.
     """
 
     kind = CodecKind.PIXEL
@@ -188,7 +194,13 @@ class IcmContainerCodec(Codec):
 
 
 class LearnedPixelCodec(IcmContainerCodec):
-    """icmkit's own learned pixel codecs: weights from the zoo or a file; streams as the model writes them."""
+    """icmkit's own learned pixel codecs: weights from the zoo or a file; streams as the model writes them.
+
+    Args:
+        name: The codec's name, recorded in every stream's header.
+        weights: One weights file per quality (empty: the codec is unavailable).
+        description: What the codec is, in a sentence or two (listed by ``icm codecs``).
+    """
 
     header_records = True
 
@@ -252,7 +264,14 @@ class LearnedPixelCodec(IcmContainerCodec):
 
 class VariableRatePixelCodec(LearnedPixelCodec):
     """One :class:`~icmkit.models.VariableRateHyperprior` weights file: a continuous quality in
-    ``[1, qualities]`` (integers are the trained rate points, values between interpolate the gains)."""
+    ``[1, qualities]`` (integers are the trained rate points, values between interpolate the gains).
+
+    Args:
+        name: The codec's name, recorded in every stream's header.
+        path: The weights file (``None``: the codec is unavailable).
+        qualities: How many rate points the file was trained with.
+        description: What the codec is, in a sentence or two (listed by ``icm codecs``).
+    """
 
     # The quality step the header stores (its byte holds (q − 1) / RESOLUTION + 1): 1/40 of a rate point,
     # finer than any rate difference worth a byte, and 7 rate points still fit in 1…241.

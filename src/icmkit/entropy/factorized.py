@@ -21,6 +21,15 @@ from icmkit.errors import BitstreamError
 
 
 class EntropyBottleneck(HasTables):
+    """The fully factorised density of hyper-latents ``z``, and its range coder (CompressAI's name for the layer).
+
+    Args:
+        channels: Channels of ``z``; each has its own density.
+        filters: Hidden widths of each channel's CDF network.
+        init_scale: Initial spread of the density and of the tail quantiles (±init_scale, in quantisation bins).
+        tail_mass: Probability left outside the quantiles; :meth:`update` gives it to each channel's escape bin.
+    """
+
     def __init__(self, channels: int, filters=(3, 3, 3), init_scale: float = 10.0, tail_mass: float = 1e-9):
         super().__init__()
         self.channels = channels

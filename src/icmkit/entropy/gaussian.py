@@ -28,6 +28,14 @@ def _std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
 
 
 class GaussianConditional(HasTables):
+    """The entropy model of latents ``y`` given a predicted mean and scale, and its range coder.
+
+    Args:
+        scale_table: Ascending scales (σ, in quantisation bins) with one coding table each; ``None``: 64
+            log-spaced scales from 0.11 to 256 (:func:`default_scale_table`).
+        tail_mass: Probability of each table's two tails together; :meth:`update` gives it to the escape bin.
+    """
+
     def __init__(self, scale_table: torch.Tensor | None = None, tail_mass: float = 1e-9):
         super().__init__()
         table = default_scale_table() if scale_table is None else scale_table.double()

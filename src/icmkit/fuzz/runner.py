@@ -242,6 +242,12 @@ def worker_main() -> None:
 
 
 class Worker:
+    """One worker process (``python -m icmkit.fuzz --worker``) and the cases sent to it but not yet answered.
+
+    Args:
+        env: The worker's whole environment (the run's: ``ICM_MAX*`` limits removed, one thread, offline).
+    """
+
     def __init__(self, env: dict):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "icmkit.fuzz", "--worker"],
@@ -273,6 +279,8 @@ class Worker:
 # -- the run -------------------------------------------------------------------------------------------------
 @dataclass
 class Summary:
+    """A fuzz run's counts: outcomes per target, failures, the slowest and heaviest cases, time and memory."""
+
     cases: int
     seed: int
     targets: list[str]

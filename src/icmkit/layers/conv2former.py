@@ -16,6 +16,13 @@ from torch import nn
 
 
 class ConvModulation(nn.Module):
+    """The attention stand-in of a Conv2Former block: ``proj(dwconv_k(GELU(a(x))) ⊙ v(x))``, shape-preserving.
+
+    Args:
+        dim: Channels in and out.
+        kernel: Side of the depthwise convolution (odd; padded to keep the size).
+    """
+
     def __init__(self, dim: int, kernel: int = 7):
         super().__init__()
         self.a = nn.Sequential(
@@ -29,6 +36,14 @@ class ConvModulation(nn.Module):
 
 
 class Conv2FormerBlock(nn.Module):
+    """One Conv2Former block: pre-norm convolutional modulation, then a pre-norm MLP, both residual.
+
+    Args:
+        dim: Channels in and out.
+        kernel: Side of the modulation's depthwise convolution.
+        mlp_ratio: The MLP's hidden channels over ``dim``.
+    """
+
     def __init__(self, dim: int, kernel: int = 7, mlp_ratio: float = 2.0):
         super().__init__()
         self.norm1 = LayerNorm2d(dim)

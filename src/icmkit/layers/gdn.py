@@ -12,7 +12,13 @@ from torch import nn
 
 
 class NonNegative(nn.Module):
-    """Reparametrise a non-negative parameter as ``p²`` with a floor, so gradients stay useful near 0."""
+    """Reparametrise a non-negative parameter as ``p²`` with a floor, so gradients stay useful near 0.
+
+    Args:
+        minimum: The smallest value the parameter takes.
+        reparam_offset: Its square is added under the square root of :meth:`init`, so that ``p`` never
+            reaches 0, where the gradient of ``p²`` vanishes.
+    """
 
     def __init__(self, minimum: float = 0.0, reparam_offset: float = 2**-18):
         super().__init__()
@@ -27,7 +33,14 @@ class NonNegative(nn.Module):
 
 
 class GDN(nn.Module):
-    """``y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j²)``; ``inverse=True`` multiplies instead (IGDN)."""
+    """``y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j²)``; ``inverse=True`` multiplies instead (IGDN).
+
+    Args:
+        channels: Channels of ``x`` (``(N, C, H, W)``), normalised across each other.
+        inverse: IGDN, the synthesis transforms' nonlinearity, instead of GDN.
+        beta_min: Floor of ``beta``, keeping the denominator away from 0.
+        gamma_init: Initial diagonal of ``gamma`` (off-diagonal entries start at 0).
+    """
 
     def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1):
         super().__init__()

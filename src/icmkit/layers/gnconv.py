@@ -21,6 +21,15 @@ from torch import nn
 
 
 class GnConv(nn.Module):
+    """An order-``n`` recursive gated convolution (see the module docstring); shape-preserving.
+
+    Args:
+        dim: Channels in and out; divisible by ``2**(order - 1)``.
+        order: Interaction order: how many gating steps.
+        kernel: Side of the depthwise convolution shared by all branches.
+        scale: Factor on the depthwise output, damping the product chain at initialisation (HorNet's 1/3).
+    """
+
     def __init__(self, dim: int, order: int = 3, kernel: int = 7, scale: float = 1.0 / 3.0):
         super().__init__()
         if dim % (1 << (order - 1)):
@@ -44,7 +53,14 @@ class GnConv(nn.Module):
 
 
 class HorBlock(nn.Module):
-    """Pre-norm residual gnConv followed by a pre-norm residual MLP (HorNet's block)."""
+    """Pre-norm residual gnConv followed by a pre-norm residual MLP (HorNet's block).
+
+    Args:
+        dim: Channels in and out.
+        order: The gnConv's interaction order.
+        kernel: Side of the gnConv's depthwise convolution.
+        mlp_ratio: The MLP's hidden channels over ``dim``.
+    """
 
     def __init__(self, dim: int, order: int = 3, kernel: int = 7, mlp_ratio: float = 2.0):
         super().__init__()
@@ -59,7 +75,13 @@ class HorBlock(nn.Module):
 
 
 class ResidualConvBlock(nn.Module):
-    """The ablation's plain-convolution stand-in for :class:`HorBlock`: two 3×3 convolutions, same I/O."""
+    """The ablation's plain-convolution stand-in for :class:`HorBlock`: two 3×3 convolutions, same I/O.
+
+    Takes :class:`HorBlock`'s other arguments and ignores them, so either can be built by one call.
+
+    Args:
+        dim: Channels in and out.
+    """
 
     def __init__(self, dim: int, *_, **__):
         super().__init__()

@@ -26,9 +26,12 @@ ACT_LIMIT = 2**22  # clamp keeps |sum| < 2**(22 + 11 + 13) < 2**53 for fan-in â‰
 class ExactIntegerNet(nn.Module):
     """Integer twin of an ``nn.Sequential`` of ``Conv2d`` / ``ConvTranspose2d`` / ``ReLU`` layers.
 
-    Built with zero buffers shaped after ``template`` (so a state dict can be loaded into it) and filled
-    by :meth:`quantize_from`. Input and output are float64 tensors holding integers in units of
-    ``2**-ACT_FRAC_BITS``; use :meth:`to_fixed` / :meth:`from_fixed` to convert.
+    Input and output are float64 tensors holding integers in units of ``2**-ACT_FRAC_BITS``; use
+    :meth:`to_fixed` / :meth:`from_fixed` to convert.
+
+    Args:
+        template: The float network to mirror (plain convolutions with bias, and ReLUs). Its layers shape
+            zero buffers, so that a state dict can be loaded into this net; :meth:`quantize_from` fills them.
     """
 
     def __init__(self, template: nn.Sequential):

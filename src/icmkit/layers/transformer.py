@@ -10,7 +10,14 @@ from torch import nn
 class TokenTransformer(nn.Module):
     """``depth`` pre-norm transformer blocks (global self-attention + MLP) over the ``H·W`` positions of a
     ``(N, C, H, W)`` map, with a learned depthwise-convolution position encoding (translation-invariant,
-    so any map size works)."""
+    so any map size works).
+
+    Args:
+        dim: Channels of the map (the token width); divisible by ``heads``.
+        depth: How many transformer blocks.
+        heads: Attention heads per block.
+        mlp_ratio: Each block's MLP hidden width over ``dim``.
+    """
 
     def __init__(self, dim: int, depth: int = 1, heads: int = 4, mlp_ratio: float = 2.0):
         super().__init__()

@@ -16,6 +16,12 @@ DISTORTIONS = ("mse", "ms-ssim")
 
 
 class Distortion(nn.Module):
+    """A pixel codec's distortion term: MSE or 1 − MS-SSIM of ``(x_hat, target)``; :attr:`scale` goes with λ.
+
+    Args:
+        kind: ``"mse"`` or ``"ms-ssim"`` (which needs crops of at least 161 pixels).
+    """
+
     def __init__(self, kind: str = "mse"):
         super().__init__()
         if kind not in DISTORTIONS:

@@ -37,6 +37,21 @@ FEATURE_TARGETS = ("head", "filtered")
 
 
 class FeatureObjective(nn.Module):
+    """A feature codec's training loss (the module's formula); ``forward`` returns it with its terms.
+
+    Args:
+        backbone: The frozen split backbone whose head made the features; its tail scores the stage and
+            distillation terms.
+        lmbda: λ, or one λ per quality (gain unit) of a variable-rate model.
+        feature_weight: ``w_f``, the weight of the normalised MSE at the split.
+        stage_weights: ``w_k`` per tail stage name (``None`` or empty: no stage terms).
+        distill_weight: ``w_d``, the weight of logit distillation (0: off).
+        temperature: The distillation's softmax temperature.
+        re_rate_weight: ``w_re``, the weight of the RE latent's rate (used when the model has an RE module).
+        re_distortion_weight: ``w_re_d``, the weight of the RE module's normalised MSE(f2, f1).
+        target: What ``f̂`` is matched to: ``"head"`` (f1) or ``"filtered"`` (RE's f2).
+    """
+
     pixel_output = False  # no x_hat: the trainer reports feature MSE, not PSNR
 
     def __init__(
@@ -103,7 +118,12 @@ class FeatureObjective(nn.Module):
 
 
 class FeatureCodecTraining(nn.Module):
-    """Images → frozen head → codec: the module a trainer optimises (and DDP wraps) for a feature codec."""
+    """Images → frozen head → codec: the module a trainer optimises (and DDP wraps) for a feature codec.
+
+    Args:
+        backbone: The frozen split backbone whose head computes the features ``f1``.
+        codec: The feature codec model being trained (e.g. :class:`~icmkit.models.DICMFeatureModel`).
+    """
 
     def __init__(self, backbone: SplitBackbone, codec: nn.Module):
         super().__init__()

@@ -29,7 +29,14 @@ def lmbda_at(lmbdas: list[float], quality: float) -> float:
 
 class CodecObjective(nn.Module):
     """``bpp + λ·scale·distortion + β·perception``: the rate beside a receiver's objective
-    (:class:`~icmkit.losses.restoration.RestorationObjective`, the same terms without a rate)."""
+    (:class:`~icmkit.losses.restoration.RestorationObjective`, the same terms without a rate).
+
+    Args:
+        lmbda: λ, the weight of the distortion (times 255² for MSE, as in CompressAI).
+        distortion: ``"mse"`` or ``"ms-ssim"``.
+        beta: β, the weight of the perception term (0: none).
+        perception: The perception-consistency loss; needed when ``beta`` > 0.
+    """
 
     def __init__(
         self,

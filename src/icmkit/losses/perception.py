@@ -32,6 +32,12 @@ class FeatureTap(nn.Module):
 
     Inputs are images in [0, 1]; the network's own normalisation is applied here. The network stays in
     eval mode and never receives gradients; gradients flow through it to the input.
+
+    Args:
+        net: The network (e.g. a classifier's model); frozen here, and hooked in place.
+        layers: Names of the modules whose outputs are returned (as in ``net.named_modules()``).
+        mean: Per-channel RGB mean of the network's input normalisation.
+        std: Per-channel RGB standard deviation, likewise.
     """
 
     def __init__(self, net: nn.Module, layers: Sequence[str], mean: Sequence[float], std: Sequence[float]):
@@ -87,6 +93,14 @@ class PerceptionConsistencyLoss(nn.Module):
 
     Returns a dict: ``"perception"`` (the weighted total), ``"mmd/<layer>"`` per layer and, when enabled,
     ``"distill"``.
+
+    Args:
+        tap: The frozen network and the layers compared.
+        layer_weights: ``w_l``, one per layer of ``tap`` (``None``: all 1).
+        samples: The most positions drawn per layer (the kernel matrix is quadratic in it); at least 2.
+        multipliers: The Gaussian kernels' bandwidths, as multiples of the median squared distance.
+        distill_weight: The weight of logit distillation (0: off).
+        temperature: The distillation's softmax temperature ``T``.
     """
 
     def __init__(

@@ -13,6 +13,8 @@ def bits_per_pixel(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> tor
 
 
 class RateLoss(nn.Module):
+    """The rate term: a model output's likelihoods → estimated bits per pixel of the input batch."""
+
     def forward(self, output: dict, target: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = target.shape
         return bits_per_pixel(output["likelihoods"], batch * height * width)

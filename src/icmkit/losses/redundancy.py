@@ -30,7 +30,12 @@ def redundancy_terms(output: dict, pixels: int) -> dict[str, torch.Tensor]:
 
 
 class RedundancyObjective(nn.Module):
-    """DICM's stage 2: ``rate_weight · bpp_re + distortion_weight · l1_re`` (the backbone is frozen)."""
+    """DICM's stage 2: ``rate_weight · bpp_re + distortion_weight · l1_re`` (the backbone is frozen).
+
+    Args:
+        rate_weight: The weight of the RE latent's rate (the reference's 1).
+        distortion_weight: The weight of the standardised L1 distortion (the reference's 128).
+    """
 
     pixel_output = False  # no x_hat: the trainer reports no PSNR
 

@@ -17,11 +17,13 @@ from icmkit.losses.perception import PerceptionConsistencyLoss
 
 
 class RestorationObjective(nn.Module):
-    """Args:
-    lmbda: weight λ of the distortion (times 255² for MSE, as in CompressAI).
-    distortion: ``mse`` or ``ms-ssim``.
-    beta: weight of the perception term; 0 trains pure artefact reduction.
-    perception: the perception-consistency loss, needed when ``beta`` > 0.
+    """A restoration filter's loss: λ · distortion + β · perception consistency (``icm-mmd``'s without the rate).
+
+    Args:
+        lmbda: weight λ of the distortion (times 255² for MSE, as in CompressAI).
+        distortion: ``mse`` or ``ms-ssim``.
+        beta: weight of the perception term; 0 trains pure artefact reduction.
+        perception: the perception-consistency loss, needed when ``beta`` > 0.
     """
 
     def __init__(

@@ -22,6 +22,8 @@ class NotFinalizedError(IcmError, RuntimeError):
 
 
 class CompressionModel(nn.Module):
+    """Base of icmkit's learned codec models: the module's contract, the auxiliary loss and the finalise step."""
+
     stride: int = 64  # H and W must be multiples of this
     # Top-level float networks whose ExactIntegerNet twins are what coding runs (shipped files omit them).
     float_twins: tuple[str, ...] = ()

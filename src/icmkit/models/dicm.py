@@ -87,7 +87,15 @@ def _up(cin: int, cout: int, kernel: int = 5) -> nn.ConvTranspose2d:
 
 
 class RedundancyElimination(nn.Module):
-    """Sender-side information filter ``f1 → f2`` with a rate-constrained bottleneck (DICM's RE module)."""
+    """Sender-side information filter ``f1 → f2`` with a rate-constrained bottleneck (DICM's RE module).
+
+    Args:
+        channels: Channels of the (standardised) features it filters; ``f2`` has as many.
+        width: Channels of its Conv2Former blocks.
+        latent: Channels of the rounded latent.
+        depths: Conv2Former blocks at each level; each level is one stride-2 step, so the latent lies at
+            ``1 / 2**len(depths)`` of the feature map.
+    """
 
     def __init__(self, channels: int, width: int = 64, latent: int = 96, depths: tuple[int, ...] = (1, 1, 2)):
         super().__init__()
@@ -128,6 +136,31 @@ class RedundancyElimination(nn.Module):
 
 @register_architecture
 class DICMFeatureModel(FeatureStatistics, CompressionModel):
+    """The DICM feature codec model (the module's diagram): codes a split backbone's features ``(N, C, H, W)``.
+
+    All arguments are stored in :attr:`config`, which a weights file keeps to rebuild the model.
+
+    Args:
+        channels: Channels of the features it codes (the head's output).
+        backbone: Name of the classifier whose head makes the features (empty: not recorded).
+        split: The stage the head ends at.
+        head_digest: Hex digest of the head's weights, so that the codec refuses another head.
+        N: Channels of ``g_a`` / ``g_s``.
+        M: Channels of the latent ``y``.
+        hyper: Channels of the hyper-latent ``z`` and of ``h_a`` / ``h_s``.
+        re_levels: Stride-2 steps of the RE module (0: no RE module).
+        re_width: Channels of the RE module's blocks.
+        re_latent: Channels of the RE module's latent.
+        block: The blocks of ``g_a`` / ``g_s``: ``"gnconv"`` (HorNet) or ``"conv"`` (plain; an ablation).
+        context: ``"checkerboard"`` (two-pass context) or ``"none"`` (hyperprior alone; an ablation).
+        gnconv_order: Interaction order of the gnConv blocks.
+        transformer_depth: Transformer blocks in ``h_a`` (and in ``h_s`` with ``hyper_synthesis="attention"``).
+        qualities: Rate points (gain vectors) one set of weights serves.
+        latent_levels: Stride-2 steps from the features to ``y``: ``y`` lies at ``1 / 2**latent_levels`` of them.
+        hyper_synthesis: ``"integer"`` (``h_s`` exact in integers: bit-exact decoding, what ships) or
+            ``"attention"`` (the paper's transformer, float: reproducible only where it encoded; an ablation).
+    """
+
     architecture = "dicm-feature"
     # Float networks whose exact-integer twins are what coding runs: shipped files leave them out.
     float_twins = ("h_s", "context", "entropy_parameters")

@@ -45,6 +45,13 @@ def deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTran
 
 @register_architecture
 class MeanScaleHyperprior(CompressionModel):
+    """A learned pixel codec model (the module's diagram): images ``(N, 3, H, W)`` in [0, 1], sides multiples of 64.
+
+    Args:
+        N: Channels of the transforms' hidden layers and of the hyper-latent ``z``.
+        M: Channels of the latent ``y``.
+    """
+
     architecture = "mean-scale-hyperprior"
     # Latent samples per tile side in decoding. It defines the decoded pixels (by float rounding), so it
     # is fixed for given weights; 32 (512 px) keeps the halo overhead under 10 % and tiles balanced.

@@ -28,6 +28,18 @@ from icmkit.models.registry import records_config
 
 @records_config
 class RedundancyFilter(FeatureStatistics, CompressionModel):
+    """DICM's RE module with the feature statistics it works in (the module docstring): a training stage, not a codec.
+
+    Args:
+        channels: Channels of the head features it filters.
+        backbone: Name of the classifier whose head makes the features (empty: not recorded).
+        split: The stage the head ends at.
+        head_digest: Hex digest of the head's weights, so that later stages refuse it on another head.
+        re_levels: Stride-2 steps of the RE module.
+        re_width: Channels of the RE module's blocks.
+        re_latent: Channels of the RE module's latent.
+    """
+
     architecture = "dicm-re"
     qualities = 1  # trained by the feature-model path of the codec trainer, which draws a quality per step
 

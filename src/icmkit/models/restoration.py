@@ -38,7 +38,11 @@ from icmkit.models.tiling import Halo, run_tiled, tile_grid
 
 
 class ConditionedBlock(nn.Module):
-    """``x + FiLM(conv(relu(conv(x))))``: one residual block whose output is scaled and shifted per channel."""
+    """``x + FiLM(conv(relu(conv(x))))``: one residual block whose output is scaled and shifted per channel.
+
+    Args:
+        width: channels in and out (3×3 convolutions).
+    """
 
     def __init__(self, width: int):
         super().__init__()

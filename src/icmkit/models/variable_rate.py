@@ -54,6 +54,15 @@ CONTEXTS = ("checkerboard", "none")
 
 @register_architecture
 class VariableRateHyperprior(MeanScaleHyperprior):
+    """The pixel codecs' model (the module's diagram): one set of weights, a continuous quality in ``[1, qualities]``.
+
+    Args:
+        N: Channels of the transforms' hidden layers and of the hyper-latent ``z``.
+        M: Channels of the latent ``y``.
+        qualities: Rate points (gain vectors), trained one per λ of the grid.
+        context: ``"checkerboard"`` (two-pass context) or ``"none"`` (hyperprior alone; an ablation).
+    """
+
     architecture = "variable-rate-hyperprior"
     float_twins = ("h_s", "context", "entropy_parameters")
     stream_count = 3  # y anchors, y others (empty without context), z

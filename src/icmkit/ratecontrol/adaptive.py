@@ -29,6 +29,18 @@ CONFIDENCE_SWEEP = (0.0, 0.2, 0.4, 0.6)
 
 
 class AdaptiveCodec(Codec):
+    """A codec that codes each image with ``base`` at the quality rate control picks to keep the classifier's decision.
+
+    Its quality is the tolerance level (see the module docstring); its streams are ``base``'s, so ``base`` decodes
+    them.
+
+    Args:
+        base: The fixed-quality codec whose knob is searched.
+        mode: ``"keep-top1"`` or ``"keep-top5"``: which decision must survive.
+        model: The classifier the search keeps the decision of (``None``: the default one). Feature codecs
+            ignore it: their streams feed their own backbone's tail.
+    """
+
     def __init__(self, base: Codec, mode: str, model: str | None = None):
         if mode not in MODES:
             raise IcmError(f"unknown adaptive mode {mode!r}; one of {', '.join(MODES)}")

@@ -85,6 +85,8 @@ class Target:
 
 @dataclass
 class Trial:
+    """One quality the search coded: the stream's size, what it achieved and whether it meets the target."""
+
     quality: Quality
     size: int
     value: float | None  # PSNR in dB, or the decoded probability of the kept class; None for size targets
@@ -116,7 +118,15 @@ def candidates(spec: QualitySpec) -> list[Quality]:
 
 
 class Judge:
-    """Whether a coded stream meets the target; caches the original's classification for ``keep``."""
+    """Whether a coded stream meets the target; caches the original's classification for ``keep``.
+
+    Args:
+        codec: The codec that wrote the streams (and decodes them).
+        image: The original image, ``H×W×3`` uint8: its size for ``bpp``, its pixels for ``psnr`` and ``keep``.
+        target: What a stream must achieve.
+        weights (str | os.PathLike | None): The ``keep`` classifier's weights, as
+            :func:`~icmkit.tasks.predict.predict` takes them.
+    """
 
     def __init__(self, codec: Codec, image: np.ndarray, target: Target, weights="default"):
         self.codec, self.image, self.target, self.weights = codec, image, target, weights

@@ -124,10 +124,16 @@ def moco_v2_augmentation(size: int) -> v2.Compose:
 class ContrastiveViews:
     """Two MoCo v2 views of training images: box-guided crops resized to ``size``², then augmented.
 
-    ``images``: uint8 ``(3, H, W)`` tensors (any sizes); :attr:`boxes` starts as the whole images and is
-    replaced at each refresh. :meth:`pairs` draws everything from its ``seed`` alone (crop geometry from a
-    NumPy generator, the torchvision transforms from torch's global generator inside a forked, reseeded
-    state), so a batch is a function of (seed, step, rank) and a resumed run redraws it exactly."""
+    :attr:`boxes` starts as the whole images and is replaced at each refresh. :meth:`pairs` draws everything
+    from its ``seed`` alone (crop geometry from a NumPy generator, the torchvision transforms from torch's global
+    generator inside a forked, reseeded state), so a batch is a function of (seed, step, rank) and a resumed
+    run redraws it exactly.
+
+    Args:
+        images: The training images, uint8 ``(3, H, W)`` tensors of any sizes.
+        size: Side of the square views, in pixels.
+        alpha: α of the Beta(α, α) that places crop centres across the box (< 1 favours its edges).
+    """
 
     def __init__(self, images: list[torch.Tensor], size: int, alpha: float = 0.6):
         self.images = images

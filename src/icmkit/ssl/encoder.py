@@ -18,7 +18,11 @@ from torchvision.ops import MLP
 
 
 class ClassifierTrunk(nn.Module):
-    """The feature-map and pooling halves of a timm classifier or a torchvision ResNet."""
+    """The feature-map and pooling halves of a timm classifier or a torchvision ResNet.
+
+    Args:
+        model: The classifier (any timm model, or a torchvision ResNet); shared, not copied.
+    """
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -52,10 +56,14 @@ class ClassifierTrunk(nn.Module):
 class EmbeddingEncoder(nn.Module):
     """MoCo's encoder f: images in [0, 1] → L2-normalised embeddings; see the module docstring.
 
-    ``bn_groups``: the batch runs through the trunk in that many consecutive chunks, each with its own
-    BatchNorm statistics (the per-GPU batches of MoCo's shuffling BN, see :mod:`icmkit.ssl.shuffle`).
-    ``classifier``: the model, or a :class:`ClassifierTrunk` around it (:mod:`icmkit.ssl.filtered` passes one
-    with an RE module inside).
+    Args:
+        classifier: The model, or a :class:`ClassifierTrunk` around it (:mod:`icmkit.ssl.filtered` passes one
+            with an RE module inside). Everything but its last linear layer is trained.
+        mean: Per-channel RGB mean of the classifier's input normalisation.
+        std: Per-channel RGB standard deviation, likewise.
+        projection_dim: Width ``d`` of the embeddings.
+        bn_groups: The batch runs through the trunk in that many consecutive chunks, each with its own
+            BatchNorm statistics (the per-GPU batches of MoCo's shuffling BN, see :mod:`icmkit.ssl.shuffle`).
     """
 
     def __init__(

@@ -24,7 +24,13 @@ from icmkit.ssl.encoder import ClassifierTrunk, EmbeddingEncoder
 
 
 class FilteredTrunk(ClassifierTrunk):
-    """A classifier trunk whose features pass through ``re_filter`` after stage ``stage``."""
+    """A classifier trunk whose features pass through ``re_filter`` after stage ``stage``.
+
+    Args:
+        model: The classifier (as :class:`~icmkit.ssl.encoder.ClassifierTrunk` takes it), split but not copied.
+        stage: The stage after which the RE module runs (the feature codec's split).
+        re_filter: The RE module and its feature statistics, trained with the classifier.
+    """
 
     def __init__(self, model: nn.Module, stage: str, re_filter: RedundancyFilter):
         super().__init__(model)
@@ -52,7 +58,18 @@ class FilteredTrunk(ClassifierTrunk):
 
 class FilteredEmbeddingEncoder(EmbeddingEncoder):
     """:class:`~icmkit.ssl.encoder.EmbeddingEncoder` over a :class:`FilteredTrunk`; ``forward(images,
-    with_re_terms=True)`` also returns the RE terms ``{"bpp_re", "l1_re"}`` of the batch."""
+    with_re_terms=True)`` also returns the RE terms ``{"bpp_re", "l1_re"}`` of the batch.
+
+    Args:
+        classifier: The classifier (a timm model or a torchvision ResNet).
+        stage: The stage after which the RE module runs (the feature codec's split).
+        re_filter: The RE module and its feature statistics; its entropy model's quantiles are frozen here.
+        mean: Per-channel RGB mean of the classifier's input normalisation.
+        std: Per-channel RGB standard deviation, likewise.
+        projection_dim: Width ``d`` of the embeddings.
+        bn_groups: How many consecutive chunks the batch runs through the trunk in, each with its own
+            BatchNorm statistics (as in :class:`~icmkit.ssl.encoder.EmbeddingEncoder`).
+    """
 
     def __init__(
         self,

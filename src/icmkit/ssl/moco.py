@@ -34,7 +34,12 @@ def info_nce(
 class NegativeQueue(nn.Module):
     """A ring buffer of the last ``size`` keys (L2-normalised rows): InfoNCE's negatives, oldest overwritten.
 
-    Starts with random unit vectors, as MoCo does. Batches must divide ``size`` so none straddles the end."""
+    Starts with random unit vectors, as MoCo does. Batches must divide ``size`` so none straddles the end.
+
+    Args:
+        size: How many keys the queue holds (MoCo's K).
+        dim: Width of the keys (the encoder's embedding width).
+    """
 
     def __init__(self, size: int, dim: int):
         super().__init__()
@@ -61,7 +66,14 @@ def stop_tracking_batch_statistics(module: nn.Module) -> None:
 
 
 class MoCo(nn.Module):
-    """Query encoder, momentum key encoder and queue of negatives (see the module docstring)."""
+    """Query encoder, momentum key encoder and queue of negatives (see the module docstring).
+
+    Args:
+        query: The query encoder; the key encoder starts as its copy.
+        queue_size: How many negative keys the queue holds (MoCo's K).
+        momentum: ``m`` of the key encoder's update ``key ← m·key + (1 − m)·query``.
+        temperature: InfoNCE's τ.
+    """
 
     def __init__(self, query: EmbeddingEncoder, queue_size: int = 4096, momentum: float = 0.999, temperature=0.2):
         super().__init__()

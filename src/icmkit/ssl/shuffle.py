@@ -35,7 +35,12 @@ def concat_from_ranks(tensor: torch.Tensor, world_size: int) -> torch.Tensor:
 
 
 class BatchShuffle:
-    """Encode a batch in a random BN grouping of the global batch (see the module docstring)."""
+    """Encode a batch in a random BN grouping of the global batch (see the module docstring).
+
+    Args:
+        rank: This process's rank in the training's process group (0 without DDP).
+        world_size: How many processes train together (1 without DDP).
+    """
 
     def __init__(self, rank: int = 0, world_size: int = 1):
         self.rank, self.world_size = rank, world_size

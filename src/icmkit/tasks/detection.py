@@ -75,8 +75,12 @@ class CocoEvaluator:
     :meth:`compute`. ``compute()`` gives ``map`` (AP@[.50:.95]) and ``map50`` (AP@.50) for boxes in
     percent and, when masks were given, ``segm_map`` / ``segm_map50``; ``images`` is the number of images
     scored. Only the updated image ids are evaluated (``COCOeval.params.imgIds``), so an updated image
-    without detections counts its ground truth as missed. ``segm``: ``None`` evaluates masks when any
-    update had them, ``True`` always (NaN when none), ``False`` never.
+    without detections counts its ground truth as missed.
+
+    Args:
+        annotations: The COCO instances JSON (ground truth) of the images.
+        segm: Whether to evaluate masks: ``None`` when any update had them, ``True`` always (NaN when none),
+            ``False`` never.
     """
 
     def __init__(self, annotations: str | os.PathLike, segm: bool | None = None):

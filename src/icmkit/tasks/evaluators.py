@@ -179,6 +179,13 @@ class ClassificationEvaluator(Evaluator):
     of :meth:`feature_window`. Records: ``pred`` (top-1 class), ``top1``, ``top5``, ``agree`` (0/1; ``agree``
     compares with the uncompressed input of the same kind — the image for pixel codecs, the head's
     features of that image for feature codecs; empty without a reference).
+
+    Args:
+        classifier (Classifier): The :class:`~icmkit.pretrained.classifiers.Classifier` that scores (split
+            here for features).
+        labels: The ImageNet class index of each sample, by sample key.
+        k: How many classes are predicted per image; ``top5`` counts the label among them.
+        batch_size: Images per classifier batch.
     """
 
     task = "classify"
@@ -424,6 +431,13 @@ class DetectionEvaluator(Evaluator):
 
     Records (kept as JSON lines in the run's ``detections/`` folder): ``image_id`` and the image's COCO
     results ``records``. :meth:`compute` gives ``map`` / ``map50`` in % (of masks for ``segment``).
+
+    Args:
+        detector (Detector): The :class:`~icmkit.pretrained.detectors.Detector` that scores (split after
+            layer1 for features).
+        annotations: The COCO instances JSON (ground truth) of the dataset.
+        image_ids: The COCO image id of each sample, by sample key.
+        segm: Score masks (``segment``; a mask model) instead of boxes (``detect``).
     """
 
     sidecar = "detections"

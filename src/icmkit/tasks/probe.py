@@ -157,8 +157,18 @@ def _windowed(windows, features: FeatureMaps) -> tuple[str, torch.Tensor]:
 
 # -- the linear classifier -------------------------------------------------------------------------------------
 class LinearProbe(nn.Linear):
-    """A linear layer over standardised features: ``forward(x) = W · (x − mean) / std + b`` with the training
-    set's per-dimension ``feature_mean`` and ``feature_std`` (buffers: saved with the state dict)."""
+    """A linear layer over standardised features: ``forward(x) = W · (x − mean) / std + b``.
+
+    Built by :func:`train_linear_probe`, which draws the initial ``W`` from its own seeded generator (a new
+    layer's ``W`` and ``b`` are zeros, so building one draws nothing from torch's global generator).
+
+    Args:
+        in_features: Width ``D`` of the features ``(N, D)``.
+        out_features: How many classes.
+        mean: The training set's per-dimension feature mean, ``(D,)``; kept as the buffer ``feature_mean``
+            (saved with the state dict).
+        std: The training set's per-dimension feature standard deviation, likewise (``feature_std``).
+    """
 
     def __init__(self, in_features: int, out_features: int, mean: torch.Tensor, std: torch.Tensor):
         super().__init__(in_features, out_features)

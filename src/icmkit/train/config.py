@@ -486,7 +486,11 @@ def _check_known(key, source: str) -> str:
 # -- sources: YAML files and key=value overrides ---------------------------------------------------
 class BoundedLoader(yaml.SafeLoader):
     """PyYAML's safe loader without aliases (``*name``: the "billion laughs" expansion) and with a nesting
-    limit (the composer recurses once per level)."""
+    limit (the composer recurses once per level).
+
+    Args:
+        stream (str | bytes | typing.IO): The YAML text (or a file object), as :class:`yaml.SafeLoader` takes it.
+    """
 
     def __init__(self, stream):
         super().__init__(stream)

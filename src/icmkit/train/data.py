@@ -27,8 +27,16 @@ def find_images(folders: list[str | Path]) -> list[Path]:
 class RandomCrops(Dataset):
     """Decodes every image once into memory (small training sets; decoding dominates otherwise).
 
-    ``resize`` > 0 first scales each image so its shorter side is ``resize`` (bicubic): crops then show
-    objects at the scale the benchmark's resize-256 protocol shows them to a classifier."""
+    Items are random ``crop``² crops, flipped horizontally half the time: ``(3, crop, crop)`` tensors in [0, 1].
+    Images smaller than the crop are padded by reflection.
+
+    Args:
+        files: The training images (see :func:`find_images`).
+        crop: Side of the square crops, in pixels.
+        seed: Seed of the crop positions and flips.
+        resize: When > 0, each image is first scaled so its shorter side is ``resize`` (bicubic): crops then
+            show objects at the scale the benchmark's resize-256 protocol shows them to a classifier.
+    """
 
     def __init__(self, files: list[Path], crop: int, seed: int = 0, resize: int = 0):
         self.images = [_resize_shorter(load_rgb(f), resize) for f in files]

@@ -310,6 +310,8 @@ def build_shard(spec: CacheSpec, source: Source, out: Path) -> int:
 # -- the build ----------------------------------------------------------------------------------------------------
 @dataclass
 class BuildResult:
+    """What one ``icm cache decoded`` run did."""
+
     built: int  # shards written by this run
     skipped: int  # shards found complete from an earlier run
     items: int  # items (crop × quality) in the whole cache
@@ -391,7 +393,15 @@ class DecodedCrops(Dataset):
     ``align`` (16 keeps JPEG's 8×8 / 16×16 and HEVC's 8×8 deblocking grids where a whole image has them: a
     filter never sees a shifted block grid at the receiver). Random horizontal flips (``vflip`` adds vertical
     ones); flips keep the block grid only when the crop side is a multiple of 16, as the default 256 is.
-    Randomness comes from torch's generator, which DataLoader seeds differently in each worker."""
+    Randomness comes from torch's generator, which DataLoader seeds differently in each worker.
+
+    Args:
+        out: the cache folder (``icm cache decoded --out``).
+        patch: side of the random window taken from each cached crop (0: the whole crop).
+        align: the window's offsets are multiples of this many pixels.
+        hflip: random horizontal flips.
+        vflip: random vertical flips too.
+    """
 
     def __init__(self, out: str | Path, patch: int = 0, align: int = 16, hflip: bool = True, vflip: bool = False):
         self.manifest = read_manifest(Path(out))

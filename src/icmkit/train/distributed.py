@@ -48,6 +48,11 @@ def launched_rank() -> int:
 
 @dataclass
 class DataParallel:
+    """This process's place in a torchrun job (rank 0 of 1 without one) and the DDP steps that depend on it.
+
+    Built by :meth:`from_environment`.
+    """
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0

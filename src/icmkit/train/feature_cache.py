@@ -322,6 +322,10 @@ class CachedViews:
     ``(seed, i, k div V)`` — every view once before any repeats. The draw counters (:attr:`uses`) are the whole
     state; the trainer saves them in its checkpoints, so a resumed run takes exactly the views an uninterrupted
     one takes. :attr:`rng` is unused here: it keeps the checkpoint's ``dataset_rng`` entry of the pixel path.
+
+    Args:
+        folder: A complete feature cache (written by ``icm cache features``); an unfinished one is refused.
+        seed: Seed of the view permutations.
     """
 
     def __init__(self, folder: str | Path, seed: int = 0):
@@ -393,7 +397,11 @@ class CachedViews:
 
 class CachedFeatureCodecTraining(nn.Module):
     """Cached head features → codec: :class:`~icmkit.losses.feature.FeatureCodecTraining` without the head (the
-    same ``codec`` attribute, so parameter names under DDP are the same)."""
+    same ``codec`` attribute, so parameter names under DDP are the same).
+
+    Args:
+        codec: The feature codec model being trained.
+    """
 
     def __init__(self, codec: nn.Module):
         super().__init__()

@@ -44,7 +44,12 @@ def to_float32(value):
 
 
 class MixedPrecision:
-    """Autocast (bf16 where supported, else fp16 with a gradient scaler) when ``enabled`` on CUDA."""
+    """Autocast (bf16 where supported, else fp16 with a gradient scaler) when ``enabled`` on CUDA.
+
+    Args:
+        device: The training device; anything but CUDA trains in float32 whatever ``enabled`` says.
+        enabled: Whether mixed precision was asked for (the config's ``amp``).
+    """
 
     def __init__(self, device: torch.device, enabled: bool):
         self.device_type = device.type

@@ -16,7 +16,13 @@ def print_json_line(record: dict) -> None:
 
 class RunLog:
     """Every record is appended to ``log.jsonl`` and handed to ``report``; progress records (a step and
-    its numbers, not events) also become TensorBoard scalars under ``<out>/tensorboard``."""
+    its numbers, not events) also become TensorBoard scalars under ``<out>/tensorboard``.
+
+    Args:
+        out: The run's output folder (it must exist).
+        report: Also called with every record (``icm train``: the console's progress reporter).
+        tensorboard: Whether to write TensorBoard scalars too (skipped, with a note, when it is not installed).
+    """
 
     def __init__(self, out: Path, report: Reporter, tensorboard: bool):
         self.path = out / "log.jsonl"

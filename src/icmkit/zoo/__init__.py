@@ -20,6 +20,8 @@ ZOO_DIR = Path(str(resources.files(__package__)))
 
 @dataclass(frozen=True)
 class ZooEntry:
+    """One shipped weights file: its family and quality, how it was trained and what it measured (a table row)."""
+
     family: str
     quality: int
     file: str

@@ -30,6 +30,8 @@ _MAX_VARINT_BYTES = 4  # 2**28 - 1 covers every side and every stream we accept
 
 
 class StreamKind(enum.IntEnum):
+    """The elementary stream a raw-stream container holds: the high nibble of its format byte."""
+
     HEVC_444 = 1
     VVC_420 = 2
 
@@ -41,6 +43,8 @@ class StreamKind(enum.IntEnum):
 
 @dataclass(frozen=True)
 class RawHeader:
+    """The fields of a raw-stream container's header (the length is implied by the stream it is packed with)."""
+
     kind: StreamKind
     bit_depth: int
     width: int

@@ -36,6 +36,11 @@ def pyav_missing(*codecs: str) -> str | None:
 
 
 class RawVideoCodec(Codec):
+    """Base of the video-intra anchors: pads, converts and wraps; a subclass codes the planes with its encoder.
+
+    A subclass sets the class attributes below and implements :meth:`_encode_planes`; decoding is shared.
+    """
+
     stream_kind: _rawstream.StreamKind
     bit_depth: int
     subsample: bool  # 4:2:0 when True, else 4:4:4
