@@ -81,8 +81,13 @@ class ExactIntegerNet(nn.Module):
             getattr(self, f"shift{i}").copy_(shifts)
 
     def weight_buffers_set(self) -> bool:
-        """True once :meth:`quantize_from` (or a loaded state dict) filled the shifts or weights."""
-        return any(bool(buf.any()) for name, buf in self.named_buffers() if name.startswith("weight"))
+        """True once :meth:`quantize_from` (or a loaded state dict) filled the shifts or weights. The shifts (one
+        per output channel) are looked at first: every coding call checks this, and scanning the weights costs
+        milliseconds."""
+        buffers = dict(self.named_buffers())
+        shifts = (buf for name, buf in buffers.items() if name.startswith("shift"))
+        weights = (buf for name, buf in buffers.items() if name.startswith("weight"))
+        return any(bool(buf.any()) for buf in shifts) or any(bool(buf.any()) for buf in weights)
 
     @staticmethod
     def to_fixed(x: torch.Tensor) -> torch.Tensor:
