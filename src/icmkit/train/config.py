@@ -23,6 +23,7 @@ from icmkit.losses.distortion import DISTORTIONS, MS_SSIM_MIN_CROP
 from icmkit.losses.feature import FEATURE_TARGETS
 from icmkit.losses.mmd import DEFAULT_BANDWIDTH_MULTIPLIERS
 from icmkit.losses.perception import DEFAULT_LAYERS
+from icmkit.models.dicm import BLOCKS, CONTEXTS, HYPER_SYNTHESES
 
 # A `data` entry naming the photos shipped inside the package (smoke runs work from any directory).
 SAMPLES_FOLDER = "icmkit:samples"
@@ -328,10 +329,9 @@ class TrainConfig:
             )
         if self.tail_stage_weights and len(self.tail_stage_weights) != len(self.tail_stages):
             raise ConfigError("tail_stage_weights needs one weight per tail stage")
-        if self.block not in ("gnconv", "conv") or self.context not in ("checkerboard", "none"):
-            raise ConfigError("block must be gnconv or conv, context checkerboard or none")
-        if self.hyper_synthesis not in ("integer", "attention"):
-            raise ConfigError(f"hyper_synthesis must be integer or attention, got {self.hyper_synthesis!r}")
+        for name, allowed in (("block", BLOCKS), ("context", CONTEXTS), ("hyper_synthesis", HYPER_SYNTHESES)):
+            if getattr(self, name) not in allowed:  # the model's own choices, not a copy of them
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.latent_levels < 1:
             raise ConfigError("latent_levels must be ≥ 1")
         if min(self.re_levels, self.resize, self.re_rate_weight, self.re_distortion_weight, self.feature_weight) < 0:
