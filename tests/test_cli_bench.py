@@ -1,4 +1,5 @@
-"""`icm bench` through the real entry point, on tiny generated data."""
+"""`icm bench` on tiny generated data: through the real entry point for the full run and torchrun, in-process
+(the same Typer app) for the other cases."""
 
 import csv
 import os
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import labelled_folder, synthetic_photo
-from helpers.cli import assert_user_error, icm
+from helpers.cli import assert_user_error, icm, run
 
 FAST = [
     "--codecs",
@@ -50,7 +51,7 @@ def test_bench_writes_every_output(labelled, tmp_path):
 
 
 def test_bench_fidelity_task(labelled, tmp_path):
-    result = icm(
+    result = run(
         "bench",
         "--data",
         labelled,
@@ -84,14 +85,14 @@ def test_bench_bad_options(args, fragment, labelled, tmp_path):
     for key, value in zip(args[::2], args[1::2]):
         base[key] = value
     flat = [item for pair in base.items() for item in pair]
-    assert_user_error(icm("bench", "--data", labelled, "--out", tmp_path / "o", *flat), fragment)
+    assert_user_error(run("bench", "--data", labelled, "--out", tmp_path / "o", *flat), fragment)
 
 
 def test_bench_bad_data(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert_user_error(icm("bench", "--data", empty, "--out", tmp_path / "o", *FAST), "needs labels")
-    assert_user_error(icm("bench", "--data", empty, "--task", "fidelity", "--out", tmp_path / "o", *FAST), "no images")
+    assert_user_error(run("bench", "--data", empty, "--out", tmp_path / "o", *FAST), "needs labels")
+    assert_user_error(run("bench", "--data", empty, "--task", "fidelity", "--out", tmp_path / "o", *FAST), "no images")
 
 
 def test_bench_corrupt_image_is_named(tmp_path):
@@ -100,7 +101,7 @@ def test_bench_corrupt_image_is_named(tmp_path):
     Image.fromarray(synthetic_photo(200, 260)).save(root / "good.png")
     (root / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     (root / "labels.csv").write_text("file,class_index\ngood.png,1\nbad.png,2\n")
-    assert_user_error(icm("bench", "--data", root, "--out", tmp_path / "o", *FAST), "bad.png")
+    assert_user_error(run("bench", "--data", root, "--out", tmp_path / "o", *FAST), "bad.png")
 
 
 def test_torchrun_two_ranks_match_one_process(labelled, tmp_path):
@@ -140,7 +141,7 @@ def test_torchrun_two_ranks_match_one_process(labelled, tmp_path):
 
 @pytest.mark.parametrize("task", ["detect", "segment"])
 def test_bench_coco_tasks_on_random_detectors(task, tiny_coco, tmp_path):
-    result = icm(
+    result = run(
         "bench",
         "--data",
         tiny_coco,
