@@ -75,9 +75,9 @@ def test_summary_csv_with_several_codecs(tmp_path):
 
 
 def test_cli_json_has_the_documented_keys():
-    from helpers.cli import icm
+    from helpers.cli import run
 
-    result = icm("bd", ANCHOR, TEST, "--json")
+    result = run("bd", ANCHOR, TEST, "--json")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert {"bd_rate_pct", "bd_metric", "overlap_lo", "overlap_hi", "points"} <= set(record)
@@ -85,7 +85,7 @@ def test_cli_json_has_the_documented_keys():
 
 
 def test_cli_picks_anchor_and_test_curves_from_one_summary(tmp_path):
-    from helpers.cli import icm
+    from helpers.cli import run
 
     path = tmp_path / "summary.csv"
     rows = [
@@ -94,16 +94,16 @@ def test_cli_picks_anchor_and_test_curves_from_one_summary(tmp_path):
         for q, rate in enumerate((0.1, 0.2, 0.4, 0.8), 1)
     ]
     path.write_text("codec,quality,bpp,psnr\n" + "\n".join(rows) + "\n")
-    result = icm("bd", path, path, "--anchor-codec", "a", "--codec", "b", "--json")
+    result = run("bd", path, path, "--anchor-codec", "a", "--codec", "b", "--json")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert (record["codec"], record["anchor"]) == ("b", "a") and record["bd_rate_pct"] == pytest.approx(-50, abs=0.01)
-    everything = json.loads(icm("bd", path, path, "--anchor-codec", "a", "--json").stdout)
+    everything = json.loads(run("bd", path, path, "--anchor-codec", "a", "--json").stdout)
     assert [r["codec"] for r in everything] == ["b", "c"]  # the anchor is not compared with itself
     for args, message in (
         (["--anchor-codec", "zz"], "no psnr curve of codec 'zz'"),
         ([], "name the anchor"),
         (["--anchor-codec", "a", "--codec", "b,zz"], "zz"),
     ):
-        failed = icm("bd", path, path, *args)
+        failed = run("bd", path, path, *args)
         assert failed.returncode == 2 and message in failed.stderr and "Traceback" not in failed.stderr

@@ -14,7 +14,7 @@ from icmkit.codecs import CodecKind
 from icmkit.ratecontrol import Target, TargetError, candidates, compress_to_target, search
 
 from conftest import codec_params, require_codec, synthetic_photo
-from helpers.cli import assert_user_error, icm
+from helpers.cli import assert_user_error, run
 
 IMAGE = synthetic_photo(64, 96, seed=11)
 
@@ -119,13 +119,13 @@ def test_cli_target_bytes_writes_and_records(tmp_path):
     source = tmp_path / "in.png"
     Image.fromarray(synthetic_photo(72, 100, seed=3)).save(source)
     out = tmp_path / "out.icm"
-    done = icm("compress", source, "-o", out, "--codec", "icm-dicm-lite0", "--target-bytes", "1500")
+    done = run("compress", source, "-o", out, "--codec", "icm-dicm-lite0", "--target-bytes", "1500")
     assert done.returncode == 0, done.stderr
     assert out.stat().st_size <= 1500 and "quality" in done.stdout and "encodes" in done.stdout
-    info = json.loads(icm("info", out, "--json").stdout)
+    info = json.loads(run("info", out, "--json").stdout)
     assert info["rate_control"] == "bytes<=1500" and info["bytes"] <= 1500
     kept = tmp_path / "kept.jpg"
-    done = icm("compress", source, "-o", kept, "--codec", "jpeg", "--keep-prediction", "--keep", "top5")
+    done = run("compress", source, "-o", kept, "--codec", "jpeg", "--keep-prediction", "--keep", "top5")
     assert done.returncode == 0 and kept.exists() and "keep-top5" in done.stdout
 
 
@@ -147,7 +147,7 @@ def test_cli_target_errors_exit_2_without_output(tmp_path, args, fragment):
     source = tmp_path / "in.png"
     Image.fromarray(synthetic_photo(40, 40, seed=1)).save(source)
     out = tmp_path / "out.jpg"
-    assert_user_error(icm("compress", source, "-o", out, "--codec", "jpeg", *args), fragment)
+    assert_user_error(run("compress", source, "-o", out, "--codec", "jpeg", *args), fragment)
     assert not out.exists()
 
 
@@ -157,7 +157,7 @@ def test_cli_best_effort_keeps_the_closest_stream_with_a_warning(tmp_path):
     source = tmp_path / "in.png"
     Image.fromarray(synthetic_photo(40, 40, seed=1)).save(source)
     out = tmp_path / "out.jpg"
-    done = icm("compress", source, "-o", out, "--codec", "jpeg", "--target-bytes", "10", "--best-effort")
+    done = run("compress", source, "-o", out, "--codec", "jpeg", "--target-bytes", "10", "--best-effort")
     assert done.returncode == 0 and out.exists() and "warning" in done.stderr and "unreachable" in done.stderr
 
 

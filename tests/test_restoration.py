@@ -331,15 +331,32 @@ def test_rate_control_codes_the_base_stream_of_a_composed_codec(filter_files, im
     assert (tmp_path / "k.jpg").read_bytes() == require_codec("jpeg").encode(image, 95)
 
 
-def test_the_shipped_hevc444_filter_restores_its_base_stream(image):
-    """hevc444+mmd (zoo family hevc444-mmd): the plain stream, a restored decode close to the base's, the same with
-    every call (the golden vector pins its exact output)."""
+@pytest.mark.parametrize("name, base, quality", [("hevc444+mmd", "hevc444", 37), ("jpeg+mmd", "jpeg", 30)])
+def test_a_shipped_filter_restores_its_base_stream(name, base, quality, image):
+    """The shipped filters (zoo families BASE-mmd): the plain stream, a restored decode close to the base's, the
+    same with every call (the golden vectors pin their exact output)."""
     from icmkit.zoo import family
 
-    codec, plain = require_codec("hevc444+mmd"), require_codec("hevc444")
-    assert codec.family == "hevc444-mmd" and family("hevc444-mmd")[0].sha256
-    stream = codec.encode(image, 37)
-    assert stream == plain.encode(image, 37)
-    base, restored = plain.decode(stream), codec.decode(stream)
-    assert not np.array_equal(base, restored)
-    assert abs(psnr(image, restored) - psnr(image, base)) < 2.0  # a restoration, not another image
+    codec, plain = require_codec(name), require_codec(base)
+    assert codec.family == f"{base}-mmd" and family(f"{base}-mmd")[0].sha256
+    stream = codec.encode(image, quality)
+    assert stream == plain.encode(image, quality)
+    decoded, restored = plain.decode(stream), codec.decode(stream)
+    assert not np.array_equal(decoded, restored)
+    assert abs(psnr(image, restored) - psnr(image, decoded)) < 2.0  # a restoration, not another image
+
+
+def test_a_jpeg_written_elsewhere_restores_with_the_shipped_filter(image, tmp_path):
+    """`icm decompress photo.jpg --restore jpeg+mmd` on a JPEG Pillow wrote (not icmkit): the quality read from its
+    tables, the filter run, a PNG written; `icm info` shows the quality the filter reads."""
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(image).save(photo, quality=23)
+    runner = CliRunner()
+    result = runner.invoke(app, ["decompress", str(photo), "--restore", "jpeg+mmd", "-o", str(tmp_path / "r.png")])
+    assert result.exit_code == 0, result.output
+    restored = np.asarray(Image.open(tmp_path / "r.png"))
+    plain = np.asarray(Image.open(photo).convert("RGB"))
+    assert restored.shape == plain.shape and not np.array_equal(restored, plain)
+    info = runner.invoke(app, ["info", str(photo), "--json"])
+    assert info.exit_code == 0 and json.loads(info.stdout)["quality"] == 23.0
+    assert "jpeg+mmd" in json.loads(info.stdout)["restore_with"]

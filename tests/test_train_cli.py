@@ -10,7 +10,7 @@ import pytest
 
 from icmkit.codecs.learned import LearnedPixelCodec
 
-from helpers.cli import assert_user_error, icm
+from helpers.cli import assert_user_error, icm, run
 from train_helpers import make_image_folder, tiny_yaml, write_yaml
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
@@ -22,7 +22,7 @@ def image_folder(tmp_path_factory):
 
 
 def test_help_explains_config_overrides_and_torchrun():
-    result = icm("train", "--help", env={"COLUMNS": "200"})
+    result = run("train", "--help", env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     for fragment in ("--config", "--list-fields", "KEY=VALUE", "torchrun"):
         assert fragment in result.stdout
@@ -31,7 +31,7 @@ def test_help_explains_config_overrides_and_torchrun():
 def test_list_fields_prints_every_field():
     from icmkit.train.config import describe_fields
 
-    result = icm("train", "--list-fields")
+    result = run("train", "--list-fields")
     assert result.returncode == 0, result.stderr
     assert all(row["name"] in result.stdout for row in describe_fields())
 
@@ -59,11 +59,11 @@ def test_train_from_a_yaml_file(image_folder, tmp_path):
 )
 def test_bad_configs_exit_2_with_one_line(contents, overrides, fragment, image_folder, tmp_path):
     config = write_yaml(tmp_path / "c.yaml", data=[str(image_folder)], out=str(tmp_path / "run"), **contents)
-    assert_user_error(icm("train", "--config", config, *overrides, env=ONE_THREAD), fragment)
+    assert_user_error(run("train", "--config", config, *overrides, env=ONE_THREAD), fragment)
 
 
 def test_missing_config_file_exits_2(tmp_path):
-    assert_user_error(icm("train", "--config", tmp_path / "nope.yaml"), "nope.yaml: cannot read config")
+    assert_user_error(run("train", "--config", tmp_path / "nope.yaml"), "nope.yaml: cannot read config")
 
 
 def test_python_dash_m_icmkit_train_is_the_same_command(tmp_path):
@@ -85,21 +85,21 @@ def test_feature_codec_smoke_config_trains_resumes_and_codes(tmp_path):
     from conftest import synthetic_photo
 
     config = Path(__file__).parents[1] / "configs" / "smoke-dicm.yaml"
-    run = tmp_path / "run"
-    result = icm(
-        "train", "--config", config, f"out={run}", "steps=4", "log_every=2", "tensorboard=false", env=ONE_THREAD
+    folder = tmp_path / "run"
+    result = run(
+        "train", "--config", config, f"out={folder}", "steps=4", "log_every=2", "tensorboard=false", env=ONE_THREAD
     )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     progress = [r for r in records if "loss" in r]
     assert [r["step"] for r in progress] == [2, 4]
     assert {"bpp", "nmse", "stage/blocks.6", "distill", "bpp_re"} <= set(progress[0]) and "psnr" not in progress[0]
-    resumed = icm(
-        "train", "--config", config, f"out={run}", "steps=6", "log_every=2", "tensorboard=false", env=ONE_THREAD
+    resumed = run(
+        "train", "--config", config, f"out={folder}", "steps=6", "log_every=2", "tensorboard=false", env=ONE_THREAD
     )
     assert resumed.returncode == 0, resumed.stderr
     assert '"event": "resumed", "step": 4' in resumed.stdout
-    codec = FeatureCodec.from_weights_file(run / "final.safetensors", name="icm-feature-smoke")
+    codec = FeatureCodec.from_weights_file(folder / "final.safetensors", name="icm-feature-smoke")
     assert codec.quality.allowed == (1, 2)
     decoded = codec.decode(codec.encode(synthetic_photo(128, 128), 2))  # the classifier geometry: Lite0's 224² crop
     assert decoded.tensors["features"].shape == (1, 40, 28, 28)

@@ -151,15 +151,15 @@ def test_psnr_is_sane_at_every_grid_point(tiny_vr_codec):
 def test_cli_takes_a_continuous_quality_and_info_shows_it(tmp_path):
     from PIL import Image
 
-    from helpers.cli import icm
+    from helpers.cli import run
 
     source = tmp_path / "in.png"
     Image.fromarray(synthetic_photo(48, 64, seed=7)).save(source)
     out = tmp_path / "out.icm"
-    done = icm("compress", source, "-o", out, "--codec", "icm-mse", "-q", "2.75")
+    done = run("compress", source, "-o", out, "--codec", "icm-mse", "-q", "2.75")
     assert done.returncode == 0, done.stderr
-    info = json.loads(icm("info", out, "--json").stdout)
+    info = json.loads(run("info", out, "--json").stdout)
     assert info["quality"] == 2.75 and info["weights"] == "match installed"
-    assert icm("decompress", out).returncode == 0
-    refused = icm("compress", source, "-o", tmp_path / "x.icm", "--codec", "icm-mse", "-q", "9")
+    assert run("decompress", out).returncode == 0
+    refused = run("compress", source, "-o", tmp_path / "x.icm", "--codec", "icm-mse", "-q", "9")
     assert refused.returncode == 2 and "outside" in refused.stderr and not (tmp_path / "x.icm").exists()
