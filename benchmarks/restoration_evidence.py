@@ -11,9 +11,9 @@ classifier's own preprocessing) but codes each image once per base codec and qua
 its base's, byte for byte, so its row reuses the base's stream and decode and adds the filter (exactly what its
 ``decode`` does; a check on the first image of each run compares the two). Three classifiers score every decoded
 image in the same pass. ``--filter BASE:LABEL=FILE`` adds a filter file (an ablation run) as codec
-``BASE+LABEL``; ``--filter BASE:LABEL=F1,F2,…`` is one model per quality band (the ablation of one
-quality-conditioned model: each file's own ``quality_lo…quality_hi`` says which streams it restores, the nearest
-band outside them). Rows go to ``results.csv`` as they are measured; a rerun resumes, measuring only the codecs
+``BASE+LABEL``; ``--filter BASE:LABEL=F1,F2,…`` is one model per quality band (a banded ``RestoredCodec``: each
+file's own ``quality_lo…quality_hi`` says which streams it restores, the nearest band outside them). Rows go to
+``results.csv`` as they are measured; a rerun resumes, measuring only the codecs
 that are missing (a filter added later codes its base again but writes only its own rows).
 
 ``report``: BD-rate on top-1 (pchip after an isotonic fit, as ``icm bench``) of each composed codec against its
@@ -49,32 +49,6 @@ def is_beta0(test: str) -> bool:
     return test.split("+", 1)[-1].startswith(BETA0_LABEL)
 
 
-def banded_codec(base, paths: list[Path], name: str):
-    """One filter per quality band as one composed codec: a stream is restored by the filter whose training
-    band holds its quality (the nearest band otherwise)."""
-    from icmkit.codecs.restored import RestoredCodec
-
-    class Banded(RestoredCodec):
-        def __init__(self):
-            super().__init__(base, paths[0], name=name)
-            self.bands = [RestoredCodec(base, path, name=f"{name}#{i}") for i, path in enumerate(paths)]
-
-        def availability(self):
-            return next((b.availability() for b in self.bands if not b.availability().ok), super().availability())
-
-        def filter(self):
-            return [band.filter() for band in self.bands][0]
-
-        def restore(self, image, quality: float):
-            def distance(band) -> float:
-                config = band.filter().config
-                return max(config["quality_lo"] - quality, quality - config["quality_hi"], 0.0)
-
-            return min(self.bands, key=distance).restore(image, quality)
-
-    return Banded()
-
-
 # -- run ---------------------------------------------------------------------------------------------
 def _codecs(names: list[str], filters: list[str]) -> dict:
     """Name → codec; composed codecs (and ``--filter`` files) grouped under their base."""
@@ -91,12 +65,7 @@ def _codecs(names: list[str], filters: list[str]) -> dict:
         try:  # a forked worker inherits the parent's registrations
             codecs[name] = registered_codec(name)
         except UnknownCodecError:
-            made = (
-                banded_codec(get_codec(base), paths, name)
-                if len(paths) > 1
-                else RestoredCodec(get_codec(base), paths[0], name=name)
-            )
-            codecs[name] = register_codec(made)
+            codecs[name] = register_codec(RestoredCodec(get_codec(base), paths, name=name))
     for codec in codecs.values():
         codec.require_available()
         if isinstance(codec, RestoredCodec):

@@ -1,18 +1,19 @@
-"""Ship a trained restoration filter as a zoo family (``hevc444-mmd`` → codec ``hevc444+mmd``): one slim weights
-file and its table.
+"""Ship trained restoration filters as a zoo family (``hevc444-mmd`` → codec ``hevc444+mmd``): slim weights files
+and their table.
 
-    python scripts/publish_filter.py hevc444-mmd ~/.cache/icmkit-runs/restore-hevc444-small --version 2 \
-        --config configs/restore-hevc444-small.yaml --label mmd-small \
-        --evidence docs/restoration-evidence-dev200.json [--as-run "..."]
+    python scripts/publish_filter.py hevc444-mmd RUN_BAND1 RUN_BAND2 RUN_BAND3 --version 2 \
+        --config configs/restore-hevc444-small.yaml --label bands --evidence docs/restoration-evidence-dev200.json
+    python scripts/publish_filter.py jpeg-mmd RUN --config configs/restore-jpeg.yaml --evidence …
 
-The run's ``final.safetensors`` (or, while it still trains, its latest checkpoint) is written with its float32
+Each run's ``final.safetensors`` (or, while it still trains, its latest checkpoint) is written with its float32
 weights as they were measured (float16 would change the restored pixels the evidence measured) to
-``src/icmkit/zoo/weights/<family>-v<version>.safetensors`` with the machine paths removed from its metadata;
-``src/icmkit/zoo/<family>.json`` gets its one row (one filter covers the base codec's whole quality range) with λ,
-β, steps, data, the exact command, the SHA-256 and the BD figures of ``benchmarks/restoration_evidence.py report
---json`` (the rows of ``BASE+LABEL`` against the base codec, on imagenet-dev200; ``--label`` is the name the
-filter was measured under). Weights are published once: a retrained filter gets a new version; the table names
-only the newest (streams are the base codec's, so no stream needs an earlier filter).
+``src/icmkit/zoo/weights/<family>-v<version>.safetensors`` (one run) or ``…-v<version>-band<i>.safetensors`` (one
+run per quality band, low to high: the codec picks the filter whose band holds a stream's quality) with the machine
+paths removed from its metadata; ``src/icmkit/zoo/<family>.json`` gets a row per file with λ, β, steps, data, the
+exact command, the SHA-256, the band and the BD figures of ``benchmarks/restoration_evidence.py report --json``
+(the rows of ``BASE+LABEL`` against the base codec, on imagenet-dev200; ``--label`` is the name the filters were
+measured under). Weights are published once: a retrained filter gets a new version; the table names only the
+newest (streams are the base codec's, so no stream needs an earlier filter).
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ FAMILIES = {  # family → (base codec, what the filter reads from the stream, w
 }
 
 
-def describe(family: str, config: dict) -> str:
+def describe(family: str, config: dict, banded: bool = False) -> str:
     _, codec, condition, files = FAMILIES[family]
     scale, width, blocks, edge = (config[k] for k in ("scale", "width", "blocks", "edge_kernel"))
+    which = "Restoration filters, one per band of qualities," if banded else "A restoration filter"
     return (
-        f"A restoration filter at the receiver of {codec}: a residual CNN at 1/{scale} resolution (pixel unshuffle "
+        f"{which} at the receiver of {codec}: a residual CNN at 1/{scale} resolution (pixel unshuffle "
         f"{scale}, {edge}×{edge} head and tail, {blocks} blocks of {width} channels) conditioned on {condition} "
         "(FiLM), trained with λ·255²·MSE + β·(MMD² of EfficientNet-Lite0 features + logit distillation). "
         f"The files are {files}."
@@ -80,24 +82,13 @@ def metrics(evidence: Path | None, base: str, label: str) -> dict:
     return found
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("family", choices=sorted(FAMILIES))
-    parser.add_argument("run", type=Path)
-    parser.add_argument("--version", type=int, default=1, help="the file's version (a new one for each retraining)")
-    parser.add_argument("--config", help="the recipe's config file (default configs/restore-BASE.yaml)")
-    parser.add_argument("--label", default="mmd", help="the filter's name in the evidence run (BASE+LABEL)")
-    parser.add_argument("--evidence", type=Path)
-    parser.add_argument("--as-run", default="")
-    args = parser.parse_args()
-    base = FAMILIES[args.family][0]
-    model, meta = run_weights(args.run)
+def publish(family: str, run: Path, target: Path, index: int, args) -> tuple[dict, object]:
+    """Write one run's filter to ``target``; its table row (``quality`` is the band's index, 1 for one filter)."""
+    base = FAMILIES[family][0]
+    model, meta = run_weights(run)
     if model.base != base:
-        raise SystemExit(f"{args.run}: a filter behind {model.base}, not {base}")
+        raise SystemExit(f"{run}: a filter behind {model.base}, not {base}")
     config = sanitised(json.loads(meta["train_config"]), base)
-    target = ZOO / "weights" / f"{args.family}-v{args.version}.safetensors"
-    if target.exists():
-        raise SystemExit(f"{target} exists: weights are published once (give a new --version)")
     save_weights(
         model,
         target,
@@ -112,15 +103,18 @@ def main() -> None:
             "train_config": json.dumps(config, sort_keys=True),
         },
     )
-    sha256 = hashlib.sha256(target.read_bytes()).hexdigest()
     cache = (
         f"icm cache decoded --codec {base} --data ../shared/data/imagenet-train500 --data ../shared/data/bsds500/train "
         f"--data ../shared/data/coco-train80/images --out ~/.cache/icmkit-runs/decoded-crops/{base}"
     )
     recipe = args.config or f"configs/restore-{base}.yaml"
-    command = f"python -m icmkit.train --config {recipe} out=runs/restore-{base}  (on the cache {cache})"
+    band = config.get("quality_band") or []
+    overrides = f" quality_band={','.join(f'{v:g}' for v in band)} steps={int(meta['steps'])}" if band else ""
+    command = f"python -m icmkit.train --config {recipe} out=runs/restore-{base}{overrides}  (on the cache {cache})"
+    found = metrics(args.evidence, base, args.label)
+    found["quality_band"] = [model.config["quality_lo"], model.config["quality_hi"]]
     entry = {
-        "quality": 1,
+        "quality": index,
         "file": target.name,
         "architecture": model.architecture,
         "kind": "pixel",
@@ -128,13 +122,37 @@ def main() -> None:
         "beta": config["beta"],
         "steps": int(meta["steps"]),
         "data": DATA,
-        "sha256": sha256,
+        "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
         "command": command + (f"; as run: {args.as_run}" if args.as_run else ""),
-        "metrics": metrics(args.evidence, base, args.label),
+        "metrics": found,
     }
-    table = {"family": args.family, "description": describe(args.family, model.config), "entries": [entry]}
+    return entry, model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("family", choices=sorted(FAMILIES))
+    parser.add_argument("runs", type=Path, nargs="+", help="one run folder, or one per quality band (low to high)")
+    parser.add_argument("--version", type=int, default=1, help="the file's version (a new one for each retraining)")
+    parser.add_argument("--config", help="the recipe's config file (default configs/restore-BASE.yaml)")
+    parser.add_argument("--label", default="mmd", help="the filter's name in the evidence run (BASE+LABEL)")
+    parser.add_argument("--evidence", type=Path)
+    parser.add_argument("--as-run", default="")
+    args = parser.parse_args()
+    banded = len(args.runs) > 1
+    targets = [
+        ZOO / "weights" / f"{args.family}-v{args.version}{f'-band{i}' if banded else ''}.safetensors"
+        for i in range(1, len(args.runs) + 1)
+    ]
+    for target in targets:
+        if target.exists():
+            raise SystemExit(f"{target} exists: weights are published once (give a new --version)")
+    rows = [publish(args.family, run, target, i, args) for i, (run, target) in enumerate(zip(args.runs, targets), 1)]
+    entries, model = [row for row, _ in rows], rows[0][1]
+    table = {"family": args.family, "description": describe(args.family, model.config, banded), "entries": entries}
     atomic_write(ZOO / f"{args.family}.json", (json.dumps(table, indent=1, ensure_ascii=False) + "\n").encode())
-    print(f"{target} ({target.stat().st_size / 2**20:.2f} MiB, sha256 {sha256[:16]}…)")
+    for target in targets:
+        print(f"{target} ({target.stat().st_size / 2**20:.2f} MiB)")
 
 
 if __name__ == "__main__":

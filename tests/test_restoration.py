@@ -171,6 +171,26 @@ def test_a_composed_codec_writes_the_base_stream_and_restores_its_decode(base, f
     assert np.array_equal(codec.decode(stream), restored)
 
 
+def test_a_banded_codec_restores_each_stream_with_the_filter_of_its_band(image, tmp_path):
+    paths = []
+    for index, (lo, hi) in enumerate([(5, 40), (41, 95)]):
+        torch.manual_seed(index)
+        net = RestorationNet("jpeg", lo, hi, scale=8, width=8, blocks=1, embedding=8, edge_kernel=1)
+        with torch.no_grad():
+            for parameter in net.parameters():
+                parameter.normal_(0, 0.05)
+        paths.append(tmp_path / f"band{index}.safetensors")
+        save_weights(net.eval(), paths[-1], {"beta": 1.0})
+    banded = RestoredCodec(require_codec("jpeg"), paths, name="jpeg+test-bands")
+    bands = [RestoredCodec(require_codec("jpeg"), path, name=f"jpeg+b{i}") for i, path in enumerate(paths)]
+    for quality, expected in ((20, 0), (40, 0), (41, 1), (90, 1), (99, 1), (1, 0)):
+        assert banded.filter(quality).config["quality_lo"] == (5, 41)[expected]
+    for quality, expected in ((20, 0), (80, 1)):
+        stream = banded.encode(image, quality)
+        assert np.array_equal(banded.decode(stream), bands[expected].decode(stream))
+    assert len(banded.fingerprint(50).split("+")) == 3  # the base's and both filters' digests
+
+
 def test_a_filter_for_another_base_is_refused(filter_files, image):
     jpeg_stream = require_codec("jpeg").encode(image, 50)
     with pytest.raises(BitstreamError):

@@ -71,9 +71,20 @@ def test_the_package_fits_its_size_budget():
 
 @pytest.mark.parametrize("name", families())
 def test_every_family_is_one_file_with_its_digest(name):
+    """A codec family is one variable-rate file; a restoration family may hold one filter per quality band, each
+    its own file whose band the table states and the file's config agrees with."""
     entries = family(name)
-    assert len({e.file for e in entries}) == 1, f"{name} ships several weight files"
     assert all(e.sha256 for e in entries)
+    if len({e.file for e in entries}) == 1:
+        return
+    assert entries[0].architecture == "restoration-cnn", f"{name} ships several weight files"
+    from icmkit.weights import load_weights
+
+    bands = [tuple(e.metrics["quality_band"]) for e in entries]
+    assert bands == sorted(bands) and all(lo < hi for lo, hi in bands)
+    for entry, (lo, hi) in zip(entries, bands):
+        net, _ = load_weights(entry.path)
+        assert (net.config["quality_lo"], net.config["quality_hi"]) == (lo, hi)
 
 
 def test_no_weights_file_is_left_outside_the_tables():

@@ -471,7 +471,10 @@ def restoration_speed() -> str:
             number(r["base_decode_ms"], ".1f") + " ms",
             number(r["filter_ms"], ".1f") + " ms",
             number(r["filter_over_base_decode"], ".2f") + "×",
-            "yes" if r["identical_across_threads"] else "no",
+            "yes"
+            if r["identical_across_threads"]
+            else f"no: {r.get('samples_differing', '?')} of {r.get('samples', 0):,} samples, by ≤ "
+            f"{r.get('largest_difference', '?')} level",
         ]
         for r in payload["rows"]
     ]

@@ -17,7 +17,7 @@ A JPEG written outside icmkit restores the same way (``icm decompress photo.jpg 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,30 +60,46 @@ STREAM_QUALITY: dict[str, Callable[[bytes, str], float]] = {
 class RestoredCodec(Codec):
     """A base pixel codec whose decoded images pass through a restoration filter.
 
+    One filter conditioned on the quality covers the base codec's range; several filters split it into bands
+    (each file's ``quality_lo…quality_hi``): a stream is restored by the filter whose band holds its quality, the
+    nearest band outside them all.
+
     Args:
         base: the base codec (its ``quality``, ``extension`` and streams are this codec's).
-        weights: the filter's weights file (a zoo file, or one a user trained with ``icm train``).
+        weights: the filter's weights file (a zoo file, or one a user trained with ``icm train``), or one file per
+            quality band.
         name: the composed codec's name (default ``BASE+FILTER`` with ``filter_name``).
         filter_name: the filter's short name in the default name.
-        sha256: the zoo table's digest of ``weights``, checked on first load.
+        sha256: the zoo table's digest of each weights file (one, or one per file), checked on first load.
+        description: one line for ``icm codecs``.
     """
 
     kind = CodecKind.PIXEL
 
     def __init__(
-        self, base: Codec, weights: Path, name: str = "", filter_name: str = "", sha256: str = "", description=""
+        self,
+        base: Codec,
+        weights: Path | Sequence[Path],
+        name: str = "",
+        filter_name: str = "",
+        sha256: str | Sequence[str] = "",
+        description="",
     ):
         if base.kind is not CodecKind.PIXEL:
             raise IcmError(f"a restoration filter needs a pixel codec as its base, not {base.name} ({base.kind.value})")
         self.base = base
-        self.weights = Path(weights)
+        self.weights_files = [Path(weights)] if isinstance(weights, (str, Path)) else [Path(w) for w in weights]
+        if not self.weights_files:
+            raise IcmError("a restoration codec needs at least one filter weights file")
+        self.weights = self.weights_files[0]
+        digests = [sha256] if isinstance(sha256, str) else list(sha256)
+        self.sha256s = digests if len(digests) == len(self.weights_files) else [""] * len(self.weights_files)
         self.name = name or f"{base.name}{FILTER_SEPARATOR}{filter_name}"
         self.description = description or f"{base.description}, restored by a trained filter"
         self.extension = base.extension
         self.quality = base.quality
-        self.sha256 = sha256
         self.family = ""  # the zoo family of a shipped filter
-        self._net = None
+        self._nets: list | None = None
         self._digest = ""
         self._lock = threading.Lock()
 
@@ -93,30 +109,47 @@ class RestoredCodec(Codec):
             return base
         if self.base.name not in STREAM_QUALITY:
             return Availability(False, f"the quality of a {self.base.name} stream cannot be read")
-        if not self.weights.is_file():
-            return Availability(False, f"filter weights {self.weights.name} are not installed")
+        for path in self.weights_files:
+            if not path.is_file():
+                return Availability(False, f"filter weights {path.name} are not installed")
         return Availability(True)
 
-    def filter(self):
-        """The restoration network (loaded and checked once)."""
+    def filters(self) -> list:
+        """The restoration networks, one per quality band (loaded and checked once)."""
         from icmkit.weights import load_weights, weights_digest
         from icmkit.zoo import verify_sha256
 
         with self._lock:
-            if self._net is None:
+            if self._nets is None:
                 self.require_available()
-                if self.sha256:
-                    verify_sha256(self.weights, self.sha256)
-                net, _ = load_weights(self.weights)
-                if getattr(net, "architecture", "") != "restoration-cnn":
-                    raise IcmError(f"{self.weights}: holds a {net.architecture} model, not a restoration filter")
-                if net.base != self.base.name:
-                    raise IcmError(f"{self.weights}: a filter trained behind {net.base}, not {self.base.name}")
-                self._net, self._digest = net.eval(), weights_digest(net.state_dict()).hex()
-            return self._net
+                nets = []
+                for path, digest in zip(self.weights_files, self.sha256s):
+                    if digest:
+                        verify_sha256(path, digest)
+                    net, _ = load_weights(path)
+                    if getattr(net, "architecture", "") != "restoration-cnn":
+                        raise IcmError(f"{path}: holds a {net.architecture} model, not a restoration filter")
+                    if net.base != self.base.name:
+                        raise IcmError(f"{path}: a filter trained behind {net.base}, not {self.base.name}")
+                    nets.append(net.eval())
+                self._digest = "+".join(weights_digest(net.state_dict()).hex() for net in nets)
+                self._nets = nets
+            return self._nets
+
+    def filter(self, quality: float | None = None):
+        """The network that restores streams of ``quality``: the one whose band holds it, else the nearest band
+        (the first filter when ``quality`` is None)."""
+        nets = self.filters()
+        if quality is None:
+            return nets[0]
+
+        def distance(net) -> float:
+            return max(net.config["quality_lo"] - quality, quality - net.config["quality_hi"], 0.0)
+
+        return min(nets, key=distance)
 
     def fingerprint(self, quality: Quality) -> str:
-        self.filter()
+        self.filters()
         return f"{self.base.fingerprint(quality)}+{self._digest}"
 
     def encode(self, image: np.ndarray, quality: Quality | None = None) -> bytes:
@@ -137,18 +170,25 @@ class RestoredCodec(Codec):
         check_decode_memory(
             RESTORE_FIXED_BYTES + RESTORE_BYTES_PER_PIXEL * height * width, f"{self.name} image of {width}×{height}"
         )
-        net = self.filter()
+        net = self.filter(quality)
         writable = np.array(image, dtype=np.uint8, order="C")  # decoders may return read-only arrays (3 B/px)
         x = torch.from_numpy(writable).permute(2, 0, 1).unsqueeze(0)
         return net.restore(x, quality)[0].permute(1, 2, 0).contiguous().numpy()
 
 
 def restored_family(base: Codec, filter_name: str, family_name: str, description: str) -> RestoredCodec:
-    """A composed codec over the zoo family's one filter file (:func:`restored_codecs` builds only installed ones)."""
+    """A composed codec over the zoo family's filter files (one per quality band; :func:`restored_codecs` builds
+    only installed families)."""
     from icmkit.zoo import family
 
-    entry = family(family_name)[0]
-    codec = RestoredCodec(base, entry.path, filter_name=filter_name, sha256=entry.sha256, description=description)
+    entries = family(family_name)
+    codec = RestoredCodec(
+        base,
+        [e.path for e in entries],
+        filter_name=filter_name,
+        sha256=[e.sha256 for e in entries],
+        description=description,
+    )
     codec.family = family_name
     return codec
 
@@ -166,8 +206,8 @@ def _hevc444_mmd() -> RestoredCodec:
         Hevc444Codec(),
         "mmd",
         "hevc444-mmd",
-        "HEVC-444 (x265, BPG settings) restored at the receiver by a QP-conditioned filter trained with MSE + "
-        "MMD² of EfficientNet-Lite0 features (perception consistency)",
+        "HEVC-444 (x265, BPG settings) restored at the receiver by QP-conditioned filters (one per band of q) "
+        "trained with MSE + MMD² of EfficientNet-Lite0 features (perception consistency)",
     )
 
 
