@@ -83,7 +83,7 @@ class RestoredCodec(Codec):
         name: str = "",
         filter_name: str = "",
         sha256: str | Sequence[str] = "",
-        description="",
+        description: str = "",
     ):
         if base.kind is not CodecKind.PIXEL:
             raise IcmError(f"a restoration filter needs a pixel codec as its base, not {base.name} ({base.kind.value})")
