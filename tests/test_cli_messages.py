@@ -358,3 +358,15 @@ def test_zoo_shows_what_a_family_shares_once():
         holders = len({row["family"] for row in rows if row["data"] == data})  # families sharing the same text
         assert result.stdout.count(data) == holders, (name, result.stdout)
         assert result.stdout.count(members[0]["command"]) == 1
+
+
+def test_info_of_an_hevc444_stream_reads_its_raw_header_and_slice_qp(tmp_path):
+    from icmkit.codecs.registry import get_codec
+
+    stream = tmp_path / "photo.hevc"
+    stream.write_bytes(get_codec("hevc444").encode(synthetic_photo(40, 56, seed=2), 33))
+    result = run("info", stream, "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["codec"], record["width"], record["height"], record["quality"]) == ("hevc444", 56, 40, 33.0)
+    assert "hevc444+mmd" in record["restore_with"]

@@ -92,8 +92,11 @@ class RestoredCodec(Codec):
         if not self.weights_files:
             raise IcmError("a restoration codec needs at least one filter weights file")
         self.weights = self.weights_files[0]
-        digests = [sha256] if isinstance(sha256, str) else list(sha256)
-        self.sha256s = digests if len(digests) == len(self.weights_files) else [""] * len(self.weights_files)
+        self.sha256s = [sha256] if isinstance(sha256, str) else list(sha256)
+        if self.sha256s == [""]:  # no digests to check (a user's files)
+            self.sha256s *= len(self.weights_files)
+        if len(self.sha256s) != len(self.weights_files):
+            raise IcmError(f"{len(self.sha256s)} digests for {len(self.weights_files)} filter weights files")
         self.name = name or f"{base.name}{FILTER_SEPARATOR}{filter_name}"
         self.description = description or f"{base.description}, restored by a trained filter"
         self.extension = base.extension

@@ -62,18 +62,20 @@ def restoring_codec(data: bytes, restore: str) -> Codec:
     return found
 
 
-def restoration_filters() -> list[str]:
-    """The registered composed codecs, ``BASE+FILTER``."""
+def restoration_filters(base: str | None = None) -> list[str]:
+    """The registered composed codecs, ``BASE+FILTER`` (those over ``base`` only, when given)."""
     from icmkit.codecs.restored import RestoredCodec
 
-    return [c.name for c in registry.list_codecs() if isinstance(c, RestoredCodec)]
+    return [
+        c.name for c in registry.list_codecs() if isinstance(c, RestoredCodec) and (base is None or c.base.name == base)
+    ]
 
 
 def standard_stream_info(data: bytes) -> dict | None:
     """What ``icm info`` shows of a standard codec's stream (a JPEG file, an hevc444 stream): its format, the codec
     that decodes it, its size when the header says it, and the quality a restoration filter reads from it with the
     filters that restore it. None for ``.icm`` data and data no codec signature matches."""
-    from icmkit.codecs.restored import STREAM_QUALITY, RestoredCodec
+    from icmkit.codecs.restored import STREAM_QUALITY
     from icmkit.codecs.sniff import describe
 
     name = sniff_codec(data)
@@ -88,9 +90,7 @@ def standard_stream_info(data: bytes) -> dict | None:
         fields["bpp"] = 8 * len(data) / (size[0] * size[1])
     if name in STREAM_QUALITY:  # the condition a filter reads; a hostile header fails here with one clean error
         fields["quality"] = STREAM_QUALITY[name](data, name)
-        fields["restore_with"] = [
-            c.name for c in registry.list_codecs() if isinstance(c, RestoredCodec) and c.base.name == name
-        ]
+        fields["restore_with"] = restoration_filters(name)
     return fields
 
 
@@ -102,15 +102,9 @@ def _declared_size(name: str, data: bytes) -> tuple[int, int] | None:
 
     from icmkit.codecs.anchors import _rawstream
 
-    raw = {"hevc444": _rawstream.StreamKind.HEVC_444, "vvc": _rawstream.StreamKind.VVC_420}
-    if name in raw:
-        for depth in (8, 10):  # the raw header's bit depth is the codec's; any depth says the size
-            try:
-                header, _ = _rawstream.unpack(data, raw[name], depth, name)
-                return header.width, header.height
-            except BitstreamError:
-                continue
-        return None
+    if data[: len(_rawstream.MAGIC)] == _rawstream.MAGIC:  # icmkit's raw HEVC / VVC container
+        header, _, _ = _rawstream.read_header(data, name)
+        return header.width, header.height
     try:
         with Image.open(io.BytesIO(data)) as image:  # reads the header only
             return image.size

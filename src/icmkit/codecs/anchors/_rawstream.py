@@ -71,6 +71,24 @@ def pack(header: RawHeader, stream: bytes) -> bytes:
     return b"".join((MAGIC, bytes([fmt]), _leb128(header.width), _leb128(header.height), _leb128(len(stream)), stream))
 
 
+def read_header(data: bytes, codec: str) -> tuple[RawHeader, int, int]:
+    """The header of a raw stream of any kind and depth: (header, declared stream length, where the stream starts);
+    sizes are checked, the kind and depth are the caller's to check (``icm info`` reads any)."""
+    if data[: len(MAGIC)] != MAGIC:
+        raise BitstreamError(f"{codec}: not an icmkit raw stream (bad magic)")
+    if len(data) <= len(MAGIC):
+        raise BitstreamError(f"{codec}: truncated raw-stream header")
+    fmt = data[len(MAGIC)]
+    pos = len(MAGIC) + 1
+    width, pos = _read_leb128(data, pos, "width", codec)
+    height, pos = _read_leb128(data, pos, "height", codec)
+    length, pos = _read_leb128(data, pos, "stream length", codec)
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+        raise BitstreamError(f"{codec}: raw stream declares a {width}×{height} image (sides must be 1…{MAX_SIDE})")
+    check_declared_size(width, height, codec)
+    return RawHeader(fmt >> 4, (fmt & 0x0F) + 8, width, height), length, pos
+
+
 def unpack(data: bytes, kind: StreamKind, bit_depth: int, codec: str) -> tuple[RawHeader, bytes]:
     """Split ``data`` into its header and stream, refusing other kinds, sizes or lengths.
 
@@ -88,13 +106,7 @@ def unpack(data: bytes, kind: StreamKind, bit_depth: int, codec: str) -> tuple[R
         raise BitstreamError(f"{codec}: raw stream holds {other}, not {kind.label}")
     if found_depth != bit_depth:
         raise BitstreamError(f"{codec}: raw {kind.label} stream of bit depth {found_depth}, expected {bit_depth}")
-    pos = len(MAGIC) + 1
-    width, pos = _read_leb128(data, pos, "width", codec)
-    height, pos = _read_leb128(data, pos, "height", codec)
-    length, pos = _read_leb128(data, pos, "stream length", codec)
-    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
-        raise BitstreamError(f"{codec}: raw stream declares a {width}×{height} image (sides must be 1…{MAX_SIDE})")
-    check_declared_size(width, height, codec)
+    header, length, pos = read_header(data, codec)
     stream = data[pos:]
     if not length:
         raise BitstreamError(f"{codec}: raw {kind.label} stream is empty")
@@ -102,4 +114,4 @@ def unpack(data: bytes, kind: StreamKind, bit_depth: int, codec: str) -> tuple[R
         raise BitstreamError(f"{codec}: truncated raw {kind.label} stream ({len(stream)} of {length} bytes)")
     if len(stream) > length:
         raise BitstreamError(f"{codec}: {len(stream) - length} unexpected bytes after the raw {kind.label} stream")
-    return RawHeader(kind, found_depth, width, height), stream
+    return RawHeader(kind, found_depth, header.width, header.height), stream
