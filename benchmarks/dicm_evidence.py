@@ -5,6 +5,8 @@
         full=RUNS/icm-dicm-lite0 re=RUNS/ablation-re conv=RUNS/ablation-conv no-ckbd=RUNS/ablation-no-ckbd
     # the figures: targets against HEVC-444 and icm-mmd, the low-rate gaps, the ablations, the physical limit
     python benchmarks/dicm_evidence.py report bench/dev200-lite0 [--ablations bench/dev200-ablations] [--json out.json]
+    # a new family (a weights file benched under its own name) against the shipped one as well
+    python benchmarks/dicm_evidence.py report BENCH --family dicm-v3 --baseline icm-dicm-lite0 --json out.json
 
 BD figures are pchip (the CTC method) with an isotonic fit first (accuracy curves), as ``icm bench`` computes
 them; each prints its overlap and number of points. The gaps to the uncompressed model are read at the
@@ -25,6 +27,13 @@ from icmkit.bench.results import load_curves
 from icmkit.errors import IcmError
 
 FAMILY, HEVC, MMD = "icm-dicm-lite0", "hevc444", "icm-mmd"
+# Published gaps to the uncompressed ResNet-50 (76.13 %), ../shared/notes/FIELD.md: (bpp, top-1) points.
+PUBLISHED = {
+    "Duan & Zhu, PCS 2022 (ResNet-50)": [(0.093, 67.9), (0.140, 70.6), (0.225, 71.5), (0.315, 73.0), (0.435, 73.5)],
+    "Entropic Student, WACV 2022 (ResNet-50)": [(0.22, 68.0), (0.37, 72.0), (0.59, 74.0)],
+}
+PUBLISHED_UNCOMPRESSED = 76.13
+GAP_RATES = (0.1, 0.15, 0.3)
 CROP_PIXELS = 256 * 256
 CLASSES = 1000
 
@@ -76,11 +85,34 @@ def bd_line(label: str, r: dict, target: float | None = None) -> str:
     )
 
 
+def gap_table(points: list[tuple[float, float]], uncompressed: float) -> dict:
+    """Points below the uncompressed model at GAP_RATES: the family's (interpolated in log-rate where its curve
+    spans the rate, else the best measured point at or below it) beside the published systems'."""
+    rows = {}
+    for name, curve_points, reference in (
+        ("this family (EfficientNet-Lite0, imagenet-dev200)", points, uncompressed),
+        *((label, published, PUBLISHED_UNCOMPRESSED) for label, published in PUBLISHED.items()),
+    ):
+        gaps = {}
+        for rate in GAP_RATES:
+            best, inside = top1_at(sorted(curve_points), rate)
+            value = inside if inside is not None else best
+            gaps[str(rate)] = None if value is None else round(reference - value, 2)
+        rows[name] = gaps
+    print("points below the uncompressed model at " + " / ".join(f"{r} bpp" for r in GAP_RATES) + ":")
+    for name, gaps in rows.items():
+        print(f"  {name}: " + " / ".join("—" if g is None else f"{g:.1f}" for g in gaps.values()))
+    return rows
+
+
 def report(args) -> dict:
     folder = args.bench
-    out: dict = {"bench": str(folder)}
+    global FAMILY
+    FAMILY = args.family
+    out: dict = {"bench": str(folder), "family": FAMILY}
     print(f"# {FAMILY} on {folder} (EfficientNet-Lite0 top-1; pchip, isotonic first)")
-    for anchor, target in ((HEVC, -70.0), (MMD, -50.0)):
+    anchors = [(HEVC, args.hevc_target), (MMD, -50.0)] + ([(args.baseline, -25.0)] if args.baseline else [])
+    for anchor, target in anchors:
         r = compare(folder, FAMILY, anchor)
         out[f"vs_{anchor}"] = r
         print(bd_line(f"vs {anchor}", r, target))
@@ -103,6 +135,11 @@ def report(args) -> dict:
             f"≤ {rate} bpp: best {shown}, target ≤ {allowed:.0f} pp)"
             + ("" if inside is None else f"; interpolated at {rate}: {inside:.1f} %")
         )
+    best, _ = top1_at(points, LOW_RATE)
+    out[f"at_{LOW_RATE}"] = {"best_measured": best}
+    verdict_low = "no point" if best is None else f"{best:.1f} % ({'met' if best >= LOW_RATE_TOP1 else 'NOT met'}"
+    print(f"≤ {LOW_RATE} bpp: best {verdict_low}, target ≥ {LOW_RATE_TOP1:.0f} %)")
+    out["gaps"] = gap_table(points, image_top1)
     lowest_bits = points[0][0] * CROP_PIXELS
     limit = math.log2(CLASSES)
     out["physical_limit"] = {"bits_per_image_limit": limit, "lowest_point_bits": lowest_bits}
@@ -113,16 +150,18 @@ def report(args) -> dict:
     if args.ablations:
         out["ablations"] = []
         print(f"# ablations at equal training budget ({args.ablations}): BD-rate vs the full model")
-        for codec in sorted({c.name for c in load_curves(args.ablations / "summary.csv", "top1")} - {ABLATION_FULL}):
-            r = compare(args.ablations, codec, ABLATION_FULL)
+        anchor = f"dicm-{args.ablation_anchor}"
+        for codec in sorted({c.name for c in load_curves(args.ablations / "summary.csv", "top1")} - {anchor}):
+            r = compare(args.ablations, codec, anchor)
             out["ablations"].append(r)
-            print(bd_line(f"{codec} vs {ABLATION_FULL}", r))
+            print(bd_line(f"{codec} vs {anchor}", r))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return out
 
 
 ABLATION_FULL = "dicm-full"
+LOW_RATE, LOW_RATE_TOP1 = 0.04, 60.0
 
 
 def ablate(args) -> None:
@@ -133,17 +172,17 @@ def ablate(args) -> None:
     names = []
     for item in args.runs:
         label, _, run = item.partition("=")
-        weights = Path(run) / "final.safetensors"
+        weights = Path(run) if run.endswith(".safetensors") else Path(run) / "final.safetensors"
         if not weights.exists():
             raise SystemExit(f"{weights}: no final weights (is the run finished?)")
         register_codec(FeatureCodec.from_weights_file(weights, name=f"dicm-{label}"))
         names.append(f"dicm-{label}")
-    if ABLATION_FULL not in names:
-        raise SystemExit("one run must be labelled full=")
+    anchor = f"dicm-{args.anchor}"
+    if anchor not in names:
+        raise SystemExit(f"one run must be labelled {args.anchor}= (the --anchor)")
     # One process: the codecs registered here are not visible to worker processes.
-    outcome = run_bench(
-        BenchOptions(out=args.out, data=args.data, codecs=",".join(names), anchor=ABLATION_FULL, workers=1)
-    )
+    codecs = ",".join(names + args.with_codecs)
+    outcome = run_bench(BenchOptions(out=args.out, data=args.data, codecs=codecs, anchor=anchor, workers=1))
     print(f"{outcome.results}: {len(outcome.summary)} summary rows")
 
 
@@ -153,11 +192,17 @@ def main() -> None:
     rep = sub.add_parser("report", help="print the evidence from bench folders")
     rep.add_argument("bench", type=Path, help="icm bench folder with icm-dicm-lite0, hevc444 and icm-mmd")
     rep.add_argument("--ablations", type=Path, help="folder written by the ablate command")
+    rep.add_argument("--ablation-anchor", default="full", help="the ablations' reference label (default: full)")
+    rep.add_argument("--family", default=FAMILY, help=f"the codec the figures are for (default: {FAMILY})")
+    rep.add_argument("--baseline", help="also BD against this codec (the family it replaces; target ≤ −25 %%)")
+    rep.add_argument("--hevc-target", type=float, default=-70.0, help="BD-rate target vs HEVC-444, %% (default −70)")
     rep.add_argument("--json")
     abl = sub.add_parser("ablate", help="bench the ablation runs' weights")
     abl.add_argument("--data", type=Path, required=True)
     abl.add_argument("--out", type=Path, required=True)
-    abl.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR")
+    abl.add_argument("--anchor", default="full", help="the label the others are compared with (default: full)")
+    abl.add_argument("--with", dest="with_codecs", action="append", default=[], help="also bench this codec")
+    abl.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR|WEIGHTS")
     args = parser.parse_args()
     try:
         report(args) if args.command == "report" else ablate(args)

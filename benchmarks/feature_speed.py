@@ -27,6 +27,7 @@ from speed import in_fresh_process, resized_sample, timed  # noqa: E402 (the sib
 import icmkit  # noqa: E402
 from icmkit.bench.protocols import resize_center_crop  # noqa: E402
 from icmkit.image import image_to_tensor  # noqa: E402
+from icmkit.layers.integer import reference_convolutions  # noqa: E402
 
 LARGE = (1024, 768)
 
@@ -61,6 +62,11 @@ def measure(args) -> dict:
     codec, quality = _loaded(args.codec, args.quality)
     data, encode_s = timed(lambda: codec.encode(crop, quality), args.repeats)
     features, decode_s = timed(lambda: codec.decode(data), args.repeats)
+    with reference_convolutions():  # the same codec with its integer networks in float64 (the reference path)
+        reference_data, reference_encode_s = timed(lambda: codec.encode(crop, quality), args.repeats)
+        reference_features, reference_decode_s = timed(lambda: codec.decode(data), args.repeats)
+    if reference_data != data or not torch.equal(reference_features.tensors["features"], features.tensors["features"]):
+        raise SystemExit("the integer fast path and the float64 reference disagree: a bug")
     backbone = codec.backbone(codec.model(quality)[0])
     x = image_to_tensor(crop).unsqueeze(0)
     with torch.no_grad():
@@ -78,6 +84,8 @@ def measure(args) -> dict:
             "decode_s": decode_s,
             "head_s": head_s,
             "tail_s": tail_s,
+            "reference_encode_s": reference_encode_s,
+            "reference_decode_s": reference_decode_s,
         },
         "hevc444": {
             "codec": f"hevc444 qp{args.hevc_qp}",
@@ -112,13 +120,20 @@ def main() -> None:
             f"{1e3 * row['decode_s']:8.1f}"
         )
     print(
+        f"integer networks in float64 (the reference path, same streams): encode "
+        f"{1e3 * feature['reference_encode_s']:.1f} ms, decode {1e3 * feature['reference_decode_s']:.1f} ms; "
+        f"the int8 fast path is {feature['reference_encode_s'] / feature['encode_s']:.2f}× / "
+        f"{feature['reference_decode_s'] / feature['decode_s']:.2f}× as fast"
+    )
+    print(
         f"of the encode, the backbone's head: {1e3 * feature['head_s']:.1f} ms; "
         f"tail on the decoded features: {1e3 * feature['tail_s']:.1f} ms"
     )
     ratio = hevc["encode_s"] / feature["encode_s"]
     print(
         f"feature encode {1e3 * feature['encode_s']:.1f} ms ({'≤' if feature['encode_s'] <= 0.06 else '>'} 60 ms), "
-        f"{ratio:.2f}× faster than HEVC-444's encode ({'≥' if ratio >= 3 else '<'} 3×)"
+        f"{ratio:.2f}× faster than HEVC-444's encode ({'≥' if ratio >= 3 else '<'} 3×); feature decode "
+        f"{1e3 * feature['decode_s']:.1f} ms ({'≤' if feature['decode_s'] <= 0.01 else '>'} 10 ms)"
     )
     if not args.no_large:
         with tempfile.TemporaryDirectory() as folder:

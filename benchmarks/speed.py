@@ -32,6 +32,7 @@ from PIL import Image
 import icmkit
 from icmkit.codecs.learned import VariableRatePixelCodec
 from icmkit.data import sample_path
+from icmkit.layers.integer import reference_convolutions
 
 
 def load_photo(path: str | None) -> tuple[np.ndarray, str]:
@@ -235,6 +236,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     image, source = load_photo(args.image)
     rows = [measure_icmkit(image, args.codec, args.quality, args.repeats)]
+    with reference_convolutions():  # the same codec, its integer networks in float64: what the int8 path replaced
+        reference_path = measure_icmkit(image, args.codec, args.quality, args.repeats)
+    if reference_path["bytes"] != rows[0]["bytes"] or reference_path["psnr"] != rows[0]["psnr"]:
+        raise SystemExit("the integer fast path and the float64 reference disagree: a bug")
+    rows.append({**reference_path, "codec": reference_path["codec"] + " (float64 integer nets)"})
     for item in args.weights:
         label, _, path = item.partition("=")
         icmkit.register_codec(VariableRatePixelCodec.from_weights_file(path, name=label))
@@ -243,6 +249,11 @@ def main() -> None:
     if reference:
         rows.append(reference)
     print_speed_table(rows, reference, source, image, args)
+    print(
+        f"int8 integer path vs float64 (same bytes, same pixels): encode "
+        f"{reference_path['encode_s'] / rows[0]['encode_s']:.2f}×, "
+        f"decode {reference_path['decode_s'] / rows[0]['decode_s']:.2f}×"
+    )
     memory = None if args.no_4k else measure_uhd_memory(args.codec, args.quality, args.threads)
     if memory:
         print_memory_table(memory, rows[0]["codec"], args.threads)

@@ -68,3 +68,39 @@ def test_unknown_stage_and_unsupported_model_are_refused():
 
     with pytest.raises(SplitError, match="cannot split"):
         SplitBackbone("mlp", torch.nn.Sequential(torch.nn.Linear(3, 3)), "0", (0, 0, 0), (1, 1, 1))
+
+
+def test_folding_the_tails_batch_norms_keeps_its_outputs(one_torch_thread):
+    from icmkit.backbones.fold import fold_batch_norms
+
+    torch.manual_seed(0)
+    split = split_classifier("tf_efficientnet_lite0", "blocks.2", weights=None).eval()
+    for module in split.tail.modules():  # random but non-trivial statistics, so that folding has work to do
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+    x = torch.randn(2, 40, 16, 16)
+    logits, stages = split.tail(x, return_stages=True)
+    count = fold_batch_norms(split.tail, x)
+    folded_logits, folded_stages = split.tail(x, return_stages=True)
+    assert count > 10 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in split.tail.modules())
+    assert torch.allclose(folded_logits, logits, atol=1e-4, rtol=1e-4)
+    assert all(torch.allclose(a, b, atol=1e-4, rtol=1e-4) for a, b in zip(folded_stages, stages))
+    assert not any(p.requires_grad for p in split.tail.parameters())  # frozen stays frozen
+
+
+def test_folding_skips_norms_that_do_not_follow_a_convolution():
+    from icmkit.backbones.fold import fold_batch_norms
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, bias=True), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.BatchNorm2d(4)
+    ).eval()
+    net[1].running_mean.fill_(0.3)
+    net[3].running_var.fill_(4.0)
+    x = torch.randn(1, 3, 8, 8)
+    expected = net(x)
+    assert fold_batch_norms(net, x) == 1
+    assert isinstance(net[1], torch.nn.Identity) and isinstance(net[3], torch.nn.BatchNorm2d)
+    assert torch.allclose(net(x), expected, atol=1e-5)

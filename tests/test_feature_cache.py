@@ -273,3 +273,21 @@ def test_cli_builds_and_refuses_with_one_error_line(image_folder, tmp_path):
     )
     help_text = run("cache", "features", "--help", env={"COLUMNS": "200"})
     assert help_text.returncode == 0 and "--views" in help_text.stdout and "--workers" in help_text.stdout
+
+
+def test_bf16_channels_last_training_from_the_cache_resumes_exactly(cache, image_folder, tmp_path, monkeypatch):
+    """The v3 recipe's speed settings — bf16 autocast (as on a CPU with AMX / AVX512-BF16), channels last, the
+    tail's batch norms folded — train, log their precision and resume bit for bit."""
+    from icmkit.train import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    fast = {"feature_cache": str(cache), "cpu_bf16": True, "channels_last": True}
+    straight = Trainer(dicm_config(image_folder, tmp_path / "a", **fast)).run()
+    Trainer(dicm_config(image_folder, tmp_path / "b", stop_at=3, **fast)).run()
+    resumed = Trainer(dicm_config(image_folder, tmp_path / "b", **fast)).run()
+    a, b = load_file(straight), load_file(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert next(r for r in log if r.get("event") == "started")["precision"] == "bfloat16"
+    assert next(r for r in log if r.get("event") == "folded batch norms")["count"] > 10
+    assert all(np.isfinite(r["loss"]) for r in log if "loss" in r)

@@ -211,8 +211,8 @@ def test_unfinalised_model_refuses_to_code():
     model = DICMFeatureModel(40, N=16, M=16, hyper=16, re_width=16, re_latent=16)
     with pytest.raises(NotFinalizedError):
         model.compress(torch.zeros(1, 40, 16, 16))
-    with pytest.raises(ValueError, match="quality index"):
-        model(torch.zeros(1, 40, 16, 16), quality=1)
+    with pytest.raises(ValueError, match="quality 2 outside 1…1"):
+        model(torch.zeros(1, 40, 16, 16), quality=2)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "icmkit"
 
 # Bottom up; units on one floor may import each other only where no cycle forms (see the cycle test).
 FLOORS = [
-    {"errors", "varint", "digest", "defaults", "threads", "bitreader", "deprecation"},
+    {"errors", "varint", "digest", "defaults", "threads", "bitreader", "deprecation", "tensors"},
     {"limits", "geometry"},
     {"fileio", "image", "fidelity"},
     {"bitstream", "preprocess", "feature_header", "decoded"},

@@ -118,6 +118,29 @@ def test_amp_is_off_on_the_cpu():
     assert not precision.enabled and precision.describe() == "float32"
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_bf16_only_where_the_cpu_has_it(monkeypatch, native):
+    from icmkit.train import precision as module
+
+    monkeypatch.setattr(module, "cpu_has_native_bf16", lambda: native)
+    precision = MixedPrecision(torch.device("cpu"), enabled=False, cpu_bf16=True)
+    assert precision.describe() == ("bfloat16" if native else "float32")
+    assert not precision.scaler.is_enabled()  # bf16 needs no loss scaling
+
+
+def test_depthwise_convolutions_stay_float32_under_cpu_autocast(monkeypatch):
+    from icmkit.train import precision as module
+
+    monkeypatch.setattr(module, "cpu_has_native_bf16", lambda: True)
+    net = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, groups=4), torch.nn.Conv2d(4, 2, 1))
+    precision = MixedPrecision(torch.device("cpu"), enabled=False, cpu_bf16=True)
+    precision.prepare(net)
+    with precision.autocast():
+        depthwise = net[0](torch.rand(1, 4, 8, 8))
+        pointwise = net[1](depthwise)
+    assert depthwise.dtype == torch.float32 and pointwise.dtype == torch.bfloat16
+
+
 def test_entropy_models_stay_float32_under_autocast():
     torch.manual_seed(0)
     model = build_model("mean-scale-hyperprior", N=8, M=8)

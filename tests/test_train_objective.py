@@ -81,3 +81,31 @@ def test_init_from_other_architecture_is_refused(folder, tmp_path):
     other = Trainer(config(folder, tmp_path / "wide", N=16)).run()
     with pytest.raises(ConfigError, match="init_from"):
         Trainer(config(folder, tmp_path / "c", init_from=str(other)))
+
+
+def test_distill_floor_keeps_the_logits_pull_at_low_lambda():
+    """Below the floor the distillation term weighs as it would at the floor; at or above it nothing changes."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from icmkit.backbones.split import Tail
+    from icmkit.losses.feature import FeatureObjective
+
+    torch.manual_seed(0)
+    finish = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    backbone = SimpleNamespace(tail=Tail([("stage", nn.Conv2d(4, 4, 1))], finish))
+    features = torch.randn(2, 4, 8, 8)
+    images = torch.zeros(2, 3, 64, 64)
+    likelihoods = {"y": torch.full((2, 4, 4, 4), 0.5)}
+
+    def loss(floor: float, quality: int) -> dict:
+        objective = FeatureObjective(backbone, [0.05, 0.5], distill_weight=0.1, distill_floor=floor)
+        output = {"f_hat": features + 0.3, "f_filtered": features, "features": features}
+        return objective({**output, "likelihoods": likelihoods, "quality": quality}, images)
+
+    low, low_floored = loss(0.0, 1), loss(0.25, 1)
+    assert low["distill"] > 0
+    extra = low_floored["loss"] - low["loss"]
+    assert torch.isclose(extra, 0.05 * 0.1 * (0.25 / 0.05 - 1) * low["distill"])
+    assert torch.equal(loss(0.0, 2)["loss"], loss(0.25, 2)["loss"])  # quality 2's λ 0.5 is above the floor

@@ -197,7 +197,7 @@ class FeatureCodec(IcmContainerCodec):
             multiple = model.feature_stride
             pad = (0, -features.shape[-1] % multiple, 0, -features.shape[-2] % multiple)
             features = F.pad(features, pad, mode="replicate")
-        return model.compress(features, quality - 1)
+        return model.compress(features, quality)
 
     @staticmethod
     def _head(backbone: SplitBackbone, x: HeadInput) -> torch.Tensor:
@@ -256,7 +256,7 @@ class FeatureCodec(IcmContainerCodec):
             f_hat = model.decompress(
                 [[streams[0]], [streams[1]], [streams[2]]],
                 (coded_h // model.hyper_scale, coded_w // model.hyper_scale),
-                header.quality - 1,
+                header.quality,
             )["f_hat"]
         meta = {
             "codec": self.name,

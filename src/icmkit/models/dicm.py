@@ -50,23 +50,14 @@ from torch import nn
 from icmkit.deprecation import renamed
 from icmkit.entropy.factorized import EntropyBottleneck
 from icmkit.entropy.gaussian import GaussianConditional
-from icmkit.errors import BitstreamError
 from icmkit.layers.conv2former import Conv2FormerBlock
 from icmkit.layers.gnconv import HorBlock, ResidualConvBlock
 from icmkit.layers.integer import ExactIntegerNet
 from icmkit.layers.transformer import TokenTransformer
 from icmkit.models.base import CompressionModel
-from icmkit.models.context import (
-    SYMBOL_LIMIT,
-    TableChoice,
-    decode_one_pass,
-    decode_two_pass,
-    encode_one_pass,
-    encode_two_pass,
-    table_choice,
-    training_parameters,
-)
+from icmkit.models.context import TableChoice, table_choice, training_parameters
 from icmkit.models.feature_statistics import FeatureStatistics
+from icmkit.models.latent import LatentCoding, initial_gains
 from icmkit.models.registry import register_architecture
 from icmkit.threads import single_threaded
 
@@ -135,7 +126,7 @@ class RedundancyElimination(nn.Module):
 
 
 @register_architecture
-class DICMFeatureModel(FeatureStatistics, CompressionModel):
+class DICMFeatureModel(LatentCoding, FeatureStatistics, CompressionModel):
     """The DICM feature codec model (the module's diagram): codes a split backbone's features ``(N, C, H, W)``.
 
     All arguments are stored in :attr:`config`, which a weights file keeps to rebuild the model.
@@ -229,9 +220,7 @@ class DICMFeatureModel(FeatureStatistics, CompressionModel):
         )
         # Variable rate (gain units, Cui et al., CVPR 2021): quality q scales y channel-wise by gain[q]
         # before quantisation and by inverse_gain[q] before synthesis — one set of weights, several rates.
-        spread = torch.exp(torch.linspace(-1.5, 1.5, qualities)) if qualities > 1 else torch.ones(1)
-        self.gain = nn.Parameter(spread.reshape(-1, 1).repeat(1, M))
-        self.inverse_gain = nn.Parameter(1 / spread.reshape(-1, 1).repeat(1, M))
+        self.gain, self.inverse_gain = initial_gains(qualities, M)
         self._init_latent_gains()
         self.entropy_bottleneck = EntropyBottleneck(hyper)
         self.gaussian_conditional = GaussianConditional()
@@ -255,15 +244,10 @@ class DICMFeatureModel(FeatureStatistics, CompressionModel):
         self.g_a[-1].weight.mul_(10.0)
         self.g_s[0].weight.div_(10.0)
 
-    # -- training ---------------------------------------------------------------------------------
-    def _gains(self, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= quality < self.qualities:
-            raise ValueError(f"quality index {quality} outside 0…{self.qualities - 1}")
-        return self.gain[quality].reshape(1, -1, 1, 1), self.inverse_gain[quality].reshape(1, -1, 1, 1)
-
-    def forward(self, f1: torch.Tensor, quality: int = 0) -> dict:
+    # -- training (gains(quality), quality in 1…qualities: LatentCoding's) ------------------------------
+    def forward(self, f1: torch.Tensor, quality: float = 1) -> dict:
         likelihoods = {}
-        gain, inverse_gain = self._gains(quality)
+        gain, inverse_gain = self.gains(quality)
         f2 = self.standardise(f1)
         if self.re is not None:
             f2, likelihoods["re"] = self.re(f2)
@@ -303,18 +287,19 @@ class DICMFeatureModel(FeatureStatistics, CompressionModel):
     def _table_choice(self, params_fixed: torch.Tensor) -> TableChoice:
         return table_choice(params_fixed, self.M, self.gaussian_conditional)
 
-    def _first_pass(self, hyper_fixed: torch.Tensor) -> TableChoice:
+    def _passes(self, z_hat: torch.Tensor) -> tuple[TableChoice, Callable[[torch.Tensor], TableChoice] | None]:
+        """The first pass's table choice and the second pass (a function of the decoded anchors)."""
+        hyper_fixed = self._hyper_fixed(z_hat)
         if not self.use_context:
-            return self._table_choice(self.entropy_parameters_int(hyper_fixed))
+            return self._table_choice(self.entropy_parameters_int(hyper_fixed)), None
         no_context = hyper_fixed.new_zeros(len(hyper_fixed), self.M, *hyper_fixed.shape[-2:])
-        return self._table_choice(self.entropy_parameters_int(torch.cat([hyper_fixed, no_context], 1)))
+        first = self._table_choice(self.entropy_parameters_int(torch.cat([hyper_fixed, no_context], 1)))
 
-    def _second_pass(self, hyper_fixed: torch.Tensor) -> Callable[[torch.Tensor], TableChoice]:
-        def choose(y_anchor_fixed: torch.Tensor) -> TableChoice:
+        def second(y_anchor_fixed: torch.Tensor) -> TableChoice:
             context = self.context_int(y_anchor_fixed)
             return self._table_choice(self.entropy_parameters_int(torch.cat([hyper_fixed, context], 1)))
 
-        return choose
+        return first, second
 
     def filter(self, f1: torch.Tensor) -> torch.Tensor:
         """Standardised, RE-filtered features: what g_a analyses."""
@@ -322,38 +307,18 @@ class DICMFeatureModel(FeatureStatistics, CompressionModel):
         return self.re.filter(f2) if self.re is not None else f2
 
     @torch.no_grad()
-    def compress(self, f1: torch.Tensor, quality: int = 0) -> dict:
-        """Features ``(N, C, H, W)`` (H, W multiples of :attr:`feature_stride`) at quality index ``quality``
+    def compress(self, f1: torch.Tensor, quality: float = 1) -> dict:
+        """Features ``(N, C, H, W)`` (H, W multiples of :attr:`feature_stride`) at ``quality`` (1…qualities)
         → streams [y anchors, y others, z]."""
         self.require_finalized()
-        y = self.g_a(self.filter(f1)) * self._gains(quality)[0]
-        z_hat = torch.round(self.h_a(y)).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT)
-        hyper_fixed = self._hyper_fixed(z_hat)
-        first = self._first_pass(hyper_fixed)
-        z_strings = [self.entropy_bottleneck.compress(z_hat[i]) for i in range(len(y))]
-        if self.use_context:
-            conditional = self.gaussian_conditional
-            anchor_strings, other_strings = encode_two_pass(y, first, self._second_pass(hyper_fixed), conditional)
-            return {"strings": [anchor_strings, other_strings, z_strings], "shape": tuple(z_hat.shape[-2:])}
-        y_strings = encode_one_pass(y, first, self.gaussian_conditional)
-        return {"strings": [y_strings, [b""] * len(y), z_strings], "shape": tuple(z_hat.shape[-2:])}
+        return self.code_latents(self.g_a(self.filter(f1)) * self.gains(quality)[0])
 
     @torch.no_grad()
-    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], quality: int = 0) -> dict:
+    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], quality: float = 1) -> dict:
         """Streams of :meth:`compress` and ``z``'s (H, W) → ``{"f_hat": (N, C, H·s, W·s)}``, s = feature_stride."""
         self.require_finalized()
-        inverse_gain = self._gains(quality)[1]
-        anchor_strings, other_strings, z_strings = strings
-        z_hat = torch.stack([self.entropy_bottleneck.decompress(s, shape) for s in z_strings])
-        hyper_fixed = self._hyper_fixed(z_hat)
-        first = self._first_pass(hyper_fixed)
-        if self.use_context:
-            second = self._second_pass(hyper_fixed)
-            y_hat = decode_two_pass(anchor_strings, other_strings, first, second, self.gaussian_conditional)
-        else:
-            if any(other_strings):  # compress() writes them empty: anything else is not its stream
-                raise BitstreamError("malformed stream (data in the second pass of a model without context)")
-            y_hat = decode_one_pass(anchor_strings, first, self.gaussian_conditional)
+        inverse_gain = self.gains(quality)[1]
+        y_hat = self.decode_latents(strings, shape)
         with single_threaded():  # decoded features independent of the thread count and of batching
             f_hat = torch.cat([self.restore(self.g_s(y_hat[i : i + 1] * inverse_gain)) for i in range(len(y_hat))])
         return {"f_hat": f_hat}

@@ -33,27 +33,17 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from icmkit.errors import BitstreamError
 from icmkit.layers.integer import ExactIntegerNet
-from icmkit.models.context import (
-    SYMBOL_LIMIT,
-    TableChoice,
-    decode_one_pass,
-    decode_two_pass,
-    encode_one_pass,
-    encode_two_pass,
-    interpolated_gain,
-    table_choice,
-    training_parameters,
-)
+from icmkit.models.context import TableChoice, table_choice, training_parameters
 from icmkit.models.hyperprior import MeanScaleHyperprior
+from icmkit.models.latent import LatentCoding, initial_gains
 from icmkit.models.registry import register_architecture
 
 CONTEXTS = ("checkerboard", "none")
 
 
 @register_architecture
-class VariableRateHyperprior(MeanScaleHyperprior):
+class VariableRateHyperprior(LatentCoding, MeanScaleHyperprior):
     """The pixel codecs' model (the module's diagram): one set of weights, a continuous quality in ``[1, qualities]``.
 
     Args:
@@ -75,9 +65,7 @@ class VariableRateHyperprior(MeanScaleHyperprior):
             raise ValueError("qualities must be ≥ 1")
         self.qualities = qualities
         self.use_context = context == "checkerboard"
-        spread = torch.exp(torch.linspace(-1.5, 1.5, qualities)) if qualities > 1 else torch.ones(1)
-        self.gain = nn.Parameter(spread.reshape(-1, 1).repeat(1, M))
-        self.inverse_gain = nn.Parameter(1 / spread.reshape(-1, 1).repeat(1, M))
+        self.gain, self.inverse_gain = initial_gains(qualities, M)
         self.context = nn.Sequential(nn.Conv2d(M, M, 5, padding=2)) if self.use_context else None
         params_in = 3 * M if self.use_context else 2 * M
         self.entropy_parameters = nn.Sequential(nn.Conv2d(params_in, 2 * M, 1), nn.ReLU(), nn.Conv2d(2 * M, 2 * M, 1))
@@ -87,16 +75,7 @@ class VariableRateHyperprior(MeanScaleHyperprior):
         self.context_int = ExactIntegerNet(self.context) if self.use_context else None
         self.entropy_parameters_int = ExactIntegerNet(self.entropy_parameters)
 
-    # -- rate knob --------------------------------------------------------------------------------
-    def gains(self, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(gain, inverse_gain)`` at a continuous quality in ``[1, qualities]``, shaped ``(1, M, 1, 1)``."""
-        try:
-            gain = interpolated_gain(self.gain, float(quality))
-            inverse = interpolated_gain(self.inverse_gain, float(quality))
-        except ValueError:
-            raise ValueError(f"quality {quality} outside 1…{self.qualities}") from None
-        return gain.reshape(1, -1, 1, 1), inverse.reshape(1, -1, 1, 1)
-
+    # -- rate knob (gains(quality): LatentCoding's) ----------------------------------------------
     @torch.no_grad()
     def set_gains_for(self, lmbdas: Sequence[float], reference_lmbda: float) -> None:
         """Start the gains of a warm-started model at ``sqrt(λ_q / λ_ref)``: at high rate the MSE-optimal
@@ -154,29 +133,11 @@ class VariableRateHyperprior(MeanScaleHyperprior):
         """Images ``(N, 3, H, W)`` in [0, 1] (H, W multiples of 64) → streams [y anchors, y others, z]."""
         self.require_finalized()
         quality = self.qualities if quality is None else quality
-        y = self.analyse(x) * self.gains(quality)[0]
-        z_hat = torch.round(self.h_a(y)).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT)
-        first, second = self._passes(z_hat)
-        z_strings = [self.entropy_bottleneck.compress(z_hat[i]) for i in range(len(x))]
-        if second is not None:
-            anchor_strings, other_strings = encode_two_pass(y, first, second, self.gaussian_conditional)
-        else:
-            anchor_strings = encode_one_pass(y, first, self.gaussian_conditional)
-            other_strings = [b""] * len(x)
-        return {"strings": [anchor_strings, other_strings, z_strings], "shape": tuple(z_hat.shape[-2:])}
+        return self.code_latents(self.analyse(x) * self.gains(quality)[0])
 
     @torch.no_grad()
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], quality: float | None = None) -> dict:
         self.require_finalized()
         quality = self.qualities if quality is None else quality
-        inverse_gain = self.gains(quality)[1]
-        anchor_strings, other_strings, z_strings = strings
-        z_hat = torch.stack([self.entropy_bottleneck.decompress(s, shape) for s in z_strings])
-        first, second = self._passes(z_hat)
-        if second is not None:
-            y_hat = decode_two_pass(anchor_strings, other_strings, first, second, self.gaussian_conditional)
-        else:
-            if any(other_strings):  # compress() writes them empty: anything else is not its stream
-                raise BitstreamError("malformed stream (data in the second pass of a model without context)")
-            y_hat = decode_one_pass(anchor_strings, first, self.gaussian_conditional)
-        return {"x_hat": self.synthesise(y_hat * inverse_gain).clamp_(0, 1)}
+        y_hat = self.decode_latents(strings, shape)
+        return {"x_hat": self.synthesise(y_hat * self.gains(quality)[1]).clamp_(0, 1)}

@@ -122,6 +122,7 @@ def build_feature_objective(config: TrainConfig, backbone: SplitBackbone) -> Fea
             config.re_rate_weight,
             config.re_distortion_weight,
             config.feature_target,
+            config.distill_floor,
         )
     except (ValueError, IcmError) as exc:
         raise ConfigError(f"tail_stages: {exc}") from None

@@ -117,6 +117,11 @@ class TrainConfig:
     )
     distill_weight: float = documented(0.0, doc="weight of logit distillation inside the perception term (0 = off)")
     distill_temperature: float = documented(2.0, doc="softmax temperature of the logit distillation")
+    distill_floor: float = documented(
+        0.0,
+        doc="feature codecs: below this λ the distillation term keeps the weight it has at this λ (w_d · floor / λ_q "
+        "inside λ_q · distortion), so low-rate qualities do not collapse to sending nothing; 0 = off",
+    )
     backbone: str = documented(
         "tf_efficientnet_lite0",
         doc="feature codecs: the frozen classifier split into head and tail (timm/torchvision); "
@@ -224,7 +229,20 @@ class TrainConfig:
     amp: bool = documented(
         True,
         doc="mixed precision on CUDA (bf16, else fp16 with loss scaling); entropy models and loss stay float32; "
-        "no effect on the CPU",
+        "no effect on the CPU (see cpu_bf16)",
+    )
+    cpu_bf16: bool = documented(
+        False,
+        doc="bf16 autocast on a CPU with native bf16 (AMX or AVX512-BF16; ignored elsewhere); entropy models and "
+        "loss stay float32",
+    )
+    fold_tail_norms: bool = documented(
+        True,
+        doc="feature codecs: fold the frozen tail's batch norms into its convolutions for training (same function, "
+        "one pass less per norm forward and backward)",
+    )
+    channels_last: bool = documented(
+        False, doc="train in the channels-last memory format (model, backbone, batches): faster convolutions on CPUs"
     )
     log_every: int = documented(50, doc="steps between progress records (log.jsonl, console, TensorBoard)")
     checkpoint_every: int = documented(500, doc="steps between checkpoints")
@@ -310,8 +328,8 @@ class TrainConfig:
             raise ConfigError(f"distortion must be one of {', '.join(DISTORTIONS)}, got {self.distortion!r}")
         if self.distortion == "ms-ssim" and self.crop < MS_SSIM_MIN_CROP:
             raise ConfigError(f"ms-ssim needs crop ≥ {MS_SSIM_MIN_CROP} (five scales), got {self.crop}")
-        if self.beta < 0 or self.distill_weight < 0:
-            raise ConfigError("beta and distill_weight must be ≥ 0")
+        if self.beta < 0 or self.distill_weight < 0 or self.distill_floor < 0:
+            raise ConfigError("beta, distill_weight and distill_floor must be ≥ 0")
         if self.beta > 0 and not self.perception_layers:
             raise ConfigError("beta > 0 needs at least one perception layer")
         if self.perception_layer_weights and len(self.perception_layer_weights) != len(self.perception_layers):

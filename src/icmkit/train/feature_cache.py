@@ -407,7 +407,7 @@ class CachedFeatureCodecTraining(nn.Module):
         super().__init__()
         self.codec = codec
 
-    def forward(self, features: torch.Tensor, quality: int = 0) -> dict:
+    def forward(self, features: torch.Tensor, quality: int = 1) -> dict:
         output = self.codec(features, quality)
         output["features"] = features
         return output

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icmkit.backbones.fold import fold_batch_norms
 from icmkit.errors import ConfigError
 from icmkit.losses import CodecObjective
 from icmkit.losses.objective import lmbda_at
@@ -70,16 +71,31 @@ class Trainer(TrainerBase):
         self.model = build_codec_model(config, self.backbone)
         if config.re_from:  # DICM's stage 4: stage 3's RE module, frozen (on resume too: a checkpoint holds no freeze)
             start_codec_from_redundancy_filter(self.model, config, self.backbone.info)
-        self.precision = MixedPrecision(self.device, config.amp)
+        self.precision = MixedPrecision(self.device, config.amp, config.cpu_bf16)
         self.precision.prepare(self.model)
-        self.model.to(self.device)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.model.to(self.device, memory_format=self.memory_format)
         if self.backbone is not None:
-            self.backbone.to(self.device)
-            self.loss = build_feature_objective(config, self.backbone).to(self.device)
+            self.loss = build_feature_objective(config, self.backbone)
+            self.loss.tail_precision = self.precision.autocast
+            if config.fold_tail_norms and getattr(self.loss, "runs_tail", False):
+                self._fold_tail_batch_norms()
+            self.precision.prepare(self.backbone)  # the tail's depthwise convolutions
+            self.backbone.to(self.device, memory_format=self.memory_format)
+            self.loss.to(self.device)
         else:
             self.loss = build_objective(config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.main_parameters(), lr=config.lr)
         self.aux_optimizer = torch.optim.Adam(self.model.aux_parameters(), lr=config.aux_lr)
+
+    def _fold_tail_batch_norms(self) -> None:
+        """The frozen tail's batch norms folded into its convolutions: the tail terms run it forward and backward
+        every step (the head stays as it is: a feature cache was built with it, and checks its digest)."""
+        info = self.backbone.info
+        side = max(1, self.config.crop // info.stride)
+        self.backbone.eval()
+        count = fold_batch_norms(self.backbone.tail, torch.zeros(1, info.channels, side, side))
+        self.log({"event": "folded batch norms", "count": count})
 
     def _build_data(self) -> None:
         if self.config.feature_cache:  # the head's outputs, computed once per view: steps skip the frozen head
@@ -190,7 +206,8 @@ class Trainer(TrainerBase):
     # -- loop -------------------------------------------------------------------------------------
     def next_batch(self) -> torch.Tensor:
         picks = self.batch_rng.integers(0, len(self.dataset), self.config.batch_size)
-        return torch.stack([self.dataset[int(i)] for i in picks]).to(self.device)
+        batch = torch.stack([self.dataset[int(i)] for i in picks]).to(self.device)
+        return batch.contiguous(memory_format=self.memory_format)
 
     def train_step(self, batch: torch.Tensor) -> dict[str, float]:
         for group in self.optimizer.param_groups:
@@ -208,7 +225,7 @@ class Trainer(TrainerBase):
         extra = {}
         with self.precision.autocast():
             if self.backbone is not None:  # a variable-rate feature codec trains one quality per step
-                output = self.network(batch, int(self.batch_rng.integers(self.model.qualities)))
+                output = self.network(batch, 1 + int(self.batch_rng.integers(self.model.qualities)))
             elif isinstance(self.model, VariableRateHyperprior):  # a continuous quality per step, its λ
                 quality = 1 + float(self.batch_rng.random()) * (self.model.qualities - 1)
                 extra["lmbda"] = lmbda_at(self.config.lmbdas or [self.config.lmbda], quality)

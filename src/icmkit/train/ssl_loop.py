@@ -91,7 +91,7 @@ class ContrastiveTrainer(TrainerBase):
         except ValueError as exc:
             raise ConfigError(f"backbone: {exc}") from None
         self.model = MoCo(encoder, config.ssl_queue, config.ssl_momentum, config.ssl_temperature).to(self.device)
-        self.precision = MixedPrecision(self.device, config.amp)
+        self.precision = MixedPrecision(self.device, config.amp, config.cpu_bf16)
         self.precision.prepare(self.model)  # after MoCo's copy: query and key each get their own float32 wrappers
         self.optimizer = torch.optim.SGD(
             encoder.trainable_parameters(), lr=self.learning_rate(0), momentum=SGD_MOMENTUM, weight_decay=WEIGHT_DECAY
