@@ -178,11 +178,13 @@ def ablate(args) -> None:
         register_codec(FeatureCodec.from_weights_file(weights, name=f"dicm-{label}"))
         names.append(f"dicm-{label}")
     anchor = f"dicm-{args.anchor}"
+    qualities = f":{args.qualities}" if args.qualities else ""
     if anchor not in names:
         raise SystemExit(f"one run must be labelled {args.anchor}= (the --anchor)")
     # One process: the codecs registered here are not visible to worker processes.
-    codecs = ",".join(names + args.with_codecs)
-    outcome = run_bench(BenchOptions(out=args.out, data=args.data, codecs=codecs, anchor=anchor, workers=1))
+    codecs = ",".join([name + qualities for name in names] + args.with_codecs)
+    options = BenchOptions(out=args.out, data=args.data, codecs=codecs, anchor=anchor, workers=1, limit=args.limit)
+    outcome = run_bench(options)
     print(f"{outcome.results}: {len(outcome.summary)} summary rows")
 
 
@@ -202,6 +204,8 @@ def main() -> None:
     abl.add_argument("--out", type=Path, required=True)
     abl.add_argument("--anchor", default="full", help="the label the others are compared with (default: full)")
     abl.add_argument("--with", dest="with_codecs", action="append", default=[], help="also bench this codec")
+    abl.add_argument("--qualities", help="the runs' qualities, comma-separated (default: all)")
+    abl.add_argument("--limit", type=int, help="the first N images only (a quicker comparison)")
     abl.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR|WEIGHTS")
     args = parser.parse_args()
     try:

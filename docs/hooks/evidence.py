@@ -35,6 +35,7 @@ SOURCES = {
     "geometry-samples": "docs/feature-geometry-samples.json",
     "restoration": "docs/restoration-evidence-dev200.json",
     "restoration-speed": "docs/restoration-speed.json",
+    "throughput": "docs/feature-training-throughput.json",
     "zoo-icm-mse": "src/icmkit/zoo/icm-mse.json",
     "zoo-icm-mmd": "src/icmkit/zoo/icm-mmd.json",
     "zoo-icm-dicm-lite0": "src/icmkit/zoo/icm-dicm-lite0.json",
@@ -489,6 +490,25 @@ def restoration_speed() -> str:
     return _table(header, rows)
 
 
+def training_throughput() -> str:
+    """Steps per CPU-hour of the feature-codec recipe, v2's settings first, then each speed setting added."""
+    rows = load("throughput")["rows"]
+    base = next(r for r in rows if r["mode"] == "head (v2)")
+    return _table(
+        ["threads", "settings", "CPU s / step", "steps / CPU-hour", "× v2"],
+        [
+            [
+                str(r["threads"]),
+                r["mode"],
+                number(r["cpu_s_per_step"], ".3f"),
+                number(r["steps_per_cpu_hour"], ",.0f"),
+                number(base["cpu_s_per_step"] / r["cpu_s_per_step"], ".2f") + "×",
+            ]
+            for r in rows
+        ],
+    )
+
+
 TABLES: dict[str, Callable[..., str]] = {
     "headline": headline,
     "results": results_table,
@@ -502,6 +522,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "ssl-probe": ssl_probe,
     "restoration-bd": restoration_bd,
     "restoration-speed": restoration_speed,
+    "training-throughput": training_throughput,
 }
 
 
