@@ -5,6 +5,8 @@
         full=RUNS/icm-dicm-lite0 re=RUNS/ablation-re conv=RUNS/ablation-conv no-ckbd=RUNS/ablation-no-ckbd
     # the figures: targets against HEVC-444 and icm-mmd, the low-rate gaps, the ablations, the physical limit
     python benchmarks/dicm_evidence.py report bench/dev200-lite0 [--ablations bench/dev200-ablations] [--json out.json]
+    # one BD figure between two codecs of a bench folder (e.g. bf16 vs float32 training at equal steps)
+    python benchmarks/dicm_evidence.py compare BENCH dicm-bf16 dicm-fp32 --json out.json
     # a new family (a weights file benched under its own name) against the shipped one as well
     python benchmarks/dicm_evidence.py report BENCH --family dicm-v3 --baseline icm-dicm-lite0 --json out.json
 
@@ -109,9 +111,11 @@ def report(args) -> dict:
     folder = args.bench
     global FAMILY
     FAMILY = args.family
-    out: dict = {"bench": str(folder), "family": FAMILY}
+    out: dict = {"bench": str(folder), "family": FAMILY, "baseline": args.baseline}
     print(f"# {FAMILY} on {folder} (EfficientNet-Lite0 top-1; pchip, isotonic first)")
-    anchors = [(HEVC, args.hevc_target), (MMD, -50.0)] + ([(args.baseline, -25.0)] if args.baseline else [])
+    benched = {c.name for c in load_curves(folder / "summary.csv", "top1")}
+    anchors = [(HEVC, args.hevc_target)] + ([(MMD, -50.0)] if MMD in benched else [])
+    anchors += [(args.baseline, -25.0)] if args.baseline else []
     for anchor, target in anchors:
         r = compare(folder, FAMILY, anchor)
         out[f"vs_{anchor}"] = r
@@ -188,6 +192,17 @@ def ablate(args) -> None:
     print(f"{outcome.results}: {len(outcome.summary)} summary rows")
 
 
+def compare_command(args) -> dict:
+    result = {**compare(args.bench, args.test, args.anchor), "bench": args.bench.name, "curves": {}}
+    for codec in (args.test, args.anchor):
+        found = curve(args.bench, codec)
+        result["curves"][codec] = [[round(r, 4), t] for r, t in sorted(zip(found.rates, found.metric))]
+    print(bd_line(f"{args.test} vs {args.anchor}", result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,9 +222,14 @@ def main() -> None:
     abl.add_argument("--qualities", help="the runs' qualities, comma-separated (default: all)")
     abl.add_argument("--limit", type=int, help="the first N images only (a quicker comparison)")
     abl.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR|WEIGHTS")
+    cmp = sub.add_parser("compare", help="one BD figure between two codecs of a bench folder")
+    cmp.add_argument("bench", type=Path)
+    cmp.add_argument("test")
+    cmp.add_argument("anchor")
+    cmp.add_argument("--json")
     args = parser.parse_args()
     try:
-        report(args) if args.command == "report" else ablate(args)
+        {"report": report, "ablate": ablate, "compare": compare_command}[args.command](args)
     except IcmError as exc:
         raise SystemExit(f"error: {exc}") from None
 

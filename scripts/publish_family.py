@@ -79,15 +79,18 @@ FAMILIES = {
     ),
     "icm-dicm-lite0": Family(
         "DICM feature codec between EfficientNet-Lite0's head (stem … blocks.2: 40 channels, stride 8) and "
-        "tail: RE module (Conv2Former), gnConv analysis/synthesis, transformer hyper-analysis, exact-integer "
-        "hyper-synthesis and two-pass checkerboard context; one variable-rate model (gain units). Decodes "
-        "to features for the tail; bpp over the input image's pixels.",
-        "imagenet-train500 + bsds500 train/val + coco-train80 (980 images), shorter side resized to 256, random "
-        "256² crops and flips, batch 8; backbone frozen; trained on a 2-core CPU",
-        "configs/icm-dicm-lite0.yaml",
-        "icm-dicm-lite0-v2.safetensors",
+        "tail: gnConv analysis/synthesis, transformer hyper-analysis, exact-integer hyper-synthesis and two-pass "
+        "checkerboard context, no RE module (re_levels 0); one variable-rate model (gain units). Decodes to "
+        "features for the tail; bpp over the input image's pixels.",
+        "imagenet-train500 + bsds500 train/val + coco-train80 (880 images), 32 cached head-feature views per image "
+        "(random 256² crops and flips after resizing the shorter side to 256), batch 8; backbone frozen; bf16 "
+        "autocast, channels last; trained on a 2-core CPU",
+        "configs/icm-dicm-lite0-v3.yaml",
+        "icm-dicm-lite0-v3.safetensors",
         PIXEL_SHARED,
         kind="feature",
+        note="feature_cache=CACHE, CACHE built first by `icm cache features --config configs/icm-dicm-lite0-v3.yaml "
+        "data=… --out CACHE --views 32`",
     ),
 }
 
@@ -100,8 +103,9 @@ def sanitised(config: dict, family: str) -> dict:
         "../shared/data/" + p.split("/shared/data/")[-1] if "/shared/data/" in p else Path(p).name
         for p in config["data"]
     ]
-    if clean.get("init_from"):
-        clean["init_from"] = Path(clean["init_from"]).name
+    for key in ("init_from", "feature_cache", "decoded_cache", "re_from"):
+        if clean.get(key):
+            clean[key] = Path(clean[key]).name
     return clean
 
 
@@ -117,6 +121,7 @@ def command(name: str, family: Family, as_run: str) -> str:
     if family.kind == "pixel":
         text += " init_from=BASE  (= scripts/train_pixel_v2.sh; BASE: " + family.note + ")"
     else:
+        text += f" {family.note}" if family.note else ""
         text += "  (= scripts/train_dicm.sh)"
     text += "; quality q is gain unit q of the one model, trained at λ = lmbdas[q − 1]"
     return text + (f"; as run: {as_run}" if as_run else "")
@@ -139,10 +144,11 @@ def metrics_of(family: Family, quality: int, measured: dict[str, dict[int, dict]
 
 
 def measurements(args) -> dict[str, dict[int, dict]]:
-    measured = {"lite0": read_summary(args.bench, args.family)} if args.bench else {}
+    name = args.bench_codec or args.family
+    measured = {"lite0": read_summary(args.bench, name)} if args.bench else {}
     for item in args.bench_model:
         model_name, _, folder = item.partition("=")
-        measured[model_name] = read_summary(Path(folder), args.family)
+        measured[model_name] = read_summary(Path(folder), name)
     return measured
 
 
@@ -173,6 +179,7 @@ def main() -> None:
         "safetensors may order the metadata differently, so the table's SHA-256 is that of the last write)",
     )
     parser.add_argument("--bench-model", action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument("--bench-codec", help="the run's name in the bench folders (default: the family's)")
     parser.add_argument("--as-run", default="", help="how the run deviated from the config, for the zoo's command")
     args = parser.parse_args()
     name, family = args.family, FAMILIES[args.family]

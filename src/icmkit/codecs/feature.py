@@ -79,7 +79,7 @@ class FeatureCodec(IcmContainerCodec):
     header_records = True
 
     def __init__(self, name: str, weights: dict[int, Path], description: str = "", backbone_weights="default"):
-        # Quality q of a variable-rate file is its gain unit q − 1; several qualities share one file.
+        # Quality q of a variable-rate file is the model's quality q (gain row q − 1); several qualities share one file.
         self._weights = dict(sorted(weights.items()))
         self._files: dict[Path, object] = {}
         self._backbone_weights = backbone_weights

@@ -12,16 +12,16 @@ which is also exact.
 Two ways to get the exact sums, with identical results:
 
 - the reference: float64 convolutions on the integers; partial sums stay below 2**53, so every one is exact. On
-  the CPU this runs in PyTorch's generic ``slow_conv2d`` (float64 has no oneDNN kernel): half of a feature
-  codec's encode time.
-- the fast path (:func:`integer_convolution`): activations and weights split into balanced signed 8-bit digits
-  (int8), every pair of digit planes multiplied in one int8 × int8 → int32 GEMM (``torch._int_mm``: VNNI / AMX
-  where the CPU has them), the digit products recombined with their powers of two in float64. Integer
+  the CPU these run in PyTorch's generic ``slow_conv2d`` (float64 has no oneDNN kernel).
+- the fast path (:func:`integer_convolution`, CPU only): activations and weights split into balanced signed 8-bit
+  digits (int8), every pair of digit planes multiplied in one int8 × int8 → int32 GEMM (``torch._int_mm``: VNNI /
+  AMX where the CPU has them), the digit products recombined with their powers of two in int64. Integer
   arithmetic is exact in any order as long as nothing overflows: |digit| ≤ 2**7, so every int32 partial sum is
   at most ``fan_in · 2**14`` in magnitude — below 2**31 for ``fan_in`` < 2**17 (the nets allow 8192) — and the
-  recombined sum obeys the reference's 2**53 bound (:func:`fast_path_exact` checks it per call, else the
-  reference runs). No library offers an exact integer convolution on the CPU (PyTorch's quantized kernels
-  requantise their int32 sums), hence the im2col here.
+  recombined sum obeys the reference's 2**53 bound (checked on every call, else the reference runs). 1×1 layers
+  stay one float64 GEMM (exact by the same bound, and faster there than four to six digit GEMMs). No library
+  offers an exact integer convolution on the CPU (PyTorch's quantized kernels requantise their int32 sums),
+  hence the im2col here.
 """
 
 from __future__ import annotations
