@@ -10,6 +10,8 @@ from icmkit.errors import BitstreamError
 from icmkit.layers.integer import ExactIntegerNet
 from icmkit.models.hyperprior import conv, deconv
 
+from helpers.threads import at_thread_counts
+
 
 @pytest.fixture(scope="module")
 def gaussian():
@@ -140,14 +142,7 @@ def test_integer_net_is_independent_of_threads_and_batch():
     exact = ExactIntegerNet(net)
     exact.quantize_from(net)
     z = ExactIntegerNet.to_fixed(torch.randint(-20, 21, (3, 8, 5, 6)).float())
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = exact(z)
-        torch.set_num_threads(2)
-        two = exact(z)
-    finally:
-        torch.set_num_threads(threads)
+    one, two = at_thread_counts(lambda: exact(z))
     alone = exact(z[1:2])
     assert torch.equal(one, two) and torch.equal(one[1:2], alone)
     assert torch.equal(one, torch.round(one))  # integers, as the decoder's table lookup requires

@@ -9,6 +9,8 @@ from torch import nn
 from icmkit.layers import integer
 from icmkit.layers.integer import ACT_LIMIT, MAX_FAN_IN, ExactIntegerNet, reference_convolutions, signed_digit_planes
 
+from helpers.threads import at_thread_counts
+
 
 def _quantized(template: nn.Sequential, seed: int = 0, weight_scale: float = 1.0) -> ExactIntegerNet:
     torch.manual_seed(seed)
@@ -67,14 +69,7 @@ def test_fast_path_equals_the_float64_reference_at_the_bounds(name):
 def test_fast_path_is_independent_of_threads_and_batch():
     net = _quantized(NETS["context-5x5"]())
     x = _inputs(16, seed=2)["random at the activation limit"]
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = net(x)
-        torch.set_num_threads(2)
-        two = net(x)
-    finally:
-        torch.set_num_threads(threads)
+    one, two = at_thread_counts(lambda: net(x))
     assert torch.equal(one, two) and torch.equal(net(x[1:]), one[1:])
 
 
