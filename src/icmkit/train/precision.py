@@ -44,9 +44,10 @@ def _float32_forward(forward, device_type: str):
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AMX tiles or AVX512-BF16)."""
-    cpu = torch.cpu
-    return bool(cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported())
+    """Whether this CPU computes bf16 in hardware (AMX tiles or AVX512-BF16). torch exposes the checks as private
+    functions of ``torch.cpu``; a build without them counts as no."""
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return any(bool(check()) for check in checks if check is not None)
 
 
 class MixedPrecision:
