@@ -38,6 +38,7 @@ SOURCES = {
     "throughput": "docs/feature-training-throughput.json",
     "bf16-check": "docs/feature-bf16-check.json",
     "feature-speed": "docs/feature-speed.json",
+    "re-check": "docs/feature-re-check.json",
     "pixel-speed": "docs/pixel-speed.json",
     "zoo-icm-mse": "src/icmkit/zoo/icm-mse.json",
     "zoo-icm-mmd": "src/icmkit/zoo/icm-mmd.json",
