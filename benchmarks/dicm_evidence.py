@@ -109,15 +109,14 @@ def gap_table(points: list[tuple[float, float]], uncompressed: float) -> dict:
 
 def report(args) -> dict:
     folder = args.bench
-    global FAMILY
-    FAMILY = args.family
-    out: dict = {"bench": str(folder), "family": FAMILY, "baseline": args.baseline}
-    print(f"# {FAMILY} on {folder} (EfficientNet-Lite0 top-1; pchip, isotonic first)")
+    family_name = args.family
+    out: dict = {"bench": str(folder), "family": family_name, "baseline": args.baseline}
+    print(f"# {family_name} on {folder} (EfficientNet-Lite0 top-1; pchip, isotonic first)")
     benched = {c.name for c in load_curves(folder / "summary.csv", "top1")}
     anchors = [(HEVC, args.hevc_target)] + ([(MMD, -50.0)] if MMD in benched else [])
     anchors += [(args.baseline, -25.0)] if args.baseline else []
     for anchor, target in anchors:
-        r = compare(folder, FAMILY, anchor)
+        r = compare(folder, family_name, anchor)
         out[f"vs_{anchor}"] = r
         print(bd_line(f"vs {anchor}", r, target))
     refs = reference_top1(folder)
@@ -125,7 +124,7 @@ def report(args) -> dict:
     features_top1 = next((v for k, v in refs.items() if "features" in k), float("nan"))
     out["uncompressed"] = {"image_top1": image_top1, "features_top1": features_top1}
     print(f"uncompressed: image {image_top1:.1f} %, features (tail on the 28×28 window) {features_top1:.1f} %")
-    family = curve(folder, FAMILY)
+    family = curve(folder, family_name)
     points = sorted(zip(family.rates, family.metric))
     print("points: " + ", ".join(f"{r:.4f} bpp → {t:.1f} %" for r, t in points))
     for rate, allowed in ((0.3, 3.0), (0.15, 6.0)):

@@ -90,6 +90,13 @@ class ExactIntegerNet(nn.Module):
             else:
                 raise ValueError(f"ExactIntegerNet cannot represent {type(layer).__name__}")
         self._integer_layers: dict[int, tuple] = {}  # layer → (its buffers' identity and version, GEMM terms)
+        # Fixed by the architecture, so decided once: transposed convolutions must unfold to plain ones (padding
+        # ≤ kernel − 1), and the first layer's fan-in bounds the sums of an unclamped input.
+        self._unfoldable = all(
+            kind != "deconv" or all(k - 1 >= p for k, p in zip(args["kernel"], args["padding"]))
+            for kind, args in self._ops
+        )
+        self._first_fan_in = next(args["fan_in"] for kind, args in self._ops if kind != "relu")
 
     @torch.no_grad()
     def quantize_from(self, template: nn.Sequential) -> None:
@@ -157,13 +164,9 @@ class ExactIntegerNet(nn.Module):
         """Whether the integer path gives the reference's sums for ``x`` (see the module's doc): on the CPU, with
         transposed convolutions that unfold to plain ones, and the first layer's sums below 2**53 — every later
         layer's input is clamped to ``ACT_LIMIT``, which keeps its sums there for any fan-in up to ``MAX_FAN_IN``."""
-        if x.device.type != "cpu" or x.numel() == 0:
+        if x.device.type != "cpu" or x.numel() == 0 or not self._unfoldable:
             return False
-        for kind, args in self._ops:
-            if kind == "deconv" and any(k - 1 < p for k, p in zip(args["kernel"], args["padding"])):
-                return False
-        first = next(args for kind, args in self._ops if kind != "relu")
-        return float(x.abs().max()) * 2 ** (WEIGHT_BITS - 1) * first["fan_in"] < 2**FLOAT64_EXACT_BITS
+        return float(x.abs().max()) * 2 ** (WEIGHT_BITS - 1) * self._first_fan_in < 2**FLOAT64_EXACT_BITS
 
     def _forward_integer(self, x: torch.Tensor) -> torch.Tensor:
         values = x.long().permute(0, 2, 3, 1)  # channels last: a 1×1 convolution is then one GEMM

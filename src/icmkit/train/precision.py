@@ -20,17 +20,23 @@ from icmkit.tensors import to_float32
 
 def keep_entropy_models_in_float32(model: nn.Module, device_type: str) -> None:
     """Make every entropy model of ``model`` compute in float32 even inside an autocast region."""
-    for module in model.modules():
-        if isinstance(module, HasTables):
-            module.forward = _float32_forward(module.forward, device_type)
+    _keep_in_float32(model, lambda module: isinstance(module, HasTables), device_type)
 
 
 def keep_depthwise_convolutions_in_float32(model: nn.Module, device_type: str) -> None:
     """Run every depthwise convolution of ``model`` in float32 inside an autocast region: on the CPU oneDNN's
     bf16 depthwise kernels (backward above all) were 3–10× slower than float32 ones (measured: 8×112×32² with a 7×7
     kernel, forward + backward, 40 vs 13 ms; channels last)."""
+    _keep_in_float32(model, _is_depthwise, device_type)
+
+
+def _is_depthwise(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
+
+
+def _keep_in_float32(model: nn.Module, chosen, device_type: str) -> None:
     for module in model.modules():
-        if isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels:
+        if chosen(module):
             module.forward = _float32_forward(module.forward, device_type)
 
 
