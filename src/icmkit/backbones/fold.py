@@ -2,7 +2,8 @@
 
 A batch norm in eval mode is a per-channel affine map, so ``bn(conv(x))`` equals one convolution with scaled
 weights and a bias: folded, the frozen tail a feature codec trains through no longer spends a forward and a
-backward pass per norm (measured on Lite0's tail at 32² features, batch 8: 12 % of a training step). The pairs
+backward pass per norm (measured on the v3 recipe, Lite0's tail at 32² features, batch 8: a step 0.602 → 0.582 CPU s
+in float32, 0.386 → 0.353 s with bf16 and channels last). The pairs
 are found by running the network once: a norm whose input is exactly a convolution's output is folded into it, so
 no architecture-specific names are needed. ``torch.fx``'s fuser would need the module traced symbolically, which
 timm's blocks (and a tail that returns its stages) do not all allow; hence this.
