@@ -12,7 +12,7 @@ from icmkit.models import build_model
 from icmkit.train.config import TrainConfig, apply_overrides
 from icmkit.train.loop import Trainer, export_checkpoint
 from icmkit.train.precision import MixedPrecision, keep_entropy_models_in_float32
-from icmkit.weights import read_metadata
+from icmkit.weights import load_weights, read_metadata
 
 from conftest import synthetic_photo
 from train_helpers import TINY_FIELDS, make_image_folder
@@ -189,3 +189,29 @@ def test_warm_start_refuses_other_widths(image_folder, tmp_path):
     )
     with pytest.raises(ConfigError, match="widths"):
         Trainer(config)
+
+
+def test_fine_tune_on_a_wider_rate_grid_regrids_the_gains(image_folder, tmp_path):
+    """init_from a variable-rate model with other λ (here one more, below the range): everything but the gains
+    loads as it is; rows at the source's λ come back as they were, the new row continues the lowest segment."""
+    source_config = tiny_config(
+        image_folder, tmp_path / "three", architecture="variable-rate-hyperprior", lmbdas=[0.0025, 0.01, 0.04]
+    )
+    source = Trainer(source_config).run()
+    wider = tiny_config(
+        image_folder,
+        tmp_path / "four",
+        architecture="variable-rate-hyperprior",
+        lmbdas=[0.000625, 0.0025, 0.01, 0.04],
+        init_from=str(source),
+    )
+    trainer = Trainer(wider)
+    loaded, _ = load_weights(source)
+    assert trainer.model.qualities == 4
+    assert torch.allclose(trainer.model.gain[1:], loaded.gain.abs(), rtol=1e-6)
+    slope = loaded.gain[0].abs().log() - loaded.gain[1].abs().log()  # one λ step of four, in log gain
+    assert torch.allclose(trainer.model.gain[0].log(), loaded.gain[0].abs().log() + slope, rtol=1e-5, atol=1e-6)
+    kept = {k: v for k, v in loaded.state_dict().items() if "gain" not in k}
+    assert all(torch.equal(trainer.model.state_dict()[k], v) for k, v in kept.items())
+    log = [json.loads(line) for line in (tmp_path / "four" / "log.jsonl").read_text().splitlines()]
+    assert any("regridded" in r.get("as", "") for r in log if r.get("event") == "initialised")

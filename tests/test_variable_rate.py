@@ -15,6 +15,7 @@ from icmkit.errors import QualityError, WeightsMismatchError
 from icmkit.losses.objective import lmbda_at
 from icmkit.models import MeanScaleHyperprior, VariableRateHyperprior
 from icmkit.models.context import interpolated_gain
+from icmkit.models.latent import regridded_gains
 from icmkit.weights import load_weights, save_weights
 
 from conftest import synthetic_photo
@@ -47,6 +48,20 @@ def test_gain_interpolation_is_exponential_between_neighbours_and_exact_at_grid_
         interpolated_gain(gains, 3.5)
     assert lmbda_at([0.001, 0.004], 1.5) == pytest.approx(0.002)
     assert lmbda_at([0.001, 0.004], 2) == pytest.approx(0.004)
+
+
+def test_regridded_gains_are_log_linear_in_lambda_and_continue_the_end_segments():
+    rows = torch.tensor([[1.0, 2.0], [2.0, 2.0], [8.0, 1.0]])
+    lmbdas = [0.01, 0.02, 0.08]
+    assert torch.allclose(regridded_gains(rows, lmbdas, lmbdas), rows)
+    between = regridded_gains(rows, lmbdas, [0.04])  # halfway from 0.02 to 0.08 in log λ: the geometric mean
+    assert torch.allclose(between, torch.tensor([[4.0, 2**0.5]]))
+    below, above = regridded_gains(rows, lmbdas, [0.005, 0.32])
+    assert torch.allclose(below, torch.tensor([0.5, 2.0])) and torch.allclose(above, torch.tensor([32.0, 0.5]))
+    with pytest.raises(ValueError, match="rise"):
+        regridded_gains(rows, [0.02, 0.01, 0.08], [0.04])
+    with pytest.raises(ValueError, match="rows"):
+        regridded_gains(rows, [0.01, 0.02], [0.04])
 
 
 def test_rate_grows_with_continuous_quality(tiny_vr_codec):

@@ -18,6 +18,7 @@ convention, and the coding of ``y`` and ``z`` through a hyperprior with a two-pa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -46,6 +47,25 @@ def initial_gains(qualities: int, channels: int) -> tuple[nn.Parameter, nn.Param
         spread = torch.ones(1)
     rows = spread.reshape(-1, 1).repeat(1, channels)
     return nn.Parameter(rows), nn.Parameter(1 / rows)
+
+
+def regridded_gains(rows: torch.Tensor, source_lmbdas: list[float], target_lmbdas: list[float]) -> torch.Tensor:
+    """Gain rows for ``target_lmbdas`` from ``rows`` trained at ``source_lmbdas`` (ascending): each channel's log
+    gain is piecewise linear in log λ through the trained rows, the end segments' slopes beyond them — the start of
+    a fine-tune that moves or extends a family's rate grid (Cui et al.'s interpolation, in λ instead of quality)."""
+    if len(source_lmbdas) != len(rows):
+        raise ValueError(f"{len(rows)} gain rows for {len(source_lmbdas)} λ")
+    source = torch.tensor(source_lmbdas, dtype=torch.float64).log()
+    if len(rows) < 2 or not bool((source[1:] > source[:-1]).all()):
+        raise ValueError(f"source λ must rise and be at least two: {source_lmbdas}")
+    logs = rows.detach().to(torch.float64).abs().clamp_min(1e-6).log()  # rows count by magnitude, as in coding
+    out = []
+    for lmbda in target_lmbdas:
+        t = math.log(lmbda)
+        i = int(torch.searchsorted(source, torch.tensor(t, dtype=torch.float64)).clamp(1, len(source) - 1)) - 1
+        weight = (t - float(source[i])) / float(source[i + 1] - source[i])
+        out.append(((1 - weight) * logs[i] + weight * logs[i + 1]).exp())
+    return torch.stack(out).to(rows.dtype)
 
 
 class LatentCoding:

@@ -13,6 +13,7 @@ alone writes logs, checkpoints and the final weights.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from icmkit.errors import ConfigError
 from icmkit.losses import CodecObjective
 from icmkit.losses.objective import lmbda_at
 from icmkit.models import MeanScaleHyperprior, VariableRateHyperprior
+from icmkit.models.latent import regridded_gains
 from icmkit.train.base import TrainerBase, read_checkpoint, register_trainer
 from icmkit.train.builders import (
     FeatureCodecTraining,
@@ -120,6 +122,9 @@ class Trainer(TrainerBase):
         if self._warm_start_variable_rate(source, meta):
             self.log({"event": "initialised", "from": str(path), "as": "single-rate hyperprior → variable rate"})
             return
+        if self._warm_start_rate_grid(source, meta):
+            self.log({"event": "initialised", "from": str(path), "as": "gains regridded to this config's λ"})
+            return
         if type(source) is not type(self.model) or source.config != self.model.config:
             raise ConfigError(
                 f"init_from {path}: holds {type(source).__name__} {source.config}, "
@@ -127,6 +132,26 @@ class Trainer(TrainerBase):
             )
         self.model.load_state_dict(source.state_dict())
         self.log({"event": "initialised", "from": str(path)})
+
+    def _warm_start_rate_grid(self, source, meta: dict) -> bool:
+        """A variable-rate model fine-tuned on another λ grid (more qualities, or moved ones): everything but the
+        gains loads as it is, the gains start at the source's interpolated in log λ. False when the grids agree
+        or the models differ in anything but their number of qualities."""
+        if type(source) is not type(self.model) or not hasattr(self.model, "gain") or "lmbdas" not in meta:
+            return False
+        source_lmbdas = [float(v) for v in json.loads(meta["lmbdas"])]
+        target_lmbdas = list(self.config.lmbdas)
+        others = {k: v for k, v in source.config.items() if k != "qualities"}
+        if source_lmbdas == target_lmbdas or others != {k: v for k, v in self.model.config.items() if k != "qualities"}:
+            return False
+        state = {k: v for k, v in source.state_dict().items() if k not in ("gain", "inverse_gain")}
+        result = self.model.load_state_dict(state, strict=False)
+        if result.unexpected_keys or set(result.missing_keys) != {"gain", "inverse_gain"}:
+            raise ConfigError(f"init_from: tensors differ beyond the gains: {result.missing_keys[:3]}")
+        with torch.no_grad():
+            self.model.gain.copy_(regridded_gains(source.gain, source_lmbdas, target_lmbdas))
+            self.model.inverse_gain.copy_(regridded_gains(source.inverse_gain, source_lmbdas, target_lmbdas))
+        return True
 
     def _warm_start_variable_rate(self, source, meta: dict) -> bool:
         """A variable-rate pixel model starting from a trained single-rate hyperprior of the same widths:
