@@ -130,3 +130,39 @@ def test_resume_refuses_rows_of_other_weights_or_models(tmp_path):
     with pytest.raises(IcmError, match="task model m"):
         provenance.check_and_record(tmp_path, {**first, "model": "other"}, has_rows=True)
     provenance.check_and_record(tmp_path, {**first, "codecs": {"icm-x:1": "cc"}}, has_rows=False)  # no rows: new start
+
+
+def _header(path):
+    with path.open(newline="") as handle:
+        return next(csv.reader(handle))
+
+
+def test_results_take_the_tasks_columns(labelled, classifier, tmp_path):
+    """Classification's rows carry pred / top1 / top5 / agree between the coding's columns and the timings;
+    a task without per-image columns (fidelity) writes none of them."""
+    classify = runner.execute(_run(labelled, classifier, tmp_path / "classify", spec="jpeg:50"))
+    assert _header(classify) == [*runner.CODING_COLUMNS, "pred", "top1", "top5", "agree", "enc_s", "dec_s"]
+    fidelity = runner.BenchRun(
+        dataset=open_dataset(labelled, "fidelity"),
+        task="fidelity",
+        plans=parse_codec_spec("jpeg:50"),
+        out=tmp_path / "fidelity",
+        workers=1,
+        chunk=2,
+    )
+    path = runner.execute(fidelity)
+    assert _header(path) == [*runner.CODING_COLUMNS, *runner.TIMING_COLUMNS]
+    assert len(runner.read_results(path)) == 3
+
+
+def test_a_resumed_file_keeps_its_own_columns(labelled, classifier, tmp_path):
+    """A results file written with other columns (an older run's) is appended to under its own header."""
+    first = runner.execute(_run(labelled, classifier, tmp_path, spec="jpeg:50"))
+    rows = runner.read_results(first)
+    old = [*runner.CODING_COLUMNS, "pred", "top1", "top5", "agree", "note", "enc_s", "dec_s"]
+    write_csv(first, old, rows[:1])
+    runner.execute(_run(labelled, classifier, tmp_path, spec="jpeg:50"))
+    assert _header(first) == old
+    resumed = runner.read_results(first)
+    assert len(resumed) == 3 and {r["key"] for r in resumed} == {r["key"] for r in rows}
+    assert all(r["top1"] in ("0", "1") and r["note"] == "" for r in resumed)

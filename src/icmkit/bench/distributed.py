@@ -9,9 +9,10 @@ a barrier (gloo, so it works on CPUs), rank 0 merges the files into ``results.cs
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
-from icmkit.bench.runner import REFERENCE_COLUMNS, RESULT_COLUMNS, read_results
+from icmkit.bench.runner import read_results
 from icmkit.codecs.base import parse_quality
 from icmkit.train.distributed import launch_environment
 
@@ -47,16 +48,28 @@ def rank_results_name(rank: int, world: int) -> str:
 
 def merge(out: Path, world: int, sample_order: list[str]) -> Path:
     """Concatenate the ranks' rows into ``results.csv`` (and their reference rows into ``reference.csv``)
-    in dataset order, as a 1-process run writes them."""
+    in dataset order, as a 1-process run writes them, with the columns the ranks wrote."""
     from icmkit.bench.summary import write_csv
 
     position = {key: i for i, key in enumerate(sample_order)}
-    rows = [r for rank in range(world) for r in read_results(out / rank_results_name(rank, world))]
+    paths = [out / rank_results_name(rank, world) for rank in range(world)]
+    rows = [r for path in paths for r in read_results(path)]
     rows.sort(key=lambda r: (position.get(r["key"], len(position)), r["codec"], parse_quality(r["quality"])))
-    write_csv(out / "results.csv", RESULT_COLUMNS, rows)
+    write_csv(out / "results.csv", _header(paths), rows)
     names = [out / rank_results_name(rank, world).replace("results", "reference", 1) for rank in range(world)]
     if any(path.is_file() for path in names):
         references = [r for path in names for r in read_results(path)]
         references.sort(key=lambda r: (position.get(r["key"], len(position)), r["reference"]))
-        write_csv(out / "reference.csv", REFERENCE_COLUMNS, references)
+        write_csv(out / "reference.csv", _header(names), references)
     return out / "results.csv"
+
+
+def _header(paths: list[Path]) -> list[str]:
+    """The columns of the first rank's file that has any (every rank runs the same task)."""
+    for path in paths:
+        if path.is_file():
+            with path.open(newline="") as handle:
+                header = next(csv.reader(handle), None)
+            if header:
+                return header
+    return []

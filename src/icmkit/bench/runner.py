@@ -47,24 +47,22 @@ from icmkit.image import encode_png, read_image
 from icmkit.tasks.evaluators import Evaluator, input_name, portable
 from icmkit.threads import one_thread_worker
 
-RESULT_COLUMNS = [
-    "key",
-    "codec",
-    "quality",
-    "width",
-    "height",
-    "bytes",
-    "bpp",
-    "psnr",
-    "ms_ssim",
-    "pred",
-    "top1",
-    "top5",
-    "agree",
-    "enc_s",
-    "dec_s",
-]
-REFERENCE_COLUMNS = ["key", "reference", "pred", "top1", "top5", "agree"]
+# A results row: the coding's columns, then the task's (its evaluator's ``record_columns``: classification's
+# pred, top1, top5, agree; none for detection, whose records go to a sidecar), then the timings.
+CODING_COLUMNS = ("key", "codec", "quality", "width", "height", "bytes", "bpp", "psnr", "ms_ssim")
+TIMING_COLUMNS = ("enc_s", "dec_s")
+
+
+def result_columns(evaluator: Evaluator) -> list[str]:
+    """The columns of a run's ``results.csv`` for this task."""
+    return [*CODING_COLUMNS, *evaluator.record_columns, *TIMING_COLUMNS]
+
+
+def reference_columns(evaluator: Evaluator) -> list[str]:
+    """The columns of a run's ``reference.csv``: the task model's records on the uncompressed inputs."""
+    return ["key", "reference", *evaluator.record_columns]
+
+
 SHOWCASE_DIR = "showcase"  # decoded versions of one image, for the report's side-by-side crops
 HEATMAPS_INDEX = "heatmaps.json"  # in SHOWCASE_DIR: the feature heat maps and what they show
 DETECTIONS_DIR = "detections"  # COCO results records per codec × quality, one JSON line per image
@@ -157,9 +155,15 @@ def read_results(path: Path) -> list[dict]:
 
 
 class _CsvAppender:
+    """Rows appended to a CSV file, each flushed to disk; a file kept from an earlier run keeps its own header
+    (one written before a task had its own columns, say): the rows fill its columns."""
+
     def __init__(self, path: Path, columns: list[str]):
         drop_partial_line(path)  # a killed run's half-written row: coded again, not kept
         new = not path.is_file() or path.stat().st_size == 0
+        if not new:
+            with path.open(newline="") as handle:
+                columns = next(csv.reader(handle), None) or columns
         self.handle = path.open("a", newline="")
         self.writer = csv.DictWriter(self.handle, fieldnames=columns, extrasaction="ignore")
         if new:
@@ -241,7 +245,7 @@ def _references(run: BenchRun) -> None:
     missing = [s for s in run.dataset.samples if any((name, s.key) not in have for name in names)]
     if not missing:
         return
-    writer = _CsvAppender(path, REFERENCE_COLUMNS)
+    writer = _CsvAppender(path, reference_columns(run.evaluator))
     try:
         for start in range(0, len(missing), REFERENCE_CHUNK):
             part = missing[start : start + REFERENCE_CHUNK]
@@ -349,7 +353,7 @@ def execute(run: BenchRun) -> Path:
     if jobs and showcase is not None:
         _save_showcase(run, "original", prepare(showcase, run.input_crop))
     heatmaps = _Heatmaps(run, showcase) if showcase is not None else None
-    writer = _CsvAppender(path, RESULT_COLUMNS)
+    writer = _CsvAppender(path, result_columns(run.evaluator))
 
     def finish(rows: list[dict], decoded: list) -> None:
         # Records go to disk; set metrics are computed from what is on disk (so a resumed run reports the

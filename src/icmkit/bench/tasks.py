@@ -21,7 +21,8 @@ class TaskSpec:
         name: the ``--task`` value.
         data: what ``--data`` must hold, in words (``icm bench --help`` and errors).
         read_data: ``(folder, annotations or None)`` → the :class:`~icmkit.bench.datasets.Dataset`.
-        build_evaluator: ``(task model or None, dataset)`` → the evaluator around an already loaded model.
+        build_evaluator: ``(task model or None, dataset)`` → the evaluator around an already loaded model; its
+            ``record_columns`` are the task's columns in ``results.csv``.
         load_model: ``(model name, weights, detector_min_size)`` → the task model; None: the task needs none.
         default_model: the model scored when ``--model`` is not given.
         needs_data: True when the photos bundled with icmkit cannot serve it (no default ``--data``).
