@@ -36,7 +36,7 @@ def median_seconds(fn, repeats: int) -> float:
 
 def measure(stage: str, repeats: int) -> dict:
     config = load_config(CONFIG, [f"split={stage}", "data=."])
-    backbone = split_classifier(config.backbone, stage)
+    backbone = split_classifier(config.model.backbone, stage)
     torch.manual_seed(0)
     model = build_codec_model(config, backbone)
     crop = torch.rand(1, 3, 256, 256)

@@ -68,7 +68,7 @@ def dicm_config(folder, out, **changes) -> TrainConfig:
         "data": [str(folder)],
         "out": str(out),
     }
-    return TrainConfig(**{**fields, **changes})
+    return TrainConfig.from_flat(**{**fields, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -205,9 +205,9 @@ def test_other_settings_on_the_same_cache_are_refused(cache, image_folder, backb
 def test_feature_cache_is_a_documented_field_for_feature_codecs_only(cache):
     assert "feature_cache" in {row["name"] for row in describe_fields()}
     with pytest.raises(ConfigError, match="feature_cache is for"):
-        TrainConfig(data=["x"], feature_cache=str(cache)).validate()
+        TrainConfig.from_flat(data=["x"], feature_cache=str(cache)).validate()
     with pytest.raises(ConfigError, match="a feature cache is for"):
-        fc.build_feature_cache(TrainConfig(data=["x"]), cache)
+        fc.build_feature_cache(TrainConfig.from_flat(data=["x"]), cache)
 
 
 def test_views_cycle_through_every_view_before_repeating(cache):
@@ -254,7 +254,7 @@ def test_a_resume_without_the_view_counters_would_differ(cache, image_folder, tm
 
 def test_cli_builds_and_refuses_with_one_error_line(image_folder, tmp_path):
     config = tmp_path / "tiny.yaml"
-    fields = {k: v for k, v in vars(dicm_config(image_folder, tmp_path / "run")).items()}
+    fields = dicm_config(image_folder, tmp_path / "run").flat()
     config.write_text(json.dumps(fields))  # JSON is YAML
     out = tmp_path / "cache"
     env = {"ICM_PROGRESS_SECONDS": "0"}  # in-process (the entry point's own tests are in test_cli.py)

@@ -69,7 +69,7 @@ def test_hostile_overrides_and_special_files_are_refused_in_one_line(tmp_path):
     assert_one_error_line(run("train", "--config", good, "lmbdas=" + "[" * 50_000), "nested too deeply")
     assert_one_error_line(run("train", "--config", good, "N=" + "[" * 300 + "]" * 300), "N expects int")
     assert_one_error_line(run("train", "--config", "/dev/zero"), "not a regular file")
-    assert load_config(good, ["crop=64"]).crop == 64  # an ordinary config still loads
+    assert load_config(good, ["crop=64"]).data.crop == 64  # an ordinary config still loads
 
 
 # -- reproduction 10: icm bd ---------------------------------------------------------------------------------

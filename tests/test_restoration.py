@@ -242,7 +242,7 @@ def decoded_cache(tmp_path_factory):
 def restoration_config(cache, out, **changes) -> TrainConfig:
     sizes = {k: v for k, v in TINY_FIELDS.items() if k not in ("N", "M")}  # the codec widths are not a filter's
     fields = {"architecture": RESTORATION, "data": [], "filter_width": 8, "filter_blocks": 1, **sizes}
-    return TrainConfig(**{**fields, "decoded_cache": str(cache), "out": str(out), **changes})
+    return TrainConfig.from_flat(**{**fields, "decoded_cache": str(cache), "out": str(out), **changes})
 
 
 def test_training_exports_a_filter_for_the_caches_codec_and_resumes_exactly(decoded_cache, tmp_path):

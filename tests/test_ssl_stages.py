@@ -46,9 +46,7 @@ BACKBONE, SPLIT = "tf_efficientnet_lite0", "blocks.2"
 def under(root: Path, stage: str) -> list[str]:
     """Overrides moving the smoke config's ``runs/…`` paths under ``root`` (as if run from there)."""
     config = config_from_yaml(STAGES[stage])
-    return [
-        f"{name}={root / getattr(config, name)}" for name in PATH_FIELDS if getattr(config, name).startswith("runs/")
-    ]
+    return [f"{name}={root / config.get(name)}" for name in PATH_FIELDS if config.get(name).startswith("runs/")]
 
 
 def build(stage: str, root: Path, *overrides: str):
@@ -56,7 +54,7 @@ def build(stage: str, root: Path, *overrides: str):
 
 
 def output(root: Path, stage: str, name: str = "final.safetensors") -> Path:
-    return root / config_from_yaml(STAGES[stage]).out / name
+    return root / config_from_yaml(STAGES[stage]).runtime.out / name
 
 
 def clone(state: dict) -> dict:
@@ -109,27 +107,36 @@ def chain(tmp_path_factory, one_thread) -> SimpleNamespace:
 # -- the recipes ----------------------------------------------------------------------------------
 def test_each_smoke_stage_reads_the_previous_stages_output():
     configs = {stage: config_from_yaml(path) for stage, path in STAGES.items()}
-    assert configs["re"].backbone_weights == f"{configs['moco'].out}/final.safetensors"
-    assert configs["joint"].backbone_weights == f"{configs['moco'].out}/final.safetensors"
-    assert configs["joint"].ssl_re_from == f"{configs['re'].out}/final.safetensors"
-    assert configs["codec"].backbone_weights == f"{configs['joint'].out}/final.safetensors"
-    assert configs["codec"].re_from == f"{configs['joint'].out}/re.safetensors"
-    assert {(c.re_levels, c.re_width, c.re_latent) for s, c in configs.items() if s != "moco"} == {(2, 16, 16)}
+    assert configs["re"].model.backbone_weights == f"{configs['moco'].runtime.out}/final.safetensors"
+    assert configs["joint"].model.backbone_weights == f"{configs['moco'].runtime.out}/final.safetensors"
+    assert configs["joint"].ssl.re_from == f"{configs['re'].runtime.out}/final.safetensors"
+    assert configs["codec"].model.backbone_weights == f"{configs['joint'].runtime.out}/final.safetensors"
+    assert configs["codec"].model.re_from == f"{configs['joint'].runtime.out}/re.safetensors"
+    assert {(c.model.re_levels, c.model.re_width, c.model.re_latent) for s, c in configs.items() if s != "moco"} == {
+        (2, 16, 16)
+    }
 
 
 def test_lite0_recipes_chain_the_same_way():
     names = ("ssl-moco-lite0", "ssl-re-lite0", "ssl-joint-lite0", "ssl-codec-lite0")
     moco, stage2, joint, codec = (config_from_yaml(ROOT / "configs" / f"{name}.yaml") for name in names)
-    assert stage2.backbone_weights == joint.backbone_weights == f"{moco.out}/final.safetensors"
-    assert (joint.ssl_re_from, codec.backbone_weights) == (
-        f"{stage2.out}/final.safetensors",
-        f"{joint.out}/final.safetensors",
+    assert stage2.model.backbone_weights == joint.model.backbone_weights == f"{moco.runtime.out}/final.safetensors"
+    assert (joint.ssl.re_from, codec.model.backbone_weights) == (
+        f"{stage2.runtime.out}/final.safetensors",
+        f"{joint.runtime.out}/final.safetensors",
     )
-    assert codec.re_from == f"{joint.out}/re.safetensors" and codec.re_frozen and codec.feature_target == "filtered"
-    assert len({(c.re_levels, c.re_width, c.re_latent, c.split) for c in (stage2, joint, codec)}) == 1
+    assert (
+        codec.model.re_from == f"{joint.runtime.out}/re.safetensors"
+        and codec.model.re_frozen
+        and codec.loss.feature_target == "filtered"
+    )
+    assert (
+        len({(c.model.re_levels, c.model.re_width, c.model.re_latent, c.model.split) for c in (stage2, joint, codec)})
+        == 1
+    )
     # The reference's loss weights: stage 2 rate 1, L1 128; stage 3 rate 0.1, L1 0.1.
-    assert (stage2.re_rate_weight, stage2.re_distortion_weight) == (1.0, 128.0)
-    assert (joint.ssl_rate_weight, joint.ssl_distortion_weight) == (0.1, 0.1)
+    assert (stage2.loss.re_rate_weight, stage2.loss.re_distortion_weight) == (1.0, 128.0)
+    assert (joint.ssl.rate_weight, joint.ssl.distortion_weight) == (0.1, 0.1)
     script = (ROOT / "scripts" / "train_ssl_schedule.sh").read_text()
     calls = [script.index(f"\nstage {name} ") for name in names]
     assert calls == sorted(calls)  # the script runs them in order, each reading its predecessor's run folder

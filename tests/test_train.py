@@ -24,7 +24,7 @@ def image_folder(tmp_path_factory):
 
 
 def tiny_config(folder, out, **changes) -> TrainConfig:
-    return TrainConfig(**{**TINY_FIELDS, "out": str(out), "data": [str(folder)], **changes})
+    return TrainConfig.from_flat(**{**TINY_FIELDS, "out": str(out), "data": [str(folder)], **changes})
 
 
 def test_training_exports_usable_weights(image_folder, tmp_path):
@@ -69,12 +69,12 @@ def test_export_of_a_running_checkpoint(image_folder, tmp_path):
 @pytest.mark.parametrize("override", ["crop=100", "steps=0", "nope=1", "lmbda=abc", "batch_size", "stop_at=-1"])
 def test_invalid_configs_are_refused(override, image_folder):
     with pytest.raises(ConfigError):
-        apply_overrides(TrainConfig(data=[str(image_folder)]), [override])
+        apply_overrides(TrainConfig.from_flat(data=[str(image_folder)]), [override])
 
 
 def test_overrides_parse_types(image_folder):
     config = apply_overrides(TrainConfig(), [f"data={image_folder}", "lmbda=0.01", "steps=7"])
-    assert config.data == [str(image_folder)] and config.lmbda == 0.01 and config.steps == 7
+    assert config.data.folders == [str(image_folder)] and config.loss.lmbda == 0.01 and config.schedule.steps == 7
 
 
 def test_checkpoint_and_weights_record_provenance(image_folder, tmp_path):
@@ -105,7 +105,7 @@ def test_tensorboard_gets_every_logged_scalar(image_folder, tmp_path):
 def test_bundled_samples_are_a_data_folder():
     from icmkit.data import SAMPLES_DIR
 
-    assert TrainConfig(data=["icmkit:samples", "x"]).data_folders()[0] == SAMPLES_DIR
+    assert TrainConfig.from_flat(data=["icmkit:samples", "x"]).data_folders()[0] == SAMPLES_DIR
 
 
 def test_missing_data_folder_is_a_config_error(tmp_path):

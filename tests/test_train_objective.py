@@ -24,7 +24,7 @@ def folder(tmp_path_factory):
 
 
 def config(folder, out, **changes) -> TrainConfig:
-    base = TrainConfig(
+    base = TrainConfig.from_flat(
         out=str(out),
         data=[str(folder)],
         N=8,
@@ -37,7 +37,7 @@ def config(folder, out, **changes) -> TrainConfig:
         lr=1e-3,
     )
     for key, value in changes.items():
-        setattr(base, key, value)
+        base.set(key, value)
     return base
 
 

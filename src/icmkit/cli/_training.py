@@ -61,8 +61,8 @@ def print_config_fields() -> None:
     from icmkit.train.config import describe_fields
 
     table = Table(title="icm train fields (YAML keys and KEY=VALUE overrides)")
-    for column in ("field", "type", "default", "documentation"):
+    for column in ("field", "section", "type", "default", "documentation"):
         table.add_column(column, overflow="fold")
     for row in describe_fields():
-        table.add_row(*(escape(row[key]) for key in ("name", "type", "default", "doc")))
+        table.add_row(*(escape(row[key]) for key in ("name", "section", "type", "default", "doc")))
     console.print(table, highlight=False)

@@ -232,7 +232,7 @@ def train(
         return
     train_config = load_config(config, overrides or [])
     # Under torchrun only rank 0 reports: other ranks must not draw (empty) bars on the same terminal.
-    with training_reporter(train_config.steps, enabled=launched_rank() == 0) as report:
+    with training_reporter(train_config.schedule.steps, enabled=launched_rank() == 0) as report:
         weights = make_trainer(train_config, report=report).run()
     if weights is not None:  # None on torchrun ranks other than 0
         console.print(f"weights: {weights}", highlight=False)

@@ -44,7 +44,11 @@ def read_checkpoint(run_dir: str | Path) -> tuple[dict, TrainConfig, dict]:
     """A run folder's latest checkpoint (it may still be training): its metadata, config and model tensors."""
     run_dir = Path(run_dir)
     meta = json.loads((run_dir / "checkpoint.json").read_text())
-    return meta, TrainConfig(**meta["config"]), model_tensors(load_file(str(run_dir / "checkpoint.safetensors")))
+    return (
+        meta,
+        TrainConfig.from_flat(meta["config"]),
+        model_tensors(load_file(str(run_dir / "checkpoint.safetensors"))),
+    )
 
 
 def git_commit() -> str | None:
@@ -99,12 +103,14 @@ class TrainerBase(ABC):
     def __init__(self, config: TrainConfig, report: Reporter = print_json_line):
         config.validate()
         self.config = config
-        self.out = Path(config.out)
-        self.parallel, self.device = DataParallel.from_environment(config.device)
+        self.out = Path(config.runtime.out)
+        self.parallel, self.device = DataParallel.from_environment(config.runtime.device)
         self.check_inputs()  # before anything is written: a wrong folder fails cleanly
-        self.run_log = RunLog(self._made(self.out), report, config.tensorboard) if self.parallel.is_main else None
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        self.run_log = (
+            RunLog(self._made(self.out), report, config.runtime.tensorboard) if self.parallel.is_main else None
+        )
+        if config.runtime.threads:
+            torch.set_num_threads(config.runtime.threads)
         self.step = 0
         self.git_commit = git_commit()
         self.build()
@@ -180,20 +186,20 @@ class TrainerBase(ABC):
 
     @property
     def kind(self) -> str:
-        return self.checkpoint_kind or self.config.architecture
+        return self.checkpoint_kind or self.config.model.architecture
 
     # -- loop -------------------------------------------------------------------------------------
     def learning_rate(self, step: int) -> float:
-        drop = step >= int(self.config.lr_drop_at * self.config.steps)
-        return self.config.lr * (0.1 if drop else 1.0)
+        drop = step >= int(self.config.schedule.lr_drop_at * self.config.schedule.steps)
+        return self.config.schedule.lr * (0.1 if drop else 1.0)
 
     def log(self, record: dict) -> None:
         if self.run_log is not None:
             self.run_log.write(record)
 
     def run(self) -> Path | None:
-        """Train to ``config.steps`` (or ``stop_at``, or the time limit) and export; the weights' path on rank 0,
-        None elsewhere."""
+        """Train to ``config.schedule.steps`` (or ``stop_at``, or the time limit) and export; the weights' path on
+        rank 0, None elsewhere."""
         try:
             self._train()
             path = self.export() if self.parallel.is_main else None
@@ -213,19 +219,19 @@ class TrainerBase(ABC):
             {
                 "event": "started",
                 "step": self.step,
-                "steps": config.steps,
+                "steps": config.schedule.steps,
                 "device": str(self.device),
                 **self.started_record(),
                 "world_size": self.parallel.world_size,
             }
         )
-        while self.step < (config.stop_at or config.steps):
+        while self.step < (config.schedule.stop_at or config.schedule.steps):
             window.append(self.train_step(self.next_batch()))
-            if self.step % config.log_every == 0:
+            if self.step % config.runtime.log_every == 0:
                 self._log_progress(window, started)
                 window.clear()
             out_of_time = self._out_of_time(started)
-            if self.step % config.checkpoint_every == 0 or out_of_time:
+            if self.step % config.runtime.checkpoint_every == 0 or out_of_time:
                 self.save_checkpoint()
             if out_of_time:
                 self.log({"event": "time limit reached", "step": self.step})
@@ -239,9 +245,9 @@ class TrainerBase(ABC):
         self.log({"step": self.step, "lr": self.learning_rate(self.step), "minutes": minutes, **mean})
 
     def _out_of_time(self, started: float) -> bool:
-        if not self.config.max_minutes:
+        if not self.config.schedule.max_minutes:
             return False
-        return self.parallel.any_rank(time.monotonic() - started > 60 * self.config.max_minutes)
+        return self.parallel.any_rank(time.monotonic() - started > 60 * self.config.schedule.max_minutes)
 
     # -- checkpoints ------------------------------------------------------------------------------
     @property
@@ -321,7 +327,7 @@ class TrainerBase(ABC):
 
     def stream_seed(self, stream: int) -> int:
         """Seed of data stream ``stream``; rank r shifts it by 2r so that no two ranks share a stream."""
-        return self.config.seed + 2 * self.parallel.rank + stream
+        return self.config.schedule.seed + 2 * self.parallel.rank + stream
 
 
 # The registry of trainers, in the order they are asked: (class, whether it trains a given config).
@@ -343,7 +349,7 @@ def trainer_for(config: TrainConfig) -> type[TrainerBase]:
     found = [cls for cls, trains in TRAINERS if trains(config)]
     if len(found) != 1:
         claimed = ", ".join(cls.__name__ for cls in found) or "no trainer"
-        raise ConfigError(f"architecture {config.architecture!r}: {claimed} (exactly one trainer must claim it)")
+        raise ConfigError(f"architecture {config.model.architecture!r}: {claimed} (exactly one trainer must claim it)")
     return found[0]
 
 

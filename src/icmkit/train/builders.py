@@ -18,58 +18,63 @@ from icmkit.train.config import DICM_RE, TrainConfig
 
 
 def is_feature_codec(config: TrainConfig) -> bool:
-    return ARCHITECTURES.get(config.architecture) is DICMFeatureModel
+    return ARCHITECTURES.get(config.model.architecture) is DICMFeatureModel
 
 
 def trains_on_backbone_features(config: TrainConfig) -> bool:
     """Feature codecs and the RE stage: models fed by a frozen backbone's head."""
-    return is_feature_codec(config) or config.architecture == DICM_RE
+    return is_feature_codec(config) or config.model.architecture == DICM_RE
 
 
 def is_variable_rate_pixel_codec(config: TrainConfig) -> bool:
-    return ARCHITECTURES.get(config.architecture) is VariableRateHyperprior
+    return ARCHITECTURES.get(config.model.architecture) is VariableRateHyperprior
 
 
 def load_backbone(config: TrainConfig, weights: str = "") -> SplitBackbone:
-    """``config``'s backbone split after ``config.split``, with ``weights`` (default: ``config.backbone_weights``)."""
-    weights = weights or config.backbone_weights
+    """``config``'s backbone split after ``config.model.split``, with ``weights`` (default: the config's
+    ``backbone_weights``)."""
+    weights = weights or config.model.backbone_weights
     weights = None if weights == "none" else weights
     try:
-        return split_classifier(config.backbone, config.split, weights)
+        return split_classifier(config.model.backbone, config.model.split, weights)
     except SplitError as exc:
         raise ConfigError(f"split: {exc}") from None
 
 
 def build_codec_model(config: TrainConfig, backbone: SplitBackbone | None = None) -> CompressionModel:
     """The architecture ``config`` names; feature codecs record the backbone's split and head digest."""
-    if config.architecture == DICM_RE:
+    if config.model.architecture == DICM_RE:
         return build_redundancy_filter(config, backbone or load_backbone(config))
-    if config.architecture not in ARCHITECTURES:
-        raise ConfigError(f"unknown architecture {config.architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    if config.model.architecture not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture {config.model.architecture!r}; known: {', '.join(ARCHITECTURES)}")
     if is_variable_rate_pixel_codec(config):
         return build_model(
-            config.architecture, N=config.N, M=config.M, qualities=max(1, len(config.lmbdas)), context=config.context
+            config.model.architecture,
+            N=config.model.N,
+            M=config.model.M,
+            qualities=max(1, len(config.loss.lmbdas)),
+            context=config.model.context,
         )
     if not is_feature_codec(config):
-        return build_model(config.architecture, N=config.N, M=config.M)
+        return build_model(config.model.architecture, N=config.model.N, M=config.model.M)
     info = (backbone or load_backbone(config)).info
     return build_model(
-        config.architecture,
+        config.model.architecture,
         channels=info.channels,
         backbone=info.backbone,
         split=info.stage,
         head_digest=info.head_digest.hex(),
-        N=config.N,
-        M=config.M,
-        hyper=config.hyper,
-        re_levels=config.re_levels,
-        re_width=config.re_width,
-        re_latent=config.re_latent,
-        block=config.block,
-        context=config.context,
-        qualities=max(1, len(config.lmbdas)),
-        latent_levels=config.latent_levels,
-        hyper_synthesis=config.hyper_synthesis,
+        N=config.model.N,
+        M=config.model.M,
+        hyper=config.model.hyper,
+        re_levels=config.model.re_levels,
+        re_width=config.model.re_width,
+        re_latent=config.model.re_latent,
+        block=config.model.block,
+        context=config.model.context,
+        qualities=max(1, len(config.loss.lmbdas)),
+        latent_levels=config.model.latent_levels,
+        hyper_synthesis=config.model.hyper_synthesis,
     )
 
 
@@ -77,19 +82,19 @@ def build_perception(config: TrainConfig) -> PerceptionConsistencyLoss:
     """Seed 000's perception-consistency term on the config's frozen classifier (loaded here)."""
     from icmkit.pretrained.classifiers import load_classifier
 
-    weights = None if config.perception_weights == "none" else config.perception_weights
-    classifier = load_classifier(config.perception_model, weights)
+    weights = None if config.loss.perception_weights == "none" else config.loss.perception_weights
+    classifier = load_classifier(config.loss.perception_model, weights)
     try:
-        tap = FeatureTap.from_classifier(classifier, config.perception_layers)
+        tap = FeatureTap.from_classifier(classifier, config.loss.perception_layers)
     except ValueError as exc:
         raise ConfigError(f"perception_layers: {exc}") from None
     return PerceptionConsistencyLoss(
         tap,
-        config.perception_layer_weights or None,
-        config.mmd_samples,
-        tuple(config.mmd_bandwidths),
-        config.distill_weight,
-        config.distill_temperature,
+        config.loss.perception_layer_weights or None,
+        config.loss.mmd_samples,
+        tuple(config.loss.mmd_bandwidths),
+        config.loss.distill_weight,
+        config.loss.distill_temperature,
     )
 
 
@@ -100,29 +105,29 @@ def build_redundancy_filter(config: TrainConfig, backbone: SplitBackbone) -> Red
         backbone=info.backbone,
         split=info.stage,
         head_digest=info.head_digest.hex(),
-        re_levels=config.re_levels,
-        re_width=config.re_width,
-        re_latent=config.re_latent,
+        re_levels=config.model.re_levels,
+        re_width=config.model.re_width,
+        re_latent=config.model.re_latent,
     )
 
 
 def build_feature_objective(config: TrainConfig, backbone: SplitBackbone) -> FeatureObjective | RedundancyObjective:
     """The objective of a model fed by ``backbone``'s head: a feature codec's, or the RE stage's."""
-    if config.architecture == DICM_RE:
-        return RedundancyObjective(config.re_rate_weight, config.re_distortion_weight)
+    if config.model.architecture == DICM_RE:
+        return RedundancyObjective(config.loss.re_rate_weight, config.loss.re_distortion_weight)
     try:
-        stages = parse_stage_weights(config.tail_stages, config.tail_stage_weights)
+        stages = parse_stage_weights(config.loss.tail_stages, config.loss.tail_stage_weights)
         return FeatureObjective(
             backbone,
-            config.lmbdas or [config.lmbda],
-            config.feature_weight,
+            config.loss.lmbdas or [config.loss.lmbda],
+            config.loss.feature_weight,
             stages,
-            config.distill_weight,
-            config.distill_temperature,
-            config.re_rate_weight,
-            config.re_distortion_weight,
-            config.feature_target,
-            config.distill_floor,
+            config.loss.distill_weight,
+            config.loss.distill_temperature,
+            config.loss.re_rate_weight,
+            config.loss.re_distortion_weight,
+            config.loss.feature_target,
+            config.loss.distill_floor,
         )
     except (ValueError, IcmError) as exc:
         raise ConfigError(f"tail_stages: {exc}") from None

@@ -132,13 +132,13 @@ def cache_spec(
     return {
         "format": FORMAT,
         "backbone": backbone.info.backbone,
-        "backbone_weights": config.backbone_weights,
+        "backbone_weights": config.model.backbone_weights,
         "split": backbone.info.stage,
         "head_digest": backbone.info.head_digest.hex(),
         "channels": backbone.info.channels,
         "stride": backbone.info.stride,
-        "crop": config.crop,
-        "resize": config.resize,
+        "crop": config.data.crop,
+        "resize": config.data.resize,
         "views": views,
         "seed": seed,
         "folders": [str(f) for f in folders],
@@ -257,7 +257,7 @@ def build_feature_cache(
     from icmkit.train.builders import load_backbone, trains_on_backbone_features
 
     if not trains_on_backbone_features(config):
-        raise ConfigError(f"a feature cache is for models fed by a backbone's head, not {config.architecture}")
+        raise ConfigError(f"a feature cache is for models fed by a backbone's head, not {config.model.architecture}")
     if not 1 <= views <= 4096 or not 1 <= shard_images <= 4096 or workers < 1:
         raise ConfigError("views and shard_images must be in [1, 4096], workers ≥ 1")
     if seed < 0:
@@ -291,7 +291,7 @@ def build_feature_cache(
     if progress is not None:
         progress(done, len(files))
     if workers == 1:
-        _WORKER_BACKBONES[(config.backbone, config.split, config.backbone_weights)] = backbone
+        _WORKER_BACKBONES[(config.model.backbone, config.model.split, config.model.backbone_weights)] = backbone
         for shard, chunk, first in jobs:
             done += _write_shard(str(out), shard, manifest, chunk, first)[1]
             if progress is not None:
@@ -345,9 +345,9 @@ class CachedViews:
 
     @classmethod
     def for_training(cls, config: TrainConfig, backbone: SplitBackbone, files: list[Path], seed: int) -> CachedViews:
-        """The cache ``config.feature_cache``, refused unless it was built for this config's head, crop, resize
+        """The cache ``config.data.feature_cache``, refused unless it was built for this config's head, crop, resize
         and data."""
-        cached = cls(config.feature_cache, seed)
+        cached = cls(config.data.feature_cache, seed)
         expected = cache_spec(config, backbone, files, cached.views, 0, cached.shard_images)
         check_manifest(cached.folder, cached.manifest, expected, TRAINING_KEYS)
         return cached

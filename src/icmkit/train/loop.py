@@ -44,11 +44,11 @@ from icmkit.weights import load_weights, save_weights
 
 def build_objective(config: TrainConfig) -> CodecObjective:
     """The loss a config asks for; the frozen perception network is loaded only when β > 0."""
-    perception = build_perception(config) if config.beta > 0 else None
-    return CodecObjective(config.lmbda, config.distortion, config.beta, perception)
+    perception = build_perception(config) if config.loss.beta > 0 else None
+    return CodecObjective(config.loss.lmbda, config.loss.distortion, config.loss.beta, perception)
 
 
-@register_trainer(lambda config: config.architecture not in (MOCO_V2, RESTORATION))
+@register_trainer(lambda config: config.model.architecture not in (MOCO_V2, RESTORATION))
 class Trainer(TrainerBase):
     """Codecs (pixel and feature) and DICM's RE stage (``dicm-re``): main and auxiliary optimisers, mixed
     precision on CUDA, images or cached head features."""
@@ -61,51 +61,55 @@ class Trainer(TrainerBase):
         self._build_data()
 
     def initialise(self) -> None:
-        if self.config.init_from:
-            self._initialise_from(Path(self.config.init_from))
-        elif self.backbone is not None and not self.config.re_from:  # re_from brings the statistics RE was trained on
+        if self.config.model.init_from:
+            self._initialise_from(Path(self.config.model.init_from))
+        elif (
+            self.backbone is not None and not self.config.model.re_from
+        ):  # re_from brings the statistics RE was trained on
             self._init_feature_statistics()
 
     def _build_model(self) -> None:
         config = self.config
-        torch.manual_seed(config.seed)  # the same initial weights on every rank
+        torch.manual_seed(config.schedule.seed)  # the same initial weights on every rank
         self.backbone = load_backbone(config) if trains_on_backbone_features(config) else None
         self.model = build_codec_model(config, self.backbone)
-        if config.re_from:  # DICM's stage 4: stage 3's RE module, frozen (on resume too: a checkpoint holds no freeze)
+        if (
+            config.model.re_from
+        ):  # DICM's stage 4: stage 3's RE module, frozen (on resume too: a checkpoint holds no freeze)
             start_codec_from_redundancy_filter(self.model, config, self.backbone.info)
-        self.precision = MixedPrecision(self.device, config.amp, config.cpu_bf16)
+        self.precision = MixedPrecision(self.device, config.runtime.amp, config.runtime.cpu_bf16)
         self.precision.prepare(self.model)
-        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.memory_format = torch.channels_last if config.runtime.channels_last else torch.contiguous_format
         self.model.to(self.device, memory_format=self.memory_format)
         if self.backbone is not None:
             self.loss = build_feature_objective(config, self.backbone)
             self.loss.tail_precision = self.precision.autocast
-            if config.fold_tail_norms and getattr(self.loss, "runs_tail", False):
+            if config.runtime.fold_tail_norms and getattr(self.loss, "runs_tail", False):
                 self._fold_tail_batch_norms()
             self.precision.prepare(self.backbone)  # the tail's depthwise convolutions
             self.backbone.to(self.device, memory_format=self.memory_format)
             self.loss.to(self.device)
         else:
             self.loss = build_objective(config).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.main_parameters(), lr=config.lr)
-        self.aux_optimizer = torch.optim.Adam(self.model.aux_parameters(), lr=config.aux_lr)
+        self.optimizer = torch.optim.Adam(self.model.main_parameters(), lr=config.schedule.lr)
+        self.aux_optimizer = torch.optim.Adam(self.model.aux_parameters(), lr=config.schedule.aux_lr)
 
     def _fold_tail_batch_norms(self) -> None:
         """The frozen tail's batch norms folded into its convolutions: the tail terms run it forward and backward
         every step (the head stays as it is: a feature cache was built with it, and checks its digest)."""
         info = self.backbone.info
-        side = max(1, self.config.crop // info.stride)
+        side = max(1, self.config.data.crop // info.stride)
         self.backbone.eval()
         count = fold_batch_norms(self.backbone.tail, torch.zeros(1, info.channels, side, side))
         self.log({"event": "folded batch norms", "count": count})
 
     def _build_data(self) -> None:
-        if self.config.feature_cache:  # the head's outputs, computed once per view: steps skip the frozen head
+        if self.config.data.feature_cache:  # the head's outputs, computed once per view: steps skip the frozen head
             from icmkit.train.feature_cache import CachedViews
 
             self.dataset = CachedViews.for_training(self.config, self.backbone, self.files, self.stream_seed(0))
         else:
-            crop, resize = self.config.crop, self.config.resize
+            crop, resize = self.config.data.crop, self.config.data.resize
             self.dataset = RandomCrops(self.files, crop, seed=self.stream_seed(0), resize=resize)
         self.batch_rng = np.random.default_rng(self.stream_seed(1))
         if self.parallel.active:
@@ -140,7 +144,7 @@ class Trainer(TrainerBase):
         if type(source) is not type(self.model) or not hasattr(self.model, "gain") or "lmbdas" not in meta:
             return False
         source_lmbdas = [float(v) for v in json.loads(meta["lmbdas"])]
-        target_lmbdas = list(self.config.lmbdas)
+        target_lmbdas = list(self.config.loss.lmbdas)
         others = {k: v for k, v in source.config.items() if k != "qualities"}
         if source_lmbdas == target_lmbdas or others != {k: v for k, v in self.model.config.items() if k != "qualities"}:
             return False
@@ -165,15 +169,15 @@ class Trainer(TrainerBase):
         result = self.model.load_state_dict(shared, strict=False)
         if result.unexpected_keys:
             raise ConfigError(f"init_from: unexpected tensors {result.unexpected_keys[:3]}")
-        source_lmbda = float(meta.get("lmbda", self.config.lmbda))
-        self.model.set_gains_for(self.config.lmbdas or [self.config.lmbda], source_lmbda)
+        source_lmbda = float(meta.get("lmbda", self.config.loss.lmbda))
+        self.model.set_gains_for(self.config.loss.lmbdas or [self.config.loss.lmbda], source_lmbda)
         return True
 
     @torch.no_grad()
     def _init_feature_statistics(self, count: int = 32) -> None:
         """A fresh feature codec standardises the head's features with statistics of centre crops of the
         first ``count`` training images (the same on every rank: they come from the same files)."""
-        if self.config.feature_cache:  # the cache holds these centre crops' features, in float32
+        if self.config.data.feature_cache:  # the cache holds these centre crops' features, in float32
             features = self.dataset.center_features()[:count].to(self.device)
         else:
             crops = [self.dataset.center_crop(i) for i in range(min(count, len(self.dataset)))]
@@ -186,7 +190,7 @@ class Trainer(TrainerBase):
     def distribute(self) -> torch.nn.Module:
         """The model under DDP for the main loss; the auxiliary parameters stay outside (see distributed.py)."""
         trained, prefix = self.model, ""
-        if self.backbone is not None and self.config.feature_cache:  # cached head features → codec
+        if self.backbone is not None and self.config.data.feature_cache:  # cached head features → codec
             from icmkit.train.feature_cache import CachedFeatureCodecTraining
 
             trained, prefix = CachedFeatureCodecTraining(self.model), "codec."
@@ -207,17 +211,19 @@ class Trainer(TrainerBase):
         return {"dataset": self.dataset.rng, "batch": self.batch_rng}
 
     def rank_tensors(self) -> dict[str, torch.Tensor]:
-        return {"views": self.dataset.state()} if self.config.feature_cache else {}  # a feature cache's draw counters
+        return (
+            {"views": self.dataset.state()} if self.config.data.feature_cache else {}
+        )  # a feature cache's draw counters
 
     def restore_rank_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        if self.config.feature_cache and "views" in tensors:
+        if self.config.data.feature_cache and "views" in tensors:
             self.dataset.load_state(tensors["views"])
 
     def checkpoint_metadata(self) -> dict:
         return {
-            "lmbda": self.config.lmbda,
-            "beta": self.config.beta,
-            "data": list(self.config.data),
+            "lmbda": self.config.loss.lmbda,
+            "beta": self.config.loss.beta,
+            "data": list(self.config.data.folders),
             "grad_scaler": self.precision.scaler.state_dict(),
         }
 
@@ -230,7 +236,7 @@ class Trainer(TrainerBase):
 
     # -- loop -------------------------------------------------------------------------------------
     def next_batch(self) -> torch.Tensor:
-        picks = self.batch_rng.integers(0, len(self.dataset), self.config.batch_size)
+        picks = self.batch_rng.integers(0, len(self.dataset), self.config.schedule.batch_size)
         batch = torch.stack([self.dataset[int(i)] for i in picks]).to(self.device)
         return batch.contiguous(memory_format=self.memory_format)
 
@@ -253,18 +259,18 @@ class Trainer(TrainerBase):
                 output = self.network(batch, 1 + int(self.batch_rng.integers(self.model.qualities)))
             elif isinstance(self.model, VariableRateHyperprior):  # a continuous quality per step, its λ
                 quality = 1 + float(self.batch_rng.random()) * (self.model.qualities - 1)
-                extra["lmbda"] = lmbda_at(self.config.lmbdas or [self.config.lmbda], quality)
+                extra["lmbda"] = lmbda_at(self.config.loss.lmbdas or [self.config.loss.lmbda], quality)
                 output = self.network(batch, quality)
             else:
                 output = self.network(batch)
         # The loss in float32, outside autocast; it reads the images' shape alone (cached features stand in for them).
-        target = self.dataset.loss_target(batch) if self.config.feature_cache else batch
+        target = self.dataset.loss_target(batch) if self.config.data.feature_cache else batch
         parts = self.loss(to_float32(output), target, **extra)
         self.optimizer.zero_grad(set_to_none=True)
         self.precision.backward(parts["loss"])
-        if self.config.clip_grad > 0:
+        if self.config.schedule.clip_grad > 0:
             self.precision.unscale(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.main_parameters(), self.config.clip_grad)
+            torch.nn.utils.clip_grad_norm_(self.model.main_parameters(), self.config.schedule.clip_grad)
         self.precision.step(self.optimizer)
         return parts
 
@@ -294,13 +300,13 @@ def export_weights(model, config: TrainConfig, step: int, path: Path, commit: st
         model,
         path,
         {
-            "lmbda": config.lmbda,
-            "lmbdas": config.lmbdas,
-            "beta": config.beta,
+            "lmbda": config.loss.lmbda,
+            "lmbdas": config.loss.lmbdas,
+            "beta": config.loss.beta,
             "steps": step,
-            "crop": config.crop,
-            "batch_size": config.batch_size,
-            "data": [str(p) for p in config.data],
+            "crop": config.data.crop,
+            "batch_size": config.schedule.batch_size,
+            "data": [str(p) for p in config.data.folders],
             "git_commit": commit,
             "train_config": config.to_json(),
         },
@@ -311,7 +317,7 @@ def export_weights(model, config: TrainConfig, step: int, path: Path, commit: st
 def export_checkpoint(run_dir: str | Path, path: str | Path) -> dict:
     """Finalise the latest checkpoint of a run (it may still be training) into a weights file."""
     meta, config, tensors = read_checkpoint(run_dir)
-    if config.architecture == RESTORATION:
+    if config.model.architecture == RESTORATION:
         from icmkit.train.restoration_loop import build_restoration_net, export_filter
 
         model = build_restoration_net(config, meta["decoded_cache"])

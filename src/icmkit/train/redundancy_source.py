@@ -28,9 +28,9 @@ def load_redundancy_filter(path: str, config: TrainConfig, info: SplitInfo, fiel
         raise ConfigError(f"{field}: {exc}") from None
     stored = module.config
     differences = [
-        f"{name} {stored[name]} (config: {getattr(config, name)})"
+        f"{name} {stored[name]} (config: {config.get(name)})"
         for name in RE_SHAPE_FIELDS
-        if stored[name] != getattr(config, name)
+        if stored[name] != config.get(name)
     ]
     if differences:
         raise ConfigError(
@@ -51,9 +51,9 @@ def load_redundancy_filter(path: str, config: TrainConfig, info: SplitInfo, fiel
 
 
 def start_codec_from_redundancy_filter(codec: DICMFeatureModel, config: TrainConfig, info: SplitInfo) -> None:
-    """Stage 4: ``config.re_from``'s RE weights and feature statistics into ``codec``, frozen if ``re_frozen``
+    """Stage 4: ``config.model.re_from``'s RE weights and feature statistics into ``codec``, frozen if ``re_frozen``
     (its parameters then get no gradient, so neither optimiser moves them)."""
-    module = load_redundancy_filter(config.re_from, config, info, "re_from")
+    module = load_redundancy_filter(config.model.re_from, config, info, "re_from")
     module.install_in(codec)
-    if config.re_frozen:
+    if config.model.re_frozen:
         codec.re.requires_grad_(False)

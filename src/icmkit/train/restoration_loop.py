@@ -32,43 +32,45 @@ def build_restoration_net(config: TrainConfig, manifest: dict) -> RestorationNet
     """The filter a config asks for, behind the cache's codec and conditioned on the cache's quality range (or on
     the config's ``quality_band``)."""
     grid = [float(q) for q in manifest["grid"]]
-    lo, hi = config.quality_band or (min(grid), max(grid))
+    lo, hi = config.data.quality_band or (min(grid), max(grid))
     return RestorationNet(
         base=manifest["codec"],
         quality_lo=float(lo),
         quality_hi=float(hi),
-        scale=config.filter_scale,
-        width=config.filter_width,
-        blocks=config.filter_blocks,
-        edge_kernel=config.filter_edge_kernel,
+        scale=config.model.filter_scale,
+        width=config.model.filter_width,
+        blocks=config.model.filter_blocks,
+        edge_kernel=config.model.filter_edge_kernel,
     )
 
 
-@register_trainer(lambda config: config.architecture == RESTORATION)
+@register_trainer(lambda config: config.model.architecture == RESTORATION)
 class RestorationTrainer(TrainerBase):
     """A restoration filter on a decoded-crop cache: one Adam optimiser, λ·255²·MSE + β·perception."""
 
     def check_inputs(self) -> None:
         try:
-            self.dataset = DecodedCrops(Path(self.config.decoded_cache).expanduser(), patch=self.config.crop)
+            self.dataset = DecodedCrops(Path(self.config.data.decoded_cache).expanduser(), patch=self.config.data.crop)
         except (CacheError, OSError, KeyError, ValueError) as exc:
             raise ConfigError(f"decoded_cache: {exc}") from None
         if not len(self.dataset):
-            raise ConfigError(f"decoded_cache: {self.config.decoded_cache} holds no decoded crops")
+            raise ConfigError(f"decoded_cache: {self.config.data.decoded_cache} holds no decoded crops")
         self.items = np.arange(len(self.dataset))
-        if self.config.quality_band:
-            self.items = self.dataset.indices_within(*self.config.quality_band)
+        if self.config.data.quality_band:
+            self.items = self.dataset.indices_within(*self.config.data.quality_band)
             if not len(self.items):
-                band = self.config.quality_band
+                band = self.config.data.quality_band
                 raise ConfigError(f"decoded_cache holds no crop of a quality in quality_band {band}")
 
     def build(self) -> None:
         config = self.config
-        torch.manual_seed(config.seed)  # the same initial weights on every rank
+        torch.manual_seed(config.schedule.seed)  # the same initial weights on every rank
         self.model = build_restoration_net(config, self.dataset.manifest).to(self.device)
-        perception = build_perception(config) if config.beta > 0 else None
-        self.loss = RestorationObjective(config.lmbda, config.distortion, config.beta, perception).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        perception = build_perception(config) if config.loss.beta > 0 else None
+        self.loss = RestorationObjective(config.loss.lmbda, config.loss.distortion, config.loss.beta, perception).to(
+            self.device
+        )
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.schedule.lr)
         self.batch_rng = np.random.default_rng(self.stream_seed(1))
         if self.parallel.active:
             torch.manual_seed(self.stream_seed(0))  # each rank its own windows and flips
@@ -80,10 +82,10 @@ class RestorationTrainer(TrainerBase):
         return {"batch": self.batch_rng}
 
     def checkpoint_metadata(self) -> dict:
-        return {"lmbda": self.config.lmbda, "beta": self.config.beta, "decoded_cache": self.dataset.manifest}
+        return {"lmbda": self.config.loss.lmbda, "beta": self.config.loss.beta, "decoded_cache": self.dataset.manifest}
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        picks = self.items[self.batch_rng.integers(0, len(self.items), self.config.batch_size)]
+        picks = self.items[self.batch_rng.integers(0, len(self.items), self.config.schedule.batch_size)]
         originals, decoded, qualities = zip(*(self.dataset[int(i)] for i in picks))
         return tuple(torch.stack(part).to(self.device) for part in (originals, decoded, qualities))
 
@@ -94,8 +96,8 @@ class RestorationTrainer(TrainerBase):
         parts = self.loss(self.network(decoded, quality), original)
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
-        if self.config.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad)
+        if self.config.schedule.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.schedule.clip_grad)
         self.optimizer.step()
         self.step += 1
         result = {k: float(v.detach()) for k, v in parts.items()}
@@ -116,11 +118,11 @@ def export_filter(model: RestorationNet, config: TrainConfig, step: int, manifes
         model,
         path,
         {
-            "lmbda": config.lmbda,
-            "beta": config.beta,
+            "lmbda": config.loss.lmbda,
+            "beta": config.loss.beta,
             "steps": step,
-            "crop": config.crop,
-            "batch_size": config.batch_size,
+            "crop": config.data.crop,
+            "batch_size": config.schedule.batch_size,
             "decoded_cache": {k: v for k, v in manifest.items() if k != "folders"},
             "git_commit": commit,
             "train_config": config.to_json(),

@@ -36,7 +36,7 @@ from icmkit.train.ssl_loop import ContrastiveTrainer
 RE_FILE = "re.safetensors"
 
 
-@register_trainer(lambda config: config.architecture == MOCO_V2 and bool(config.ssl_re_from))
+@register_trainer(lambda config: config.model.architecture == MOCO_V2 and bool(config.ssl.re_from))
 class JointContrastiveTrainer(ContrastiveTrainer):
     """:class:`~icmkit.train.ssl_loop.ContrastiveTrainer` with an RE module in the encoders (module docstring)."""
 
@@ -45,23 +45,23 @@ class JointContrastiveTrainer(ContrastiveTrainer):
     def _build_encoder(self, classifier: torch.nn.Module, mean, std) -> EmbeddingEncoder:
         config = self.config
         info = load_backbone(config).info  # the head that ssl_re_from must have been trained on
-        re_filter = load_redundancy_filter(config.ssl_re_from, config, info, "ssl_re_from")
+        re_filter = load_redundancy_filter(config.ssl.re_from, config, info, "ssl_re_from")
         multiple = info.stride * re_filter.re.factor
-        if config.crop % multiple:
+        if config.data.crop % multiple:
             raise ConfigError(
                 f"crop must be a multiple of {multiple} (head stride {info.stride} × the RE module's "
-                f"{re_filter.re.factor}), got {config.crop}"
+                f"{re_filter.re.factor}), got {config.data.crop}"
             )
-        self.term_weights = {"bpp_re": config.ssl_rate_weight, "l1_re": config.ssl_distortion_weight}
+        self.term_weights = {"bpp_re": config.ssl.rate_weight, "l1_re": config.ssl.distortion_weight}
         try:
             return FilteredEmbeddingEncoder(
                 classifier,
-                config.split,
+                config.model.split,
                 re_filter.train(),
                 mean,
                 std,
-                config.ssl_projection_dim,
-                config.ssl_bn_groups,
+                config.ssl.projection_dim,
+                config.ssl.bn_groups,
             )
         except SplitError as exc:
             raise ConfigError(f"split: {exc}") from None

@@ -56,7 +56,7 @@ CONTACT_SHEET_IMAGES = 48
 _VIEWS, _SHUFFLE, _EPOCH_ORDER = 1, 2, 3
 
 
-@register_trainer(lambda config: config.architecture == MOCO_V2 and not config.ssl_re_from)
+@register_trainer(lambda config: config.model.architecture == MOCO_V2 and not config.ssl.re_from)
 class ContrastiveTrainer(TrainerBase):
     """MoCo v2 pre-training of a classifier (DICM's stage 1): its model, data, step, checkpoints and export on
     the base's loop, logging, time limit and rank handling.
@@ -82,16 +82,16 @@ class ContrastiveTrainer(TrainerBase):
 
     def _build_model(self) -> None:
         config = self.config
-        torch.manual_seed(config.seed)  # the same projection head and queue on every rank
-        weights = None if config.backbone_weights == "none" else config.backbone_weights
-        classifier = load_classifier(config.backbone, weights)
+        torch.manual_seed(config.schedule.seed)  # the same projection head and queue on every rank
+        weights = None if config.model.backbone_weights == "none" else config.model.backbone_weights
+        classifier = load_classifier(config.model.backbone, weights)
         mean, std = classifier.preprocess_config.mean, classifier.preprocess_config.std
         try:
             encoder = self._build_encoder(classifier.model, mean, std)
         except ValueError as exc:
             raise ConfigError(f"backbone: {exc}") from None
-        self.model = MoCo(encoder, config.ssl_queue, config.ssl_momentum, config.ssl_temperature).to(self.device)
-        self.precision = MixedPrecision(self.device, config.amp, config.cpu_bf16)
+        self.model = MoCo(encoder, config.ssl.queue, config.ssl.momentum, config.ssl.temperature).to(self.device)
+        self.precision = MixedPrecision(self.device, config.runtime.amp, config.runtime.cpu_bf16)
         self.precision.prepare(self.model)  # after MoCo's copy: query and key each get their own float32 wrappers
         self.optimizer = torch.optim.SGD(
             encoder.trainable_parameters(), lr=self.learning_rate(0), momentum=SGD_MOMENTUM, weight_decay=WEIGHT_DECAY
@@ -100,13 +100,13 @@ class ContrastiveTrainer(TrainerBase):
 
     def _build_data(self) -> None:
         config = self.config
-        if config.ssl_queue % self.global_batch:
+        if config.ssl.queue % self.global_batch:
             raise ConfigError(
-                f"ssl_queue ({config.ssl_queue}) must be a multiple of the global batch ({self.global_batch} = "
+                f"ssl_queue ({config.ssl.queue}) must be a multiple of the global batch ({self.global_batch} = "
                 "batch_size × processes)"
             )
-        images = [_load_image(f, config.resize) for f in self.files]
-        self.views = ContrastiveViews(images, config.crop, config.ssl_beta_alpha)
+        images = [_load_image(f, config.data.resize) for f in self.files]
+        self.views = ContrastiveViews(images, config.data.crop, config.ssl.beta_alpha)
         self.steps_per_epoch = len(self.views) // self.global_batch
         if self.steps_per_epoch == 0:
             raise ConfigError(f"data: {len(self.views)} images, fewer than one global batch ({self.global_batch})")
@@ -115,32 +115,32 @@ class ContrastiveTrainer(TrainerBase):
 
     def _build_encoder(self, classifier: torch.nn.Module, mean, std) -> EmbeddingEncoder:
         config = self.config
-        return EmbeddingEncoder(classifier, mean, std, config.ssl_projection_dim, config.ssl_bn_groups)
+        return EmbeddingEncoder(classifier, mean, std, config.ssl.projection_dim, config.ssl.bn_groups)
 
     def distribute(self) -> torch.nn.Module:
         return self.parallel.wrap(self.model.query, self.device, ignore=[])  # the key encoder and queue: by hand
 
     @property
     def global_batch(self) -> int:
-        return self.config.batch_size * self.parallel.world_size
+        return self.config.schedule.batch_size * self.parallel.world_size
 
     # -- one step ---------------------------------------------------------------------------------
     def learning_rate(self, step: int) -> float:
-        base = self.config.ssl_lr * self.global_batch / REFERENCE_BATCH
-        return base * 0.5 * (1 + math.cos(math.pi * step / self.config.steps))
+        base = self.config.ssl.lr * self.global_batch / REFERENCE_BATCH
+        return base * 0.5 * (1 + math.cos(math.pi * step / self.config.schedule.steps))
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         self._refresh_boxes_when_due()
-        seed = (self.config.seed, self.step, _VIEWS, self.parallel.rank)
+        seed = (self.config.schedule.seed, self.step, _VIEWS, self.parallel.rank)
         queries, keys = self.views.pairs(self._batch_indices(self.step), seed)
         return queries.to(self.device), keys.to(self.device)
 
     def _batch_indices(self, step: int) -> list[int]:
         """This rank's images at ``step``: its slice of the step's global batch in the epoch's permutation."""
         epoch, position = divmod(step, self.steps_per_epoch)
-        order = np.random.default_rng((self.config.seed, epoch, _EPOCH_ORDER)).permutation(len(self.views))
-        start = position * self.global_batch + self.parallel.rank * self.config.batch_size
-        return order[start : start + self.config.batch_size].tolist()
+        order = np.random.default_rng((self.config.schedule.seed, epoch, _EPOCH_ORDER)).permutation(len(self.views))
+        start = position * self.global_batch + self.parallel.rank * self.config.schedule.batch_size
+        return order[start : start + self.config.schedule.batch_size].tolist()
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
         queries, keys = batch
@@ -174,13 +174,13 @@ class ContrastiveTrainer(TrainerBase):
 
     def _step_generator(self, stream: int) -> torch.Generator:
         """A CPU generator in the same state on every rank, drawn afresh for each step."""
-        seed = np.random.default_rng((self.config.seed, self.step, stream)).integers(2**63)
+        seed = np.random.default_rng((self.config.schedule.seed, self.step, stream)).integers(2**63)
         return torch.Generator().manual_seed(int(seed))
 
     # -- semantic guidance ------------------------------------------------------------------------
     def _refresh_boxes_when_due(self) -> None:
         epoch, position = divmod(self.step, self.steps_per_epoch)
-        warmup, every = self.config.ssl_box_warmup, self.config.ssl_box_every
+        warmup, every = self.config.ssl.box_warmup, self.config.ssl.box_every
         if position == 0 and epoch >= warmup and (epoch - warmup) % every == 0:
             self.refresh_boxes(epoch)
 
@@ -190,7 +190,7 @@ class ContrastiveTrainer(TrainerBase):
         rank, world = self.parallel.rank, self.parallel.world_size
         images = self.views.images
         config = self.config
-        mine = compute_boxes(self.model.query, images[rank::world], config.ssl_box_size, config.ssl_box_threshold)
+        mine = compute_boxes(self.model.query, images[rank::world], config.ssl.box_size, config.ssl.box_threshold)
         boxes = torch.empty(len(images), 4)
         for source, part in enumerate(self.parallel.gather(mine.cpu())):
             boxes[source::world] = part
@@ -235,7 +235,7 @@ def export_backbone(encoder: EmbeddingEncoder, config: TrainConfig, step: int, p
     """The trained classifier's state dict, with what made it as metadata."""
     metadata = {
         "architecture": MOCO_V2,
-        "backbone": config.backbone,
+        "backbone": config.model.backbone,
         "step": step,
         "config": config.to_json(),
         "git_commit": commit,

@@ -19,7 +19,8 @@ from icmkit.train.reporting import Reporter, print_json_line
 
 
 def make_trainer(config: TrainConfig, report: Reporter = print_json_line) -> TrainerBase:
-    """The trainer ``config`` asks for (by its architecture), built: it resumes from ``config.out``'s checkpoint."""
+    """The trainer ``config`` asks for (by its architecture), built: it resumes from the checkpoint in
+    ``config.runtime.out``."""
     return trainer_for(config)(config, report)
 
 
