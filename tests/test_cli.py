@@ -1,4 +1,5 @@
-"""The `icm` command through its real entry point (a subprocess running the installed console script)."""
+"""The `icm` command: through its real entry point (a subprocess running the installed console script) where start-up,
+exit status and the one error line are what is tested; in-process (``run``) where the command's work is."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from PIL import Image
 from icmkit.codecs import CodecKind
 
 from conftest import codec_params, require_codec, synthetic_photo
-from helpers.cli import SCRIPT, assert_user_error, icm
+from helpers.cli import SCRIPT, assert_user_error, icm, run
 
 
 @pytest.fixture()
@@ -42,11 +43,11 @@ def test_every_command_has_help():
 
 def test_learned_round_trip_and_info(coded, tmp_path):
     out = tmp_path / "decoded.png"
-    result = icm("decompress", coded, "-o", out)
+    result = run("decompress", coded, "-o", out)  # in-process: the stream made by the entry point above
     assert result.returncode == 0, result.stderr
     decoded = np.asarray(Image.open(out))
     assert decoded.shape == (72, 100, 3)
-    info = json.loads(icm("info", coded, "--json").stdout)
+    info = json.loads(run("info", coded, "--json").stdout)
     assert info["codec"] == "icm-mse" and (info["width"], info["height"]) == (100, 72)
     assert info["bytes"] == coded.stat().st_size
     assert abs(info["bpp"] - 8 * coded.stat().st_size / 7200) < 1e-9
@@ -55,11 +56,12 @@ def test_learned_round_trip_and_info(coded, tmp_path):
 
 @pytest.mark.parametrize("codec", codec_params(CodecKind.PIXEL, exclude=("icm-mse",)))
 def test_every_pixel_codec_round_trips(codec, photo_png, tmp_path):
+    """In-process (the codecs are what is tested here; the entry point's start-up is, in the tests beside it)."""
     require_codec(codec)
     coded = tmp_path / "coded.bin"
-    result = icm("compress", photo_png, "-o", coded, "--codec", codec)
+    result = run("compress", photo_png, "-o", coded, "--codec", codec)
     assert result.returncode == 0, result.stderr
-    result = icm("decompress", coded, "-o", tmp_path / "out.png")
+    result = run("decompress", coded, "-o", tmp_path / "out.png")
     assert result.returncode == 0, result.stderr
     assert np.asarray(Image.open(tmp_path / "out.png")).shape == (72, 100, 3)
 
@@ -71,7 +73,7 @@ def test_folder_batch_with_summary(tmp_path):
         Image.fromarray(synthetic_photo(40, 50, seed=i)).save(src / f"im{i}.png")
     (src / "sub").mkdir()
     Image.fromarray(synthetic_photo(40, 50, seed=9)).save(src / "sub" / "im0.png")  # same name, other folder
-    result = icm("compress", src, "-o", tmp_path / "out", "--codec", "jpeg", "-q", "50")
+    result = run("compress", src, "-o", tmp_path / "out", "--codec", "jpeg", "-q", "50")
     assert result.returncode == 0, result.stderr
     written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.jpg"))
     assert written == ["im0.jpg", "im1.jpg", "im2.jpg", "sub/im0.jpg"]
@@ -81,9 +83,9 @@ def test_folder_batch_with_summary(tmp_path):
 def test_existing_output_needs_force(coded, photo_png, tmp_path):
     target = tmp_path / "exists.icm"
     target.write_bytes(b"keep me")
-    assert_user_error(icm("compress", photo_png, "-o", target), "--force")
+    assert_user_error(run("compress", photo_png, "-o", target), "--force")
     assert target.read_bytes() == b"keep me"
-    assert icm("compress", photo_png, "-o", target, "--force").returncode == 0
+    assert run("compress", photo_png, "-o", target, "--force").returncode == 0
     assert target.read_bytes() != b"keep me"
 
 
@@ -145,7 +147,7 @@ def test_codecs_lists_every_codec_with_availability():
 
 
 def test_demo_prints_rate_and_quality():
-    result = icm("demo")
+    result = run("demo")
     assert result.returncode == 0, result.stderr
     assert "bpp" in result.stdout and "PSNR" in result.stdout
 

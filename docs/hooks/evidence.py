@@ -39,6 +39,8 @@ SOURCES = {
     "bf16-check": "docs/feature-bf16-check.json",
     "feature-speed": "docs/feature-speed.json",
     "re-check": "docs/feature-re-check.json",
+    "re-joint-check": "docs/feature-re-joint-check.json",
+    "lowend-check": "docs/feature-lowend-check.json",
     "pixel-speed": "docs/pixel-speed.json",
     "zoo-icm-mse": "src/icmkit/zoo/icm-mse.json",
     "zoo-icm-mmd": "src/icmkit/zoo/icm-mmd.json",

@@ -173,7 +173,11 @@ class ModelConfig:
     filter_edge_kernel: int = documented(
         3, doc=f"{RESTORATION}: kernel side of the filter's head and tail convolutions (3 or 1)"
     )
-    init_from: str = documented("", doc="weights file to start from (fine-tuning); ignored when resuming a checkpoint")
+    init_from: str = documented(
+        "",
+        doc="weights file to start from (fine-tuning; a variable-rate model trained on another λ grid — moved or more "
+        "qualities — loads with its gains interpolated in log λ onto `lmbdas`); ignored when resuming a checkpoint",
+    )
     re_from: str = documented(
         "",
         doc=f"dicm-feature: start the RE module from this file — a {DICM_RE} run's final.safetensors or a "
