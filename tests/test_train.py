@@ -215,3 +215,25 @@ def test_fine_tune_on_a_wider_rate_grid_regrids_the_gains(image_folder, tmp_path
     assert all(torch.equal(trainer.model.state_dict()[k], v) for k, v in kept.items())
     log = [json.loads(line) for line in (tmp_path / "four" / "log.jsonl").read_text().splitlines()]
     assert any("regridded" in r.get("as", "") for r in log if r.get("event") == "initialised")
+
+
+@pytest.mark.parametrize("lmbdas", ["not json", '["a"]', "[0.01]", "[0.04, 0.01, 0.02]"])
+def test_fine_tune_from_a_file_with_bad_lambda_metadata_is_one_config_error(image_folder, tmp_path, lmbdas):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    source = Trainer(
+        tiny_config(image_folder, tmp_path / "src", architecture="variable-rate-hyperprior", lmbdas=[0.01, 0.02, 0.04])
+    ).run()
+    with safe_open(str(source), "pt") as handle:
+        metadata = {**handle.metadata(), "lmbdas": lmbdas}
+    save_file(load_file(str(source)), str(tmp_path / "edited.safetensors"), metadata=metadata)
+    wider = tiny_config(
+        image_folder,
+        tmp_path / "b",
+        architecture="variable-rate-hyperprior",
+        lmbdas=[0.005, 0.01, 0.02, 0.04],
+        init_from=str(tmp_path / "edited.safetensors"),
+    )
+    with pytest.raises(ConfigError, match="init_from"):
+        Trainer(wider)

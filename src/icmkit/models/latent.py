@@ -55,9 +55,9 @@ def regridded_gains(rows: torch.Tensor, source_lmbdas: list[float], target_lmbda
     a fine-tune that moves or extends a family's rate grid (Cui et al.'s interpolation, in λ instead of quality)."""
     if len(source_lmbdas) != len(rows):
         raise ValueError(f"{len(rows)} gain rows for {len(source_lmbdas)} λ")
+    if len(rows) < 2 or min(source_lmbdas) <= 0 or any(b <= a for a, b in zip(source_lmbdas, source_lmbdas[1:])):
+        raise ValueError(f"source λ must be positive, rise and be at least two: {source_lmbdas}")
     source = torch.tensor(source_lmbdas, dtype=torch.float64).log()
-    if len(rows) < 2 or not bool((source[1:] > source[:-1]).all()):
-        raise ValueError(f"source λ must rise and be at least two: {source_lmbdas}")
     logs = rows.detach().to(torch.float64).abs().clamp_min(1e-6).log()  # rows count by magnitude, as in coding
     out = []
     for lmbda in target_lmbdas:

@@ -143,7 +143,10 @@ class Trainer(TrainerBase):
         or the models differ in anything but their number of qualities."""
         if type(source) is not type(self.model) or not hasattr(self.model, "gain") or "lmbdas" not in meta:
             return False
-        source_lmbdas = [float(v) for v in json.loads(meta["lmbdas"])]
+        try:
+            source_lmbdas = [float(v) for v in json.loads(meta["lmbdas"])]
+        except (TypeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError
+            raise ConfigError("init_from: the file's lmbdas metadata is not a list of numbers") from None
         target_lmbdas = list(self.config.loss.lmbdas)
         others = {k: v for k, v in source.config.items() if k != "qualities"}
         if source_lmbdas == target_lmbdas or others != {k: v for k, v in self.model.config.items() if k != "qualities"}:
@@ -152,9 +155,13 @@ class Trainer(TrainerBase):
         result = self.model.load_state_dict(state, strict=False)
         if result.unexpected_keys or set(result.missing_keys) != {"gain", "inverse_gain"}:
             raise ConfigError(f"init_from: tensors differ beyond the gains: {result.missing_keys[:3]}")
+        try:
+            gains = [regridded_gains(rows, source_lmbdas, target_lmbdas) for rows in (source.gain, source.inverse_gain)]
+        except ValueError as exc:
+            raise ConfigError(f"init_from: cannot move its gains to this λ grid ({exc})") from None
         with torch.no_grad():
-            self.model.gain.copy_(regridded_gains(source.gain, source_lmbdas, target_lmbdas))
-            self.model.inverse_gain.copy_(regridded_gains(source.inverse_gain, source_lmbdas, target_lmbdas))
+            self.model.gain.copy_(gains[0])
+            self.model.inverse_gain.copy_(gains[1])
         return True
 
     def _warm_start_variable_rate(self, source, meta: dict) -> bool:
