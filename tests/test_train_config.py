@@ -179,6 +179,9 @@ def test_flat_attributes_are_deprecated_aliases():
     with pytest.warns(DeprecationWarning, match="ssl.queue"):
         config.ssl_queue = 64
     assert config.ssl.queue == 64
+    with pytest.warns(DeprecationWarning, match="data.folders"):
+        config.data = ["a"]  # `data` names the section now; a list given to it is still the folders
+    assert config.data.folders == ["a"]
     with pytest.raises(AttributeError):
         config.no_such_field  # noqa: B018
 

@@ -535,7 +535,8 @@ class TrainConfig:
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in KEYS and name not in SECTION_TYPES:
+        flat_data = name == "data" and not isinstance(value, DataConfig)  # the folders, as `data` used to be
+        if flat_data or (name in KEYS and name not in SECTION_TYPES):
             section, field_name = KEYS[name]
             _deprecated(name, section, field_name)
             setattr(getattr(self, section), field_name, value)
