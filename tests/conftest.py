@@ -258,3 +258,17 @@ def tiny_coco(tmp_path_factory):
     document = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "person"}]}
     (root / "annotations" / "instances_tiny.json").write_text(json.dumps(document))
     return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def codecs_registered_by_the_module_leave_with_it():
+    """Codecs a test module registers (a weights file named to the in-process CLI registers one, as in a user's
+    process) are removed after it: the next module in the same worker starts with the built-ins, whatever ran
+    before it."""
+    from icmkit.codecs import list_codecs, unregister_codec
+
+    before = {codec.name for codec in list_codecs()}
+    yield
+    for codec in list_codecs():
+        if codec.name not in before:
+            unregister_codec(codec.name)

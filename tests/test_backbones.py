@@ -90,6 +90,26 @@ def test_folding_the_tails_batch_norms_keeps_its_outputs(one_torch_thread):
     assert not any(p.requires_grad for p in split.tail.parameters())  # frozen stays frozen
 
 
+def test_the_encoders_copy_of_a_head_is_folded_channels_last_and_leaves_the_head_as_it_was(one_torch_thread):
+    from icmkit.backbones.fold import inference_copy
+
+    torch.manual_seed(0)
+    split = split_classifier("tf_efficientnet_lite0", "blocks.2", weights=None).eval()
+    for module in split.head.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_var.uniform_(0.5, 2)
+    x = split.normalize(torch.rand(1, 3, 96, 64))
+    expected = split.head(x)
+    fast = inference_copy(split.head, torch.zeros(1, 3, 64, 64))
+    out = fast(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(out, expected, atol=1e-4, rtol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in split.head.modules())  # the original is untouched
+    assert torch.equal(split.head(x), expected)
+    convolution = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))
+    assert convolution.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_folding_skips_norms_that_do_not_follow_a_convolution():
     from icmkit.backbones.fold import fold_batch_norms
 

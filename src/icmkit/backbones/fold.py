@@ -11,6 +11,8 @@ timm's blocks (and a tail that returns its stages) do not all allow; hence this.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -59,3 +61,14 @@ def fold_batch_norms(network: nn.Module, example: torch.Tensor) -> int:
             if id(child) in replacements:
                 setattr(parent, name, replacements[id(child)])
     return len(pairs)
+
+
+@torch.no_grad()
+def inference_copy(network: nn.Module, example: torch.Tensor) -> nn.Module:
+    """A frozen network's copy for inference: its batch norms folded (:func:`fold_batch_norms`) and its weights in
+    the channels-last format, oneDNN's fast layout for depthwise and 1×1 convolutions (EfficientNet-Lite0's head at
+    256², 2 threads: 16.6 → 8.9 ms). The same function within float32 rounding, not bit for bit: for encoders,
+    whose streams need not be reproducible across machines (decoders' outputs must be). ``network`` is unchanged."""
+    folded = copy.deepcopy(network).eval()
+    fold_batch_norms(folded, example)
+    return folded.to(memory_format=torch.channels_last)

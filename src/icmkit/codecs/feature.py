@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from icmkit import bitstream
 from icmkit.backbones import SplitBackbone, split_classifier
+from icmkit.backbones.fold import inference_copy
 from icmkit.codecs.base import Availability, CodecKind, FeatureMaps
 from icmkit.codecs.learned import IcmContainerCodec
 from icmkit.errors import BitstreamError, IcmError, WeightsMismatchError
@@ -84,6 +85,7 @@ class FeatureCodec(IcmContainerCodec):
         self._files: dict[Path, object] = {}
         self._backbone_weights = backbone_weights
         self._backbones: dict[tuple[str, str], SplitBackbone] = {}
+        self._encoder_heads: dict[tuple[str, str, bytes], torch.nn.Module] = {}
         self._backbone_lock = threading.Lock()
         self._detection_size: tuple[int, int] | None = None
         self._geometry = CLASSIFIER
@@ -192,16 +194,30 @@ class FeatureCodec(IcmContainerCodec):
         return HeadInput(x, geometry), 0, 0
 
     def run_compress(self, model, x: HeadInput, quality: int) -> dict:
-        features = self._head(self.backbone(model), x)
+        features = self._head(model, x)
         if x.normalized:  # the transformed input's map, padded to the codec's multiple
             multiple = model.feature_stride
             pad = (0, -features.shape[-1] % multiple, 0, -features.shape[-2] % multiple)
             features = F.pad(features, pad, mode="replicate")
         return model.compress(features, quality)
 
-    @staticmethod
-    def _head(backbone: SplitBackbone, x: HeadInput) -> torch.Tensor:
-        return backbone.head(x.pixels) if x.normalized else backbone.features(x.pixels)  # transforms normalise
+    def _head(self, model, x: HeadInput) -> torch.Tensor:
+        """The head's features of ``x`` through the encoder's copy of the head (folded, channels last: see
+        :meth:`encoder_head`)."""
+        backbone = self.backbone(model)
+        pixels = x.pixels if x.normalized else backbone.normalize(x.pixels)  # transforms normalise already
+        head = self.encoder_head(backbone)
+        return head(pixels.contiguous(memory_format=torch.channels_last)).contiguous()
+
+    def encoder_head(self, backbone: SplitBackbone) -> torch.nn.Module:
+        """``backbone``'s head as the encoder runs it (built once): batch norms folded into their convolutions,
+        channels last — about twice as fast on a CPU, equal within float32 rounding. Streams still name the head
+        by the digest of its weights as trained (the unfolded head's); a decoder never runs it."""
+        key = (backbone.info.backbone, backbone.info.stage, backbone.info.head_digest)
+        with self._backbone_lock:
+            if key not in self._encoder_heads:
+                self._encoder_heads[key] = inference_copy(backbone.head, torch.zeros(1, 3, 64, 64))
+            return self._encoder_heads[key]
 
     def header_extra(self, model, x: HeadInput) -> bytes:
         info = self.backbone(model).info
@@ -230,8 +246,8 @@ class FeatureCodec(IcmContainerCodec):
         model = self.model(self.quality.default)[0]
         backbone = self.backbone(model)
         x, _, _ = self.prepare_input(image, model)
-        with torch.no_grad():
-            features = self._head(backbone, x)
+        with torch.no_grad():  # the head as trained, not the encoder's copy: this is the reference
+            features = backbone.head(x.pixels) if x.normalized else backbone.features(x.pixels)
         info = backbone.info
         meta = {
             "codec": self.name,
