@@ -9,10 +9,9 @@ a barrier (gloo, so it works on CPUs), rank 0 merges the files into ``results.cs
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-from icmkit.bench.runner import read_results
+from icmkit.bench.runner import csv_header, read_results
 from icmkit.codecs.base import parse_quality
 from icmkit.train.distributed import launch_environment
 
@@ -66,10 +65,4 @@ def merge(out: Path, world: int, sample_order: list[str]) -> Path:
 
 def _header(paths: list[Path]) -> list[str]:
     """The columns of the first rank's file that has any (every rank runs the same task)."""
-    for path in paths:
-        if path.is_file():
-            with path.open(newline="") as handle:
-                header = next(csv.reader(handle), None)
-            if header:
-                return header
-    return []
+    return next((header for header in map(csv_header, paths) if header), [])

@@ -154,6 +154,14 @@ def read_results(path: Path) -> list[dict]:
     return list(csv.DictReader(io.StringIO(complete_lines(path), newline="")))
 
 
+def csv_header(path: Path) -> list[str]:
+    """The columns a results file was written with; empty for a missing or empty file."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return next(csv.reader(handle), None) or []
+
+
 class _CsvAppender:
     """Rows appended to a CSV file, each flushed to disk; a file kept from an earlier run keeps its own header
     (one written before a task had its own columns, say): the rows fill its columns."""
@@ -162,8 +170,7 @@ class _CsvAppender:
         drop_partial_line(path)  # a killed run's half-written row: coded again, not kept
         new = not path.is_file() or path.stat().st_size == 0
         if not new:
-            with path.open(newline="") as handle:
-                columns = next(csv.reader(handle), None) or columns
+            columns = csv_header(path) or columns
         self.handle = path.open("a", newline="")
         self.writer = csv.DictWriter(self.handle, fieldnames=columns, extrasaction="ignore")
         if new:
