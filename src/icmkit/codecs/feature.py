@@ -85,7 +85,7 @@ class FeatureCodec(IcmContainerCodec):
         self._files: dict[Path, object] = {}
         self._backbone_weights = backbone_weights
         self._backbones: dict[tuple[str, str], SplitBackbone] = {}
-        self._encoder_heads: dict[tuple[str, str, bytes], torch.nn.Module] = {}
+        self._encoder_heads: dict[tuple[str, str], torch.nn.Module] = {}
         self._backbone_lock = threading.Lock()
         self._detection_size: tuple[int, int] | None = None
         self._geometry = CLASSIFIER
@@ -213,7 +213,7 @@ class FeatureCodec(IcmContainerCodec):
         """``backbone``'s head as the encoder runs it (built once): batch norms folded into their convolutions,
         channels last — about twice as fast on a CPU, equal within float32 rounding. Streams still name the head
         by the digest of its weights as trained (the unfolded head's); a decoder never runs it."""
-        key = (backbone.info.backbone, backbone.info.stage, backbone.info.head_digest)
+        key = (backbone.info.backbone, backbone.info.stage)  # as self._backbones: one loaded head per key
         with self._backbone_lock:
             if key not in self._encoder_heads:
                 self._encoder_heads[key] = inference_copy(backbone.head, torch.zeros(1, 3, 64, 64))

@@ -63,19 +63,15 @@ class Trainer(TrainerBase):
     def initialise(self) -> None:
         if self.config.model.init_from:
             self._initialise_from(Path(self.config.model.init_from))
-        elif (
-            self.backbone is not None and not self.config.model.re_from
-        ):  # re_from brings the statistics RE was trained on
-            self._init_feature_statistics()
+        elif self.backbone is not None and not self.config.model.re_from:
+            self._init_feature_statistics()  # (re_from brings the statistics RE was trained on)
 
     def _build_model(self) -> None:
         config = self.config
         torch.manual_seed(config.schedule.seed)  # the same initial weights on every rank
         self.backbone = load_backbone(config) if trains_on_backbone_features(config) else None
         self.model = build_codec_model(config, self.backbone)
-        if (
-            config.model.re_from
-        ):  # DICM's stage 4: stage 3's RE module, frozen (on resume too: a checkpoint holds no freeze)
+        if config.model.re_from:  # DICM's stage 4: stage 3's RE module, frozen (on resume too: no freeze is saved)
             start_codec_from_redundancy_filter(self.model, config, self.backbone.info)
         self.precision = MixedPrecision(self.device, config.runtime.amp, config.runtime.cpu_bf16)
         self.precision.prepare(self.model)
@@ -218,9 +214,8 @@ class Trainer(TrainerBase):
         return {"dataset": self.dataset.rng, "batch": self.batch_rng}
 
     def rank_tensors(self) -> dict[str, torch.Tensor]:
-        return (
-            {"views": self.dataset.state()} if self.config.data.feature_cache else {}
-        )  # a feature cache's draw counters
+        # A feature cache's draw counters.
+        return {"views": self.dataset.state()} if self.config.data.feature_cache else {}
 
     def restore_rank_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         if self.config.data.feature_cache and "views" in tensors:
